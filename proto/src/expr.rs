@@ -1,0 +1,337 @@
+//! Physical expressions: what a worker evaluates over a batch.
+//!
+//! The scheduler's binder resolves names to column indices and inserts casts,
+//! so by the time an expression crosses the wire both operands of a binary
+//! operator have the same type and typing here is a simple walk.
+
+use arrow_schema::{DataType, Schema, TimeUnit};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::ProtoError;
+
+/// A constant. Integers are 64-bit and decimals are doubles, as in DuckDB's
+/// arithmetic on the types Keel supports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ScalarValue {
+    Null,
+    Boolean(bool),
+    Int32(i32),
+    Int64(i64),
+    Float64(f64),
+    Utf8(String),
+    /// Days since the epoch.
+    Date32(i32),
+    /// Microseconds since the epoch, no time zone.
+    Timestamp(i64),
+}
+
+impl ScalarValue {
+    pub fn data_type(&self) -> DataType {
+        match self {
+            ScalarValue::Null => DataType::Null,
+            ScalarValue::Boolean(_) => DataType::Boolean,
+            ScalarValue::Int32(_) => DataType::Int32,
+            ScalarValue::Int64(_) => DataType::Int64,
+            ScalarValue::Float64(_) => DataType::Float64,
+            ScalarValue::Utf8(_) => DataType::Utf8,
+            ScalarValue::Date32(_) => DataType::Date32,
+            ScalarValue::Timestamp(_) => timestamp_type(),
+        }
+    }
+}
+
+/// The timestamp type Keel computes in: microseconds, no time zone.
+pub fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, None)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+    Eq,
+    NotEq,
+    Lt,
+    LtEq,
+    Gt,
+    GtEq,
+    And,
+    Or,
+}
+
+impl BinaryOp {
+    pub fn is_comparison(self) -> bool {
+        matches!(
+            self,
+            BinaryOp::Eq | BinaryOp::NotEq | BinaryOp::Lt | BinaryOp::LtEq | BinaryOp::Gt | BinaryOp::GtEq
+        )
+    }
+
+    pub fn is_arithmetic(self) -> bool {
+        matches!(self, BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Mod)
+    }
+
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "+",
+            BinaryOp::Sub => "-",
+            BinaryOp::Mul => "*",
+            BinaryOp::Div => "/",
+            BinaryOp::Mod => "%",
+            BinaryOp::Eq => "=",
+            BinaryOp::NotEq => "<>",
+            BinaryOp::Lt => "<",
+            BinaryOp::LtEq => "<=",
+            BinaryOp::Gt => ">",
+            BinaryOp::GtEq => ">=",
+            BinaryOp::And => "AND",
+            BinaryOp::Or => "OR",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Func {
+    Abs,
+    Round,
+    Lower,
+    Upper,
+    Length,
+    Coalesce,
+}
+
+impl Func {
+    pub fn from_name(name: &str) -> Option<Func> {
+        Some(match name {
+            "abs" => Func::Abs,
+            "round" => Func::Round,
+            "lower" => Func::Lower,
+            "upper" => Func::Upper,
+            "length" => Func::Length,
+            "coalesce" => Func::Coalesce,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Func::Abs => "abs",
+            Func::Round => "round",
+            Func::Lower => "lower",
+            Func::Upper => "upper",
+            Func::Length => "length",
+            Func::Coalesce => "coalesce",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Expr {
+    Column(usize),
+    Literal(ScalarValue),
+    Binary { op: BinaryOp, left: Box<Expr>, right: Box<Expr> },
+    Not(Box<Expr>),
+    Negative(Box<Expr>),
+    IsNull(Box<Expr>),
+    IsNotNull(Box<Expr>),
+    Like { expr: Box<Expr>, pattern: String, negated: bool, case_insensitive: bool },
+    /// `expr [NOT] IN (list)`; the binder casts the items to `expr`'s type.
+    InList { expr: Box<Expr>, list: Vec<Expr>, negated: bool },
+    /// Searched CASE; the simple form is rewritten to equalities by the binder.
+    Case { whens: Vec<(Expr, Expr)>, otherwise: Option<Box<Expr>> },
+    Cast { expr: Box<Expr>, to: DataType },
+    Func { func: Func, args: Vec<Expr> },
+}
+
+impl Expr {
+    pub fn binary(op: BinaryOp, left: Expr, right: Expr) -> Expr {
+        Expr::Binary { op, left: Box::new(left), right: Box::new(right) }
+    }
+
+    pub fn cast(self, to: DataType) -> Expr {
+        Expr::Cast { expr: Box::new(self), to }
+    }
+
+    /// The type this expression produces over rows of `schema`.
+    pub fn data_type(&self, schema: &Schema) -> Result<DataType, ProtoError> {
+        Ok(match self {
+            Expr::Column(i) => schema
+                .fields()
+                .get(*i)
+                .ok_or_else(|| ProtoError::Type { message: format!("column #{i} out of range") })?
+                .data_type()
+                .clone(),
+            Expr::Literal(v) => v.data_type(),
+            Expr::Binary { op, left, right } => {
+                if op.is_comparison() || matches!(op, BinaryOp::And | BinaryOp::Or) {
+                    DataType::Boolean
+                } else {
+                    let l = left.data_type(schema)?;
+                    if l == DataType::Null {
+                        right.data_type(schema)?
+                    } else {
+                        l
+                    }
+                }
+            }
+            Expr::Not(_) | Expr::IsNull(_) | Expr::IsNotNull(_) | Expr::Like { .. } | Expr::InList { .. } => {
+                DataType::Boolean
+            }
+            Expr::Negative(e) => e.data_type(schema)?,
+            Expr::Case { whens, otherwise } => {
+                for (_, then) in whens {
+                    let t = then.data_type(schema)?;
+                    if t != DataType::Null {
+                        return Ok(t);
+                    }
+                }
+                match otherwise {
+                    Some(e) => e.data_type(schema)?,
+                    None => DataType::Null,
+                }
+            }
+            Expr::Cast { to, .. } => to.clone(),
+            Expr::Func { func, args } => match func {
+                Func::Length => DataType::Int64,
+                Func::Lower | Func::Upper => DataType::Utf8,
+                Func::Abs | Func::Round | Func::Coalesce => match args.first() {
+                    Some(a) => a.data_type(schema)?,
+                    None => DataType::Null,
+                },
+            },
+        })
+    }
+
+    /// Every column index this expression reads.
+    pub fn columns(&self, out: &mut Vec<usize>) {
+        match self {
+            Expr::Column(i) => out.push(*i),
+            Expr::Literal(_) => {}
+            Expr::Binary { left, right, .. } => {
+                left.columns(out);
+                right.columns(out);
+            }
+            Expr::Not(e) | Expr::Negative(e) | Expr::IsNull(e) | Expr::IsNotNull(e) => e.columns(out),
+            Expr::Like { expr, .. } | Expr::Cast { expr, .. } => expr.columns(out),
+            Expr::InList { expr, list, .. } => {
+                expr.columns(out);
+                list.iter().for_each(|e| e.columns(out));
+            }
+            Expr::Case { whens, otherwise } => {
+                for (w, t) in whens {
+                    w.columns(out);
+                    t.columns(out);
+                }
+                if let Some(o) = otherwise {
+                    o.columns(out);
+                }
+            }
+            Expr::Func { args, .. } => args.iter().for_each(|a| a.columns(out)),
+        }
+    }
+
+    /// Rewrites column indices through `map` (old index -> new index).
+    pub fn remap_columns(&self, map: &dyn Fn(usize) -> usize) -> Expr {
+        let r = |e: &Expr| Box::new(e.remap_columns(map));
+        match self {
+            Expr::Column(i) => Expr::Column(map(*i)),
+            Expr::Literal(v) => Expr::Literal(v.clone()),
+            Expr::Binary { op, left, right } => Expr::Binary { op: *op, left: r(left), right: r(right) },
+            Expr::Not(e) => Expr::Not(r(e)),
+            Expr::Negative(e) => Expr::Negative(r(e)),
+            Expr::IsNull(e) => Expr::IsNull(r(e)),
+            Expr::IsNotNull(e) => Expr::IsNotNull(r(e)),
+            Expr::Like { expr, pattern, negated, case_insensitive } => Expr::Like {
+                expr: r(expr),
+                pattern: pattern.clone(),
+                negated: *negated,
+                case_insensitive: *case_insensitive,
+            },
+            Expr::InList { expr, list, negated } => {
+                Expr::InList { expr: r(expr), list: list.iter().map(|e| e.remap_columns(map)).collect(), negated: *negated }
+            }
+            Expr::Case { whens, otherwise } => Expr::Case {
+                whens: whens.iter().map(|(w, t)| (w.remap_columns(map), t.remap_columns(map))).collect(),
+                otherwise: otherwise.as_ref().map(|o| r(o)),
+            },
+            Expr::Cast { expr, to } => Expr::Cast { expr: r(expr), to: to.clone() },
+            Expr::Func { func, args } => {
+                Expr::Func { func: *func, args: args.iter().map(|a| a.remap_columns(map)).collect() }
+            }
+        }
+    }
+}
+
+impl fmt::Display for ScalarValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ScalarValue::Null => write!(f, "NULL"),
+            ScalarValue::Boolean(b) => write!(f, "{b}"),
+            ScalarValue::Int32(v) => write!(f, "{v}"),
+            ScalarValue::Int64(v) => write!(f, "{v}"),
+            ScalarValue::Float64(v) => write!(f, "{v}"),
+            ScalarValue::Utf8(s) => write!(f, "'{}'", s.replace('\'', "''")),
+            ScalarValue::Date32(d) => write!(f, "DATE#{d}"),
+            ScalarValue::Timestamp(t) => write!(f, "TIMESTAMP#{t}"),
+        }
+    }
+}
+
+impl fmt::Display for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expr::Column(i) => write!(f, "#{i}"),
+            Expr::Literal(v) => write!(f, "{v}"),
+            Expr::Binary { op, left, right } => write!(f, "({left} {} {right})", op.symbol()),
+            Expr::Not(e) => write!(f, "NOT {e}"),
+            Expr::Negative(e) => write!(f, "-{e}"),
+            Expr::IsNull(e) => write!(f, "{e} IS NULL"),
+            Expr::IsNotNull(e) => write!(f, "{e} IS NOT NULL"),
+            Expr::Like { expr, pattern, negated, .. } => {
+                write!(f, "{expr} {}LIKE '{pattern}'", if *negated { "NOT " } else { "" })
+            }
+            Expr::InList { expr, list, negated } => {
+                let items: Vec<String> = list.iter().map(|v| v.to_string()).collect();
+                write!(f, "{expr} {}IN ({})", if *negated { "NOT " } else { "" }, items.join(", "))
+            }
+            Expr::Case { whens, otherwise } => {
+                write!(f, "CASE")?;
+                for (w, t) in whens {
+                    write!(f, " WHEN {w} THEN {t}")?;
+                }
+                if let Some(o) = otherwise {
+                    write!(f, " ELSE {o}")?;
+                }
+                write!(f, " END")
+            }
+            Expr::Cast { expr, to } => write!(f, "CAST({expr} AS {to})"),
+            Expr::Func { func, args } => {
+                let items: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+                write!(f, "{}({})", func.name(), items.join(", "))
+            }
+        }
+    }
+}
+
+/// The type Keel computes in for a type a Parquet file may hold, or None when
+/// Keel does not support it. Narrow integers widen, string variants become
+/// Utf8, timestamps become microseconds without a zone.
+pub fn normalize_type(t: &DataType) -> Option<DataType> {
+    Some(match t {
+        DataType::Boolean => DataType::Boolean,
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::UInt8 | DataType::UInt16 => DataType::Int32,
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => DataType::Int64,
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => DataType::Float64,
+        DataType::Decimal128(..) | DataType::Decimal256(..) => DataType::Float64,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => DataType::Utf8,
+        DataType::Date32 | DataType::Date64 => DataType::Date32,
+        DataType::Timestamp(..) => timestamp_type(),
+        DataType::Null => DataType::Null,
+        DataType::Dictionary(_, v) => return normalize_type(v),
+        _ => return None,
+    })
+}

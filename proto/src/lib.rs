@@ -1,0 +1,22 @@
+//! Keel's wire contract: everything the scheduler and the workers must agree on.
+//!
+//! # Layout
+//! - `pb`: the gRPC services and messages generated from `proto/keel.proto`.
+//! - [`ids`]: typed identifiers for jobs, stages, tasks and workers.
+//! - [`expr`]: physical expressions (column indices, literals, functions) and their typing rules.
+//! - [`plan`]: the operator tree a task runs and the sink it writes to.
+//! - [`task`]: the task descriptor sent to workers, its shuffle inputs and its bincode codec.
+//! - [`error`]: the crate's error type.
+
+pub mod error;
+pub mod expr;
+pub mod ids;
+pub mod plan;
+pub mod task;
+
+/// Generated gRPC code (tonic + prost).
+pub mod pb {
+    tonic::include_proto!("keel");
+}
+
+pub use error::ProtoError;

@@ -1,0 +1,226 @@
+//! The operator tree a task runs, and where its output goes.
+//!
+//! Leaves read Parquet splits or shuffle inputs; inner nodes are pipelined
+//! over Arrow batches by the worker. Schemas travel with the nodes that
+//! create new columns so a worker never re-derives names or types.
+
+use arrow_schema::{Schema, SortOptions};
+use serde::{Deserialize, Serialize};
+
+use crate::expr::Expr;
+
+/// A Parquet file and the row groups of it that one task reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileSplit {
+    pub path: String,
+    pub row_groups: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AggFunc {
+    CountStar,
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+}
+
+impl AggFunc {
+    pub fn name(self) -> &'static str {
+        match self {
+            AggFunc::CountStar => "count_star",
+            AggFunc::Count => "count",
+            AggFunc::Sum => "sum",
+            AggFunc::Min => "min",
+            AggFunc::Max => "max",
+            AggFunc::Avg => "avg",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AggExpr {
+    pub func: AggFunc,
+    /// None only for `count(*)`.
+    pub arg: Option<Expr>,
+    /// `FILTER (WHERE c)` never reaches here: the binder rewrites
+    /// `f(x) FILTER (WHERE c)` to `f(CASE WHEN c THEN x END)`.
+    pub distinct: bool,
+}
+
+/// Two-phase aggregation: `Partial` turns rows into per-group states before
+/// a shuffle, `Final` merges states after it; `Single` does both at once
+/// (used for DISTINCT aggregates, whose state is a set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AggMode {
+    Partial,
+    Final,
+    Single,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JoinType {
+    Inner,
+    /// Keeps every left row.
+    Left,
+    /// Left rows with a match (IN subquery); outputs left columns only.
+    Semi,
+    /// Left rows without a match (NOT IN subquery, null-aware).
+    Anti,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SortKey {
+    pub expr: Expr,
+    pub descending: bool,
+    pub nulls_first: bool,
+}
+
+impl SortKey {
+    pub fn options(&self) -> SortOptions {
+        SortOptions { descending: self.descending, nulls_first: self.nulls_first }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PlanNode {
+    Scan {
+        splits: Vec<FileSplit>,
+        /// Columns to read, by name; the output schema lists them in this order.
+        schema: Schema,
+        /// Used to prune row groups from statistics; the filter itself stays above.
+        predicate: Option<Expr>,
+    },
+    /// Batches fetched from the task's `inputs[input]`.
+    ShuffleRead { input: usize, schema: Schema },
+    /// A single row with no columns, for `SELECT` without `FROM`.
+    OneRow,
+    Filter { input: Box<PlanNode>, predicate: Expr },
+    Project { input: Box<PlanNode>, exprs: Vec<Expr>, schema: Schema },
+    Aggregate {
+        input: Box<PlanNode>,
+        mode: AggMode,
+        group_by: Vec<Expr>,
+        aggs: Vec<AggExpr>,
+        schema: Schema,
+    },
+    /// Hash join. The build side is hashed in memory and the probe side
+    /// streams past it. Output columns are always left then right (only left
+    /// for semi and anti joins), whichever side is built.
+    HashJoin {
+        left: Box<PlanNode>,
+        right: Box<PlanNode>,
+        join_type: JoinType,
+        left_keys: Vec<Expr>,
+        right_keys: Vec<Expr>,
+        /// Extra ON predicates over left ++ right columns.
+        filter: Option<Expr>,
+        build_left: bool,
+        schema: Schema,
+    },
+    /// Sort; with `fetch` it keeps only the first rows (top-k).
+    Sort { input: Box<PlanNode>, keys: Vec<SortKey>, fetch: Option<usize> },
+    Limit { input: Box<PlanNode>, skip: usize, fetch: Option<usize> },
+    Union { inputs: Vec<PlanNode> },
+}
+
+impl PlanNode {
+    pub fn schema(&self) -> Schema {
+        match self {
+            PlanNode::Scan { schema, .. }
+            | PlanNode::ShuffleRead { schema, .. }
+            | PlanNode::Project { schema, .. }
+            | PlanNode::Aggregate { schema, .. }
+            | PlanNode::HashJoin { schema, .. } => schema.clone(),
+            PlanNode::OneRow => Schema::empty(),
+            PlanNode::Filter { input, .. } | PlanNode::Sort { input, .. } | PlanNode::Limit { input, .. } => {
+                input.schema()
+            }
+            PlanNode::Union { inputs } => inputs[0].schema(),
+        }
+    }
+
+    pub fn children(&self) -> Vec<&PlanNode> {
+        match self {
+            PlanNode::Scan { .. } | PlanNode::ShuffleRead { .. } | PlanNode::OneRow => vec![],
+            PlanNode::Filter { input, .. }
+            | PlanNode::Project { input, .. }
+            | PlanNode::Aggregate { input, .. }
+            | PlanNode::Sort { input, .. }
+            | PlanNode::Limit { input, .. } => vec![input],
+            PlanNode::HashJoin { left, right, .. } => vec![left, right],
+            PlanNode::Union { inputs } => inputs.iter().collect(),
+        }
+    }
+
+    /// One line naming this operator, for `explain`.
+    pub fn describe(&self) -> String {
+        let exprs = |es: &[Expr]| es.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ");
+        match self {
+            PlanNode::Scan { splits, schema, predicate } => {
+                let cols: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                let groups: usize = splits.iter().map(|s| s.row_groups.len()).sum();
+                let mut s = format!("ParquetScan [{}] files={} row_groups={groups}", cols.join(", "), splits.len());
+                if let Some(p) = predicate {
+                    s.push_str(&format!(" prune_by={p}"));
+                }
+                s
+            }
+            PlanNode::ShuffleRead { input, .. } => format!("ShuffleRead input={input}"),
+            PlanNode::OneRow => "OneRow".into(),
+            PlanNode::Filter { predicate, .. } => format!("Filter {predicate}"),
+            PlanNode::Project { exprs: es, schema, .. } => {
+                let items: Vec<String> =
+                    es.iter().zip(schema.fields()).map(|(e, f)| format!("{e} AS {}", f.name())).collect();
+                format!("Project {}", items.join(", "))
+            }
+            PlanNode::Aggregate { mode, group_by, aggs, .. } => {
+                let a: Vec<String> = aggs
+                    .iter()
+                    .map(|a| {
+                        let arg = a.arg.as_ref().map(|e| e.to_string()).unwrap_or_else(|| "*".into());
+                        let d = if a.distinct { "DISTINCT " } else { "" };
+                        format!("{}({d}{arg})", a.func.name())
+                    })
+                    .collect();
+                format!("HashAggregate({mode:?}) by [{}] aggs [{}]", exprs(group_by), a.join(", "))
+            }
+            PlanNode::HashJoin { join_type, left_keys, right_keys, filter, build_left, .. } => {
+                let mut s = format!(
+                    "HashJoin({join_type:?}) on [{}] = [{}] build={}",
+                    exprs(left_keys),
+                    exprs(right_keys),
+                    if *build_left { "left" } else { "right" }
+                );
+                if let Some(f) = filter {
+                    s.push_str(&format!(" filter={f}"));
+                }
+                s
+            }
+            PlanNode::Sort { keys, fetch, .. } => {
+                let k: Vec<String> = keys
+                    .iter()
+                    .map(|k| format!("{}{}", k.expr, if k.descending { " DESC" } else { "" }))
+                    .collect();
+                match fetch {
+                    Some(n) => format!("TopK({n}) by [{}]", k.join(", ")),
+                    None => format!("Sort by [{}]", k.join(", ")),
+                }
+            }
+            PlanNode::Limit { skip, fetch, .. } => format!("Limit skip={skip} fetch={fetch:?}"),
+            PlanNode::Union { inputs } => format!("UnionAll inputs={}", inputs.len()),
+        }
+    }
+}
+
+/// Where a task's output goes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Sink {
+    /// Hash-partition rows on `keys` into `partitions` outputs.
+    Hash { keys: Vec<Expr>, partitions: u32 },
+    /// One output partition, read whole by the consumer (gather, broadcast, results).
+    Single,
+    /// Write a Parquet file `dir/part-<task>.parquet` (via a temporary name).
+    Parquet { dir: String },
+}

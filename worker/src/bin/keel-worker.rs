@@ -1,0 +1,66 @@
+use std::path::PathBuf;
+
+use clap::Parser;
+use keel_worker::service::{default_memory_limit, parse_size, run, WorkerConfig};
+
+/// A Keel worker: runs tasks for the scheduler and serves their output over Arrow Flight.
+#[derive(Parser)]
+#[command(name = "keel-worker", version)]
+struct Args {
+    /// Scheduler gRPC address, e.g. http://127.0.0.1:50050
+    #[arg(long, env = "KEEL_SCHEDULER")]
+    scheduler: String,
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "0.0.0.0:50051")]
+    bind: String,
+    /// host:port other workers and clients use to reach this worker (default: the bound address).
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Tasks run at once (default: the number of cores).
+    #[arg(long)]
+    cores: Option<usize>,
+    /// Memory budget, e.g. 4GiB (default: cgroup limit or total memory, less a reserve).
+    #[arg(long, value_parser = parse_size)]
+    memory_limit: Option<usize>,
+    /// Directory for shuffle files (default: a keel-worker directory under the system temp dir).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let listener = tokio::net::TcpListener::bind(&args.bind)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot bind {}: {e}", args.bind))?;
+    let work_dir = args.work_dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("keel-worker-{}", listener.local_addr().map(|a| a.port()).unwrap_or(0)))
+    });
+    let config = WorkerConfig {
+        scheduler_url: args.scheduler,
+        advertise: args.advertise,
+        cores: args.cores.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+        memory_limit: args.memory_limit.unwrap_or_else(default_memory_limit),
+        work_dir,
+    };
+    run(config, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,67 @@
+use arrow::error::ArrowError;
+use keel_proto::ProtoError;
+use parquet::errors::ParquetError;
+use thiserror::Error;
+
+pub type Result<T, E = WorkerError> = std::result::Result<T, E>;
+
+#[derive(Debug, Error)]
+pub enum WorkerError {
+    #[error("{context}: {source}")]
+    Arrow {
+        context: String,
+        #[source]
+        source: ArrowError,
+    },
+    #[error("cannot read Parquet file {path}: {source}")]
+    Parquet {
+        path: String,
+        #[source]
+        source: ParquetError,
+    },
+    #[error("cannot write Parquet output {path}: {source}")]
+    ParquetWrite {
+        path: String,
+        #[source]
+        source: ParquetError,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot fetch stage {stage} task {map_task} output from {url}: {message}")]
+    Fetch { url: String, stage: u32, map_task: u32, message: String },
+    #[error("task would use {requested} bytes but the worker's memory limit is {limit} bytes ({used} in use)")]
+    MemoryExhausted { requested: usize, used: usize, limit: usize },
+    #[error("{message}")]
+    Eval { message: String },
+    #[error(transparent)]
+    Proto(#[from] ProtoError),
+    #[error("cannot reach the scheduler at {url}: {message}")]
+    Scheduler { url: String, message: String },
+    #[error("task cancelled")]
+    Cancelled,
+}
+
+impl WorkerError {
+    pub fn eval(message: impl Into<String>) -> Self {
+        WorkerError::Eval { message: message.into() }
+    }
+
+    pub fn io(path: impl std::fmt::Display, source: std::io::Error) -> Self {
+        WorkerError::Io { path: path.to_string(), source }
+    }
+}
+
+/// Adds context to Arrow errors: `kernel(...).context("evaluating x")?`.
+pub trait ArrowContext<T> {
+    fn context(self, what: &str) -> Result<T>;
+}
+
+impl<T> ArrowContext<T> for Result<T, ArrowError> {
+    fn context(self, what: &str) -> Result<T> {
+        self.map_err(|source| WorkerError::Arrow { context: what.to_string(), source })
+    }
+}

@@ -1,0 +1,381 @@
+//! Evaluates physical expressions over a batch with Arrow compute kernels.
+//!
+//! Literals stay scalars (`Datum`) where a kernel accepts them, so
+//! `col > 5` never materialises a column of fives.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    new_null_array, Array, ArrayRef, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array,
+    RecordBatch, Scalar, StringArray, TimestampMicrosecondArray,
+};
+use arrow::compute::kernels::{boolean, cmp, comparison, numeric, zip::zip};
+use arrow::compute::{cast_with_options, nullif, prep_null_mask_filter, CastOptions};
+use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type};
+use keel_proto::expr::{BinaryOp, Expr, Func, ScalarValue};
+
+use crate::error::{ArrowContext, Result, WorkerError};
+
+/// An evaluated expression: a column, or one value standing for every row.
+#[derive(Debug, Clone)]
+pub enum Value {
+    Array(ArrayRef),
+    /// A length-1 array.
+    Scalar(ArrayRef),
+}
+
+impl Value {
+    pub fn into_array(self, rows: usize) -> Result<ArrayRef> {
+        match self {
+            Value::Array(a) => Ok(a),
+            Value::Scalar(s) => repeat(&s, rows),
+        }
+    }
+
+    fn datum(&self) -> Box<dyn arrow::array::Datum + '_> {
+        match self {
+            Value::Array(a) => Box::new(a.as_ref()),
+            Value::Scalar(s) => Box::new(Scalar::new(s.clone())),
+        }
+    }
+
+    fn data_type(&self) -> &DataType {
+        match self {
+            Value::Array(a) | Value::Scalar(a) => a.data_type(),
+        }
+    }
+}
+
+fn repeat(one: &ArrayRef, rows: usize) -> Result<ArrayRef> {
+    let indices = arrow::array::UInt32Array::from(vec![0u32; rows]);
+    arrow::compute::take(one.as_ref(), &indices, None).context("repeating a literal")
+}
+
+pub fn scalar_array(v: &ScalarValue) -> ArrayRef {
+    match v {
+        ScalarValue::Null => new_null_array(&DataType::Null, 1),
+        ScalarValue::Boolean(b) => Arc::new(BooleanArray::from(vec![*b])),
+        ScalarValue::Int32(x) => Arc::new(Int32Array::from(vec![*x])),
+        ScalarValue::Int64(x) => Arc::new(Int64Array::from(vec![*x])),
+        ScalarValue::Float64(x) => Arc::new(Float64Array::from(vec![*x])),
+        ScalarValue::Utf8(s) => Arc::new(StringArray::from(vec![s.as_str()])),
+        ScalarValue::Date32(d) => Arc::new(Date32Array::from(vec![*d])),
+        ScalarValue::Timestamp(t) => Arc::new(TimestampMicrosecondArray::from(vec![*t])),
+    }
+}
+
+/// Evaluates `expr` to a full column of `batch.num_rows()` values.
+pub fn evaluate(expr: &Expr, batch: &RecordBatch) -> Result<ArrayRef> {
+    eval(expr, batch)?.into_array(batch.num_rows())
+}
+
+/// Evaluates a predicate to a mask where NULL counts as false.
+pub fn evaluate_predicate(expr: &Expr, batch: &RecordBatch) -> Result<BooleanArray> {
+    let array = evaluate(expr, batch)?;
+    let mask = as_bool(&array)?;
+    Ok(if mask.null_count() > 0 { prep_null_mask_filter(mask) } else { mask.clone() })
+}
+
+fn as_bool(array: &ArrayRef) -> Result<&BooleanArray> {
+    array
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .ok_or_else(|| WorkerError::eval(format!("expected a boolean, got {}", array.data_type())))
+}
+
+pub fn eval(expr: &Expr, batch: &RecordBatch) -> Result<Value> {
+    let rows = batch.num_rows();
+    Ok(match expr {
+        Expr::Column(i) => Value::Array(batch.column(*i).clone()),
+        Expr::Literal(v) => Value::Scalar(scalar_array(v)),
+        Expr::Binary { op, left, right } => binary(*op, eval(left, batch)?, eval(right, batch)?, rows)?,
+        Expr::Not(e) => {
+            let a = evaluate(e, batch)?;
+            Value::Array(Arc::new(boolean::not(as_bool(&a)?).context("NOT")?))
+        }
+        Expr::Negative(e) => {
+            let a = evaluate(e, batch)?;
+            Value::Array(numeric::neg(a.as_ref()).context("negation")?)
+        }
+        Expr::IsNull(e) => Value::Array(Arc::new(boolean::is_null(evaluate(e, batch)?.as_ref()).context("IS NULL")?)),
+        Expr::IsNotNull(e) => {
+            Value::Array(Arc::new(boolean::is_not_null(evaluate(e, batch)?.as_ref()).context("IS NOT NULL")?))
+        }
+        Expr::Like { expr, pattern, negated, case_insensitive } => {
+            let a = evaluate(expr, batch)?;
+            let p = StringArray::from(vec![pattern.as_str()]);
+            let p = Scalar::new(&p);
+            let out = match (negated, case_insensitive) {
+                (false, false) => comparison::like(&a, &p),
+                (true, false) => comparison::nlike(&a, &p),
+                (false, true) => comparison::ilike(&a, &p),
+                (true, true) => comparison::nilike(&a, &p),
+            }
+            .context("LIKE")?;
+            Value::Array(Arc::new(out))
+        }
+        Expr::InList { expr, list, negated } => {
+            let value = eval(expr, batch)?;
+            let mut acc: Option<BooleanArray> = None;
+            for item in list {
+                let item = eval(item, batch)?;
+                let eq = compare(BinaryOp::Eq, &value, &item, rows)?;
+                acc = Some(match acc {
+                    None => eq,
+                    Some(prev) => boolean::or_kleene(&prev, &eq).context("IN")?,
+                });
+            }
+            let acc = acc.unwrap_or_else(|| BooleanArray::from(vec![false; rows]));
+            let acc = if *negated { boolean::not(&acc).context("NOT IN")? } else { acc };
+            Value::Array(Arc::new(acc))
+        }
+        Expr::Case { whens, otherwise } => {
+            let result_type = expr
+                .data_type(batch.schema().as_ref())
+                .map_err(|e| WorkerError::eval(e.to_string()))?;
+            let mut result: ArrayRef = match otherwise {
+                Some(e) => cast_to(evaluate(e, batch)?, &result_type)?,
+                None => new_null_array(&result_type, rows),
+            };
+            for (when, then) in whens.iter().rev() {
+                let mask = evaluate_predicate(when, batch)?;
+                let then = cast_to(evaluate(then, batch)?, &result_type)?;
+                result = zip(&mask, &then, &result).context("CASE")?;
+            }
+            Value::Array(result)
+        }
+        Expr::Cast { expr, to } => {
+            let v = eval(expr, batch)?;
+            let from = v.data_type().clone();
+            let cast_one = |a: &ArrayRef| -> Result<ArrayRef> {
+                // SQL rounds a double to the nearest integer; Arrow truncates.
+                let a = if from == DataType::Float64 && matches!(to, DataType::Int32 | DataType::Int64) {
+                    let f = a.as_any().downcast_ref::<Float64Array>().expect("float64");
+                    Arc::new(f.unary::<_, Float64Type>(|x| x.round())) as ArrayRef
+                } else {
+                    a.clone()
+                };
+                cast_with_options(&a, to, &CastOptions { safe: false, ..Default::default() })
+                    .map_err(|e| WorkerError::eval(format!("cannot cast {from} to {to}: {e}")))
+            };
+            match &v {
+                Value::Array(a) => Value::Array(cast_one(a)?),
+                Value::Scalar(s) => Value::Scalar(cast_one(s)?),
+            }
+        }
+        Expr::Func { func, args } => Value::Array(function(*func, args, batch)?),
+    })
+}
+
+fn cast_to(a: ArrayRef, to: &DataType) -> Result<ArrayRef> {
+    if a.data_type() == to {
+        return Ok(a);
+    }
+    arrow::compute::cast(&a, to).context("coercing a CASE branch")
+}
+
+fn compare(op: BinaryOp, l: &Value, r: &Value, _rows: usize) -> Result<BooleanArray> {
+    if *l.data_type() == DataType::Null || *r.data_type() == DataType::Null {
+        return Ok(BooleanArray::new_null(_rows));
+    }
+    let (l, r) = (l.datum(), r.datum());
+    let (l, r) = (l.as_ref(), r.as_ref());
+    match op {
+        BinaryOp::Eq => cmp::eq(l, r),
+        BinaryOp::NotEq => cmp::neq(l, r),
+        BinaryOp::Lt => cmp::lt(l, r),
+        BinaryOp::LtEq => cmp::lt_eq(l, r),
+        BinaryOp::Gt => cmp::gt(l, r),
+        BinaryOp::GtEq => cmp::gt_eq(l, r),
+        _ => unreachable!("not a comparison"),
+    }
+    .context("comparison")
+}
+
+fn binary(op: BinaryOp, l: Value, r: Value, rows: usize) -> Result<Value> {
+    if op.is_comparison() {
+        let out = compare(op, &l, &r, rows)?;
+        return Ok(Value::Array(Arc::new(out)));
+    }
+    if matches!(op, BinaryOp::And | BinaryOp::Or) {
+        let (l, r) = (l.into_array(rows)?, r.into_array(rows)?);
+        let (l, r) = (as_bool(&l)?, as_bool(&r)?);
+        let out = if op == BinaryOp::And { boolean::and_kleene(l, r) } else { boolean::or_kleene(l, r) }
+            .context(op.symbol())?;
+        return Ok(Value::Array(Arc::new(out)));
+    }
+    // Division and modulo by zero give NULL, as in DuckDB: null out zero divisors first.
+    let r = if matches!(op, BinaryOp::Div | BinaryOp::Mod) {
+        let zero = zero_of(r.data_type())?;
+        let is_zero = cmp::eq(r.datum().as_ref(), &Scalar::new(zero)).context("division")?;
+        let r_arr = match &r {
+            Value::Array(a) | Value::Scalar(a) => a.clone(),
+        };
+        let cleared = nullif(r_arr.as_ref(), &is_zero).context("division")?;
+        match r {
+            Value::Array(_) => Value::Array(cleared),
+            Value::Scalar(_) => Value::Scalar(cleared),
+        }
+    } else {
+        r
+    };
+    let scalar = matches!((&l, &r), (Value::Scalar(_), Value::Scalar(_)));
+    let (ld, rd) = (l.datum(), r.datum());
+    let (ld, rd) = (ld.as_ref(), rd.as_ref());
+    let out = match op {
+        BinaryOp::Add => numeric::add(ld, rd),
+        BinaryOp::Sub => numeric::sub(ld, rd),
+        BinaryOp::Mul => numeric::mul(ld, rd),
+        BinaryOp::Div => numeric::div(ld, rd),
+        BinaryOp::Mod => numeric::rem(ld, rd),
+        _ => unreachable!("not arithmetic"),
+    }
+    .map_err(|e| WorkerError::eval(format!("arithmetic {}: {e}", op.symbol())))?;
+    Ok(if scalar { Value::Scalar(out) } else { Value::Array(out) })
+}
+
+fn zero_of(t: &DataType) -> Result<ArrayRef> {
+    Ok(match t {
+        DataType::Int32 => Arc::new(Int32Array::from(vec![0])),
+        DataType::Int64 => Arc::new(Int64Array::from(vec![0])),
+        DataType::Float64 => Arc::new(Float64Array::from(vec![0.0])),
+        other => return Err(WorkerError::eval(format!("cannot divide values of type {other}"))),
+    })
+}
+
+fn function(func: Func, args: &[Expr], batch: &RecordBatch) -> Result<ArrayRef> {
+    let arg = |i: usize| evaluate(&args[i], batch);
+    match func {
+        Func::Abs => {
+            let a = arg(0)?;
+            Ok(match a.data_type() {
+                DataType::Int32 => Arc::new(downcast::<Int32Array>(&a)?.unary::<_, Int32Type>(|x| x.wrapping_abs())),
+                DataType::Int64 => Arc::new(downcast::<Int64Array>(&a)?.unary::<_, Int64Type>(|x| x.wrapping_abs())),
+                DataType::Float64 => Arc::new(downcast::<Float64Array>(&a)?.unary::<_, Float64Type>(|x| x.abs())),
+                other => return Err(WorkerError::eval(format!("abs() of {other}"))),
+            })
+        }
+        Func::Round => {
+            let a = arg(0)?;
+            let digits = match args.get(1) {
+                Some(Expr::Literal(ScalarValue::Int64(d))) => *d as i32,
+                Some(Expr::Literal(ScalarValue::Int32(d))) => *d,
+                Some(other) => return Err(WorkerError::eval(format!("round() digits must be a constant, got {other}"))),
+                None => 0,
+            };
+            Ok(match a.data_type() {
+                DataType::Float64 => {
+                    let scale = 10f64.powi(digits);
+                    // f64::round rounds half away from zero, as DuckDB does.
+                    Arc::new(downcast::<Float64Array>(&a)?.unary::<_, Float64Type>(|x| (x * scale).round() / scale))
+                }
+                DataType::Int32 | DataType::Int64 => a,
+                other => return Err(WorkerError::eval(format!("round() of {other}"))),
+            })
+        }
+        Func::Lower | Func::Upper => {
+            let a = arg(0)?;
+            let s = downcast::<StringArray>(&a)?;
+            let out: StringArray = if func == Func::Lower {
+                s.iter().map(|v| v.map(str::to_lowercase)).collect()
+            } else {
+                s.iter().map(|v| v.map(str::to_uppercase)).collect()
+            };
+            Ok(Arc::new(out))
+        }
+        Func::Length => {
+            let a = arg(0)?;
+            let s = downcast::<StringArray>(&a)?;
+            // Characters, not bytes, as in DuckDB.
+            let out: Int64Array = s.iter().map(|v| v.map(|s| s.chars().count() as i64)).collect();
+            Ok(Arc::new(out))
+        }
+        Func::Coalesce => {
+            let mut result = arg(args.len() - 1)?;
+            for i in (0..args.len() - 1).rev() {
+                let a = arg(i)?;
+                let present = boolean::is_not_null(a.as_ref()).context("coalesce")?;
+                result = zip(&present, &a, &result).context("coalesce")?;
+            }
+            Ok(result)
+        }
+    }
+}
+
+fn downcast<T: 'static>(a: &ArrayRef) -> Result<&T> {
+    a.as_any()
+        .downcast_ref::<T>()
+        .ok_or_else(|| WorkerError::eval(format!("unexpected argument type {}", a.data_type())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::{Field, Schema};
+
+    fn batch() -> RecordBatch {
+        let schema = Schema::new(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("s", DataType::Utf8, true),
+        ]);
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(Int64Array::from(vec![Some(1), None, Some(3), Some(0)])),
+                Arc::new(StringArray::from(vec![Some("Apple"), Some("bob"), None, Some("ÄX")])),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn lit(v: i64) -> Expr {
+        Expr::Literal(ScalarValue::Int64(v))
+    }
+
+    #[test]
+    fn comparison_with_null_is_null_and_filters_false() {
+        let e = Expr::binary(BinaryOp::Gt, Expr::Column(0), lit(1));
+        let mask = evaluate_predicate(&e, &batch()).unwrap();
+        assert_eq!(mask, BooleanArray::from(vec![false, false, true, false]));
+    }
+
+    #[test]
+    fn division_by_zero_is_null() {
+        let e = Expr::binary(BinaryOp::Mod, lit(7), Expr::Column(0));
+        let out = evaluate(&e, &batch()).unwrap();
+        let out = out.as_any().downcast_ref::<Int64Array>().unwrap();
+        assert_eq!(out.iter().collect::<Vec<_>>(), vec![Some(0), None, Some(1), None]);
+    }
+
+    #[test]
+    fn case_coalesce_and_string_functions() {
+        let case = Expr::Case {
+            whens: vec![(Expr::IsNull(Box::new(Expr::Column(0))), lit(-1))],
+            otherwise: Some(Box::new(Expr::Column(0))),
+        };
+        let out = evaluate(&case, &batch()).unwrap();
+        let out = out.as_any().downcast_ref::<Int64Array>().unwrap();
+        assert_eq!(out.values().to_vec(), vec![1, -1, 3, 0]);
+
+        let len = Expr::Func { func: Func::Length, args: vec![Expr::Column(1)] };
+        let out = evaluate(&len, &batch()).unwrap();
+        let out = out.as_any().downcast_ref::<Int64Array>().unwrap();
+        assert_eq!(out.iter().collect::<Vec<_>>(), vec![Some(5), Some(3), None, Some(2)]);
+
+        let upper = Expr::Func { func: Func::Upper, args: vec![Expr::Column(1)] };
+        let out = evaluate(&upper, &batch()).unwrap();
+        assert_eq!(out.as_any().downcast_ref::<StringArray>().unwrap().value(1), "BOB");
+    }
+
+    #[test]
+    fn in_list_has_sql_null_semantics() {
+        let e = Expr::InList {
+            expr: Box::new(Expr::Column(0)),
+            list: vec![lit(3), Expr::Literal(ScalarValue::Null).cast(DataType::Int64)],
+            negated: true,
+        };
+        let out = evaluate(&e, &batch()).unwrap();
+        let out = out.as_any().downcast_ref::<BooleanArray>().unwrap();
+        assert_eq!(out.iter().collect::<Vec<_>>(), vec![None, None, Some(false), None]);
+    }
+}

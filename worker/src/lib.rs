@@ -1,0 +1,24 @@
+//! keel-worker: runs tasks on Arrow batches and serves their output over Flight.
+//!
+//! # Layout
+//! - [`operators`]: one operator per file (scan, filter, project, aggregate, join, sort, limit, union).
+//! - [`eval`]: expression evaluation with Arrow compute kernels.
+//! - [`memory`]: the worker-wide memory pool and per-task peak accounting.
+//! - [`shuffle`]: the shuffle writer (hash partitioning to Arrow IPC files) and reader (local or Flight).
+//! - [`sink`]: where a task's output goes: shuffle partitions or Parquet files.
+//! - [`runner`]: runs one task descriptor from fetch to report.
+//! - [`flight`]: the Arrow Flight service (`do_get` on a partition ticket).
+//! - [`service`]: registration, heartbeats and the command stream from the scheduler.
+//! - [`error`]: the crate's error type.
+
+pub mod error;
+pub mod eval;
+pub mod memory;
+pub mod operators;
+
+pub use error::{Result, WorkerError};
+pub mod flight;
+pub mod runner;
+pub mod service;
+pub mod shuffle;
+pub mod sink;

@@ -1,0 +1,365 @@
+//! Aggregate accumulators, updated a batch at a time from group ids.
+//!
+//! Each holds one slot per group. In `Partial` mode it reads raw values and
+//! emits its state; in `Final` mode it merges states; in `Single` mode it
+//! reads raw values and emits the final value. The planner casts raw
+//! arguments to the accumulator's type (sum of ints to Int64, avg to Float64).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, ArrowPrimitiveType, AsArray, Float64Array, Int64Array, PrimitiveArray, StringArray,
+};
+use arrow::buffer::NullBuffer;
+use arrow::datatypes::{
+    DataType, Date32Type, Float64Type, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType,
+};
+use arrow_row::{RowConverter, SortField};
+use keel_proto::plan::{AggFunc, AggMode};
+
+use crate::error::{ArrowContext, Result, WorkerError};
+
+pub trait Accumulator: Send {
+    /// `inputs` are the raw argument (one column) or, when merging, the state columns.
+    fn update(&mut self, groups: &[u32], n_groups: usize, inputs: &[ArrayRef]) -> Result<()>;
+    /// Partial state columns; resets the accumulator.
+    fn state(&mut self) -> Result<Vec<ArrayRef>>;
+    /// The final value per group; resets the accumulator.
+    fn finish(&mut self) -> Result<ArrayRef>;
+    /// Approximate heap bytes held.
+    fn size(&self) -> usize;
+}
+
+/// How many state columns an aggregate has between the phases.
+pub fn state_width(func: AggFunc) -> usize {
+    if func == AggFunc::Avg {
+        2
+    } else {
+        1
+    }
+}
+
+/// Creates the accumulator for `func` over values of `input_type` (the
+/// argument's type for raw input; ignored for counts).
+pub fn create(func: AggFunc, distinct: bool, mode: AggMode, input_type: &DataType) -> Result<Box<dyn Accumulator>> {
+    let merge = mode == AggMode::Final;
+    if distinct {
+        if func != AggFunc::Count || merge {
+            return Err(WorkerError::eval(format!("{}(DISTINCT …) is not supported", func.name())));
+        }
+        return Ok(Box::new(CountDistinct::new(input_type)?));
+    }
+    Ok(match func {
+        AggFunc::CountStar | AggFunc::Count => {
+            Box::new(Count { counts: vec![], star: func == AggFunc::CountStar && !merge, merge })
+        }
+        AggFunc::Sum => match input_type {
+            DataType::Int64 => Box::new(Sum::<Int64Type>::default()),
+            DataType::Float64 => Box::new(Sum::<Float64Type>::default()),
+            other => return Err(WorkerError::eval(format!("sum() over {other}"))),
+        },
+        AggFunc::Avg => Box::new(Avg { sums: vec![], counts: vec![], merge }),
+        AggFunc::Min | AggFunc::Max => {
+            let is_min = func == AggFunc::Min;
+            match input_type {
+                DataType::Int32 => Box::new(MinMax::<Int32Type>::new(is_min)),
+                DataType::Int64 => Box::new(MinMax::<Int64Type>::new(is_min)),
+                DataType::Float64 => Box::new(MinMax::<Float64Type>::new(is_min)),
+                DataType::Date32 => Box::new(MinMax::<Date32Type>::new(is_min)),
+                DataType::Timestamp(TimeUnit::Microsecond, None) => {
+                    Box::new(MinMax::<TimestampMicrosecondType>::new(is_min))
+                }
+                DataType::Utf8 => Box::new(MinMaxString { values: vec![], is_min }),
+                other => return Err(WorkerError::eval(format!("{}() over {other} is not supported", func.name()))),
+            }
+        }
+    })
+}
+
+struct Count {
+    counts: Vec<i64>,
+    star: bool,
+    merge: bool,
+}
+
+impl Accumulator for Count {
+    fn update(&mut self, groups: &[u32], n_groups: usize, inputs: &[ArrayRef]) -> Result<()> {
+        self.counts.resize(n_groups, 0);
+        let counts = &mut self.counts;
+        if self.merge {
+            let states = inputs[0].as_primitive::<Int64Type>();
+            for (g, v) in groups.iter().zip(states.values()) {
+                counts[*g as usize] += v;
+            }
+        } else if self.star || inputs[0].null_count() == 0 {
+            for g in groups {
+                counts[*g as usize] += 1;
+            }
+        } else {
+            let nulls = inputs[0].logical_nulls().expect("has nulls");
+            for (i, g) in groups.iter().enumerate() {
+                counts[*g as usize] += nulls.is_valid(i) as i64;
+            }
+        }
+        Ok(())
+    }
+
+    fn state(&mut self) -> Result<Vec<ArrayRef>> {
+        Ok(vec![self.finish()?])
+    }
+
+    fn finish(&mut self) -> Result<ArrayRef> {
+        Ok(Arc::new(Int64Array::from(std::mem::take(&mut self.counts))))
+    }
+
+    fn size(&self) -> usize {
+        self.counts.capacity() * 8
+    }
+}
+
+/// Sum of Int64 or Float64 values (and of partial sums: the same operation).
+struct Sum<T: ArrowPrimitiveType> {
+    sums: Vec<T::Native>,
+    seen: Vec<bool>,
+}
+
+impl<T: ArrowPrimitiveType> Default for Sum<T> {
+    fn default() -> Self {
+        Sum { sums: vec![], seen: vec![] }
+    }
+}
+
+impl<T> Accumulator for Sum<T>
+where
+    T: ArrowPrimitiveType,
+    T::Native: std::ops::Add<Output = T::Native> + Copy,
+{
+    fn update(&mut self, groups: &[u32], n_groups: usize, inputs: &[ArrayRef]) -> Result<()> {
+        self.sums.resize(n_groups, T::Native::default());
+        self.seen.resize(n_groups, false);
+        let values = inputs[0].as_primitive::<T>();
+        let (sums, seen) = (&mut self.sums, &mut self.seen);
+        match values.nulls().filter(|n| n.null_count() > 0) {
+            None => {
+                for (g, v) in groups.iter().zip(values.values()) {
+                    let g = *g as usize;
+                    sums[g] = sums[g] + *v;
+                    seen[g] = true;
+                }
+            }
+            Some(nulls) => {
+                for (i, (g, v)) in groups.iter().zip(values.values()).enumerate() {
+                    if nulls.is_valid(i) {
+                        let g = *g as usize;
+                        sums[g] = sums[g] + *v;
+                        seen[g] = true;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn state(&mut self) -> Result<Vec<ArrayRef>> {
+        Ok(vec![self.finish()?])
+    }
+
+    fn finish(&mut self) -> Result<ArrayRef> {
+        let nulls = NullBuffer::from(std::mem::take(&mut self.seen));
+        let values = std::mem::take(&mut self.sums);
+        Ok(Arc::new(PrimitiveArray::<T>::new(values.into(), Some(nulls))))
+    }
+
+    fn size(&self) -> usize {
+        self.sums.capacity() * std::mem::size_of::<T::Native>() + self.seen.capacity()
+    }
+}
+
+struct Avg {
+    sums: Vec<f64>,
+    counts: Vec<i64>,
+    merge: bool,
+}
+
+impl Accumulator for Avg {
+    fn update(&mut self, groups: &[u32], n_groups: usize, inputs: &[ArrayRef]) -> Result<()> {
+        self.sums.resize(n_groups, 0.0);
+        self.counts.resize(n_groups, 0);
+        let values = inputs[0].as_primitive::<Float64Type>();
+        if self.merge {
+            let counts = inputs[1].as_primitive::<Int64Type>();
+            for ((g, s), c) in groups.iter().zip(values.values()).zip(counts.values()) {
+                self.sums[*g as usize] += s;
+                self.counts[*g as usize] += c;
+            }
+        } else {
+            for (i, (g, v)) in groups.iter().zip(values.values()).enumerate() {
+                if values.is_valid(i) {
+                    self.sums[*g as usize] += v;
+                    self.counts[*g as usize] += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn state(&mut self) -> Result<Vec<ArrayRef>> {
+        let sums = Float64Array::from(std::mem::take(&mut self.sums));
+        let counts = Int64Array::from(std::mem::take(&mut self.counts));
+        Ok(vec![Arc::new(sums), Arc::new(counts)])
+    }
+
+    fn finish(&mut self) -> Result<ArrayRef> {
+        let sums = std::mem::take(&mut self.sums);
+        let counts = std::mem::take(&mut self.counts);
+        let out: Float64Array =
+            sums.iter().zip(&counts).map(|(s, c)| if *c == 0 { None } else { Some(s / *c as f64) }).collect();
+        Ok(Arc::new(out))
+    }
+
+    fn size(&self) -> usize {
+        self.sums.capacity() * 16
+    }
+}
+
+struct MinMax<T: ArrowPrimitiveType> {
+    values: Vec<T::Native>,
+    seen: Vec<bool>,
+    is_min: bool,
+}
+
+impl<T: ArrowPrimitiveType> MinMax<T> {
+    fn new(is_min: bool) -> Self {
+        MinMax { values: vec![], seen: vec![], is_min }
+    }
+}
+
+impl<T> Accumulator for MinMax<T>
+where
+    T: ArrowPrimitiveType,
+    T::Native: PartialOrd + Copy,
+{
+    fn update(&mut self, groups: &[u32], n_groups: usize, inputs: &[ArrayRef]) -> Result<()> {
+        self.values.resize(n_groups, T::Native::default());
+        self.seen.resize(n_groups, false);
+        let input = inputs[0].as_primitive::<T>();
+        for (i, (g, v)) in groups.iter().zip(input.values()).enumerate() {
+            if input.is_null(i) {
+                continue;
+            }
+            let g = *g as usize;
+            let better = if self.is_min { *v < self.values[g] } else { *v > self.values[g] };
+            if !self.seen[g] || better {
+                self.values[g] = *v;
+                self.seen[g] = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn state(&mut self) -> Result<Vec<ArrayRef>> {
+        Ok(vec![self.finish()?])
+    }
+
+    fn finish(&mut self) -> Result<ArrayRef> {
+        let nulls = NullBuffer::from(std::mem::take(&mut self.seen));
+        let values = std::mem::take(&mut self.values);
+        Ok(Arc::new(PrimitiveArray::<T>::new(values.into(), Some(nulls))))
+    }
+
+    fn size(&self) -> usize {
+        self.values.capacity() * std::mem::size_of::<T::Native>() + self.seen.capacity()
+    }
+}
+
+struct MinMaxString {
+    values: Vec<Option<String>>,
+    is_min: bool,
+}
+
+impl Accumulator for MinMaxString {
+    fn update(&mut self, groups: &[u32], n_groups: usize, inputs: &[ArrayRef]) -> Result<()> {
+        self.values.resize(n_groups, None);
+        let input = inputs[0].as_string::<i32>();
+        for (g, v) in groups.iter().zip(input.iter()) {
+            let Some(v) = v else { continue };
+            let slot = &mut self.values[*g as usize];
+            let better = match slot {
+                None => true,
+                Some(cur) => {
+                    if self.is_min {
+                        v < cur.as_str()
+                    } else {
+                        v > cur.as_str()
+                    }
+                }
+            };
+            if better {
+                *slot = Some(v.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    fn state(&mut self) -> Result<Vec<ArrayRef>> {
+        Ok(vec![self.finish()?])
+    }
+
+    fn finish(&mut self) -> Result<ArrayRef> {
+        let values = std::mem::take(&mut self.values);
+        Ok(Arc::new(StringArray::from(values)))
+    }
+
+    fn size(&self) -> usize {
+        self.values.iter().map(|v| 24 + v.as_ref().map_or(0, |s| s.capacity())).sum()
+    }
+}
+
+/// count(DISTINCT x): a set of (group, encoded value) pairs.
+struct CountDistinct {
+    converter: RowConverter,
+    seen: HashSet<(u32, Box<[u8]>)>,
+    counts: Vec<i64>,
+    bytes: usize,
+}
+
+impl CountDistinct {
+    fn new(input_type: &DataType) -> Result<Self> {
+        let converter = RowConverter::new(vec![SortField::new(input_type.clone())]).context("count(DISTINCT)")?;
+        Ok(CountDistinct { converter, seen: HashSet::new(), counts: vec![], bytes: 0 })
+    }
+}
+
+impl Accumulator for CountDistinct {
+    fn update(&mut self, groups: &[u32], n_groups: usize, inputs: &[ArrayRef]) -> Result<()> {
+        self.counts.resize(n_groups, 0);
+        let rows = self.converter.convert_columns(&inputs[..1]).context("count(DISTINCT)")?;
+        for (i, g) in groups.iter().enumerate() {
+            if inputs[0].is_null(i) {
+                continue;
+            }
+            let key: Box<[u8]> = rows.row(i).data().into();
+            let len = key.len();
+            if self.seen.insert((*g, key)) {
+                self.counts[*g as usize] += 1;
+                self.bytes += len + 32;
+            }
+        }
+        Ok(())
+    }
+
+    fn state(&mut self) -> Result<Vec<ArrayRef>> {
+        Ok(vec![self.finish()?])
+    }
+
+    fn finish(&mut self) -> Result<ArrayRef> {
+        self.seen.clear();
+        self.bytes = 0;
+        Ok(Arc::new(Int64Array::from(std::mem::take(&mut self.counts))))
+    }
+
+    fn size(&self) -> usize {
+        self.bytes + self.counts.capacity() * 8
+    }
+}

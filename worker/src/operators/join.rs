@@ -1,0 +1,278 @@
+//! Hash join: the build side is hashed whole, the probe side streams past.
+//!
+//! Build rows with equal keys form a chain (`next`), so a many-to-many key
+//! costs one table entry. Probing collects (probe row, build row) pairs and
+//! materialises them with `take` in chunks, so a hot key cannot make one
+//! giant batch. Extra ON predicates are evaluated on the candidate pairs.
+
+use std::sync::Arc;
+
+use arrow::array::{new_null_array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions, UInt32Array};
+use arrow::compute::{concat_batches, filter_record_batch, take};
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow_row::Rows;
+use hashbrown::HashTable;
+use keel_proto::expr::Expr;
+use keel_proto::plan::JoinType;
+
+use super::{hash_bytes, BatchIter, KeyEncoder, BATCH_ROWS};
+use crate::error::{ArrowContext, Result, WorkerError};
+use crate::eval::evaluate_predicate;
+use crate::memory::Reservation;
+
+const END: u32 = u32::MAX;
+/// Pairs materialised per output batch.
+const PAIRS_PER_BATCH: usize = 4 * BATCH_ROWS;
+
+pub struct JoinSpec {
+    pub build: BatchIter,
+    pub build_schema: SchemaRef,
+    pub probe: BatchIter,
+    pub probe_schema: SchemaRef,
+    pub build_keys: Vec<Expr>,
+    pub probe_keys: Vec<Expr>,
+    pub join_type: JoinType,
+    pub build_left: bool,
+    pub filter: Option<Expr>,
+    pub schema: SchemaRef,
+    pub reservation: Reservation,
+}
+
+struct BuildSide {
+    batch: RecordBatch,
+    rows: Rows,
+    table: HashTable<u32>,
+    next: Vec<u32>,
+    has_null_key: bool,
+}
+
+pub fn hash_join(spec: JoinSpec) -> Result<BatchIter> {
+    if spec.build_left && spec.join_type != JoinType::Inner {
+        return Err(WorkerError::eval(format!("{:?} join must build its right side", spec.join_type)));
+    }
+    let mut spec = spec;
+    let mut built: Option<(BuildSide, KeyEncoder, SchemaRef)> = None;
+    let mut pending: std::vec::IntoIter<RecordBatch> = Vec::new().into_iter();
+    let mut failed = false;
+    Ok(Box::new(std::iter::from_fn(move || loop {
+        if let Some(b) = pending.next() {
+            return Some(Ok(b));
+        }
+        if failed {
+            return None;
+        }
+        if built.is_none() {
+            match build_side(&mut spec) {
+                Ok(b) => built = Some(b),
+                Err(e) => {
+                    failed = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        let (build, probe_encoder, pair_schema) = built.as_ref().expect("built");
+        let batch = match spec.probe.next()? {
+            Ok(b) => b,
+            Err(e) => return Some(Err(e)),
+        };
+        match probe(&spec, build, probe_encoder, pair_schema, &batch) {
+            Ok(out) => pending = out.into_iter(),
+            Err(e) => {
+                failed = true;
+                return Some(Err(e));
+            }
+        }
+    })))
+}
+
+fn build_side(spec: &mut JoinSpec) -> Result<(BuildSide, KeyEncoder, SchemaRef)> {
+    let mut batches = vec![];
+    let mut bytes = 0;
+    for b in spec.build.by_ref() {
+        let b = b?;
+        bytes += b.get_array_memory_size();
+        spec.reservation.resize(bytes)?;
+        batches.push(b);
+    }
+    let batch = concat_batches(&spec.build_schema, &batches).context("join build side")?;
+    drop(batches);
+    let encoder = KeyEncoder::new(spec.build_keys.clone(), &spec.build_schema)?;
+    let key_columns = encoder.key_columns(&batch)?;
+    let rows = encoder.encode_columns(&key_columns)?;
+    let n = batch.num_rows();
+    let nulls = KeyEncoder::null_rows(&key_columns, n);
+    let mut table: HashTable<u32> = HashTable::with_capacity(n);
+    let mut next = vec![END; n];
+    // Inserted in reverse so each chain lists build rows in input order.
+    for i in (0..n).rev() {
+        if nulls.as_ref().is_some_and(|nl| nl[i]) {
+            continue;
+        }
+        let bytes = rows.row(i).data();
+        let hash = hash_bytes(bytes);
+        match table.find_mut(hash, |&h| rows.row(h as usize).data() == bytes) {
+            Some(head) => {
+                next[i] = *head;
+                *head = i as u32;
+            }
+            None => {
+                table.insert_unique(hash, i as u32, |&h| hash_bytes(rows.row(h as usize).data()));
+            }
+        }
+    }
+    spec.reservation.resize(batch.get_array_memory_size() + rows.size() + table.capacity() * 5 + n * 4)?;
+    let has_null_key = nulls.is_some();
+    let probe_encoder = KeyEncoder::new(spec.probe_keys.clone(), &spec.probe_schema)?;
+    let (left, right) = if spec.build_left {
+        (&spec.build_schema, &spec.probe_schema)
+    } else {
+        (&spec.probe_schema, &spec.build_schema)
+    };
+    let fields: Vec<_> = left.fields().iter().chain(right.fields().iter()).cloned().collect();
+    let pair_schema = Arc::new(Schema::new(fields));
+    Ok((BuildSide { batch, rows, table, next, has_null_key }, probe_encoder, pair_schema))
+}
+
+fn probe(
+    spec: &JoinSpec,
+    build: &BuildSide,
+    encoder: &KeyEncoder,
+    pair_schema: &SchemaRef,
+    batch: &RecordBatch,
+) -> Result<Vec<RecordBatch>> {
+    let n = batch.num_rows();
+    let key_columns = encoder.key_columns(batch)?;
+    let rows = encoder.encode_columns(&key_columns)?;
+    let nulls = KeyEncoder::null_rows(&key_columns, n);
+    let build_empty = build.batch.num_rows() == 0;
+
+    if matches!(spec.join_type, JoinType::Semi | JoinType::Anti) && spec.filter.is_none() {
+        let mut keep = Vec::with_capacity(n);
+        for i in 0..n {
+            let null = nulls.as_ref().is_some_and(|nl| nl[i]);
+            let found = !null && head(build, &rows, i).is_some();
+            keep.push(match spec.join_type {
+                JoinType::Semi => found,
+                // NOT IN: a NULL on either side makes the answer unknown unless the set is empty.
+                _ => build_empty || (!found && !null && !build.has_null_key),
+            });
+        }
+        return semi_output(spec, batch, keep);
+    }
+
+    let mut out = vec![];
+    let mut matched = vec![false; n];
+    let mut probe_idx: Vec<u32> = Vec::with_capacity(PAIRS_PER_BATCH);
+    let mut build_idx: Vec<u32> = Vec::with_capacity(PAIRS_PER_BATCH);
+    for i in 0..n {
+        if nulls.as_ref().is_some_and(|nl| nl[i]) {
+            continue;
+        }
+        let mut j = match head(build, &rows, i) {
+            Some(h) => h,
+            None => continue,
+        };
+        while j != END {
+            probe_idx.push(i as u32);
+            build_idx.push(j);
+            j = build.next[j as usize];
+        }
+        if probe_idx.len() >= PAIRS_PER_BATCH {
+            emit_pairs(spec, build, pair_schema, batch, &mut probe_idx, &mut build_idx, &mut matched, &mut out)?;
+        }
+    }
+    emit_pairs(spec, build, pair_schema, batch, &mut probe_idx, &mut build_idx, &mut matched, &mut out)?;
+
+    match spec.join_type {
+        JoinType::Inner => {}
+        JoinType::Left => {
+            let unmatched: Vec<u32> = (0..n as u32).filter(|i| !matched[*i as usize]).collect();
+            if !unmatched.is_empty() {
+                let idx = UInt32Array::from(unmatched);
+                let mut columns = take_columns(batch, &idx)?;
+                for f in spec.build_schema.fields() {
+                    columns.push(new_null_array(f.data_type(), idx.len()));
+                }
+                out.push(make_batch(&spec.schema, columns, idx.len())?);
+            }
+        }
+        JoinType::Semi => return semi_output(spec, batch, matched),
+        JoinType::Anti => {
+            let keep = (0..n)
+                .map(|i| {
+                    let null = nulls.as_ref().is_some_and(|nl| nl[i]);
+                    build_empty || (!matched[i] && !null && !build.has_null_key)
+                })
+                .collect();
+            return semi_output(spec, batch, keep);
+        }
+    }
+    Ok(out)
+}
+
+fn head(build: &BuildSide, rows: &Rows, i: usize) -> Option<u32> {
+    let bytes = rows.row(i).data();
+    build.table.find(hash_bytes(bytes), |&h| build.rows.row(h as usize).data() == bytes).copied()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn emit_pairs(
+    spec: &JoinSpec,
+    build: &BuildSide,
+    pair_schema: &SchemaRef,
+    batch: &RecordBatch,
+    probe_idx: &mut Vec<u32>,
+    build_idx: &mut Vec<u32>,
+    matched: &mut [bool],
+    out: &mut Vec<RecordBatch>,
+) -> Result<()> {
+    if probe_idx.is_empty() {
+        return Ok(());
+    }
+    let p = UInt32Array::from(std::mem::take(probe_idx));
+    let b = UInt32Array::from(std::mem::take(build_idx));
+    let probe_cols = take_columns(batch, &p)?;
+    let build_cols = take_columns(&build.batch, &b)?;
+    let columns = if spec.build_left {
+        build_cols.into_iter().chain(probe_cols).collect()
+    } else {
+        probe_cols.into_iter().chain(build_cols).collect()
+    };
+    let mut pairs = make_batch(pair_schema, columns, p.len())?;
+    let mut pair_probe = p;
+    if let Some(filter) = &spec.filter {
+        let mask = evaluate_predicate(filter, &pairs)?;
+        pairs = filter_record_batch(&pairs, &mask).context("join filter")?;
+        pair_probe = filter_indices(&pair_probe, &mask)?;
+    }
+    for i in pair_probe.values() {
+        matched[*i as usize] = true;
+    }
+    if matches!(spec.join_type, JoinType::Inner | JoinType::Left) && pairs.num_rows() > 0 {
+        out.push(RecordBatch::try_new(spec.schema.clone(), pairs.columns().to_vec()).context("join output")?);
+    }
+    Ok(())
+}
+
+fn filter_indices(idx: &UInt32Array, mask: &BooleanArray) -> Result<UInt32Array> {
+    let f = arrow::compute::filter(idx, mask).context("join filter")?;
+    Ok(f.as_any().downcast_ref::<UInt32Array>().expect("u32").clone())
+}
+
+fn semi_output(spec: &JoinSpec, batch: &RecordBatch, keep: Vec<bool>) -> Result<Vec<RecordBatch>> {
+    let mask = BooleanArray::from(keep);
+    let kept = filter_record_batch(batch, &mask).context("semi join")?;
+    if kept.num_rows() == 0 {
+        return Ok(vec![]);
+    }
+    Ok(vec![RecordBatch::try_new(spec.schema.clone(), kept.columns().to_vec()).context("semi join")?])
+}
+
+fn take_columns(batch: &RecordBatch, idx: &UInt32Array) -> Result<Vec<ArrayRef>> {
+    batch.columns().iter().map(|c| take(c.as_ref(), idx, None).context("join take")).collect()
+}
+
+fn make_batch(schema: &SchemaRef, columns: Vec<ArrayRef>, rows: usize) -> Result<RecordBatch> {
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    RecordBatch::try_new_with_options(schema.clone(), columns, &options).context("join output")
+}

@@ -1,0 +1,124 @@
+//! Operators, one per file, each a pull iterator over Arrow batches.
+//!
+//! [`build`] turns a [`PlanNode`] tree into one iterator. Dynamic dispatch
+//! happens once per batch, never per row.
+
+mod aggregate;
+mod accumulators;
+mod filter;
+mod join;
+mod keys;
+mod limit;
+mod project;
+mod scan;
+mod sort;
+mod union;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{Schema, SchemaRef};
+use keel_proto::plan::PlanNode;
+
+use crate::error::{Result, WorkerError};
+use crate::memory::TaskMemory;
+
+pub use keys::{hash_bytes, KeyEncoder};
+
+pub type BatchIter = Box<dyn Iterator<Item = Result<RecordBatch>> + Send>;
+
+/// Rows per batch operators aim for.
+pub const BATCH_ROWS: usize = 8192;
+
+/// What operators of one task share.
+pub struct ExecContext {
+    pub memory: Arc<TaskMemory>,
+    /// Batches fetched for each `ShuffleRead` input, taken when the leaf is built.
+    pub inputs: Vec<Vec<RecordBatch>>,
+    pub cancelled: Arc<AtomicBool>,
+}
+
+impl ExecContext {
+    pub fn check_cancelled(&self) -> Result<()> {
+        if self.cancelled.load(Ordering::Relaxed) {
+            Err(WorkerError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+pub fn build(plan: &PlanNode, ctx: &mut ExecContext) -> Result<BatchIter> {
+    Ok(match plan {
+        PlanNode::Scan { splits, schema, .. } => scan::scan(splits.clone(), Arc::new(schema.clone()), ctx)?,
+        PlanNode::ShuffleRead { input, schema } => {
+            let batches = std::mem::take(ctx.inputs.get_mut(*input).ok_or_else(|| {
+                WorkerError::eval(format!("task has no shuffle input #{input}"))
+            })?);
+            let schema: SchemaRef = Arc::new(schema.clone());
+            // Shuffle files carry the producer's schema; relabel to the plan's names.
+            Box::new(batches.into_iter().map(move |b| {
+                RecordBatch::try_new(schema.clone(), b.columns().to_vec())
+                    .map_err(|e| WorkerError::eval(format!("shuffle input does not match the plan: {e}")))
+            }))
+        }
+        PlanNode::OneRow => {
+            let batch = RecordBatch::try_new_with_options(
+                Arc::new(Schema::empty()),
+                vec![],
+                &arrow::array::RecordBatchOptions::new().with_row_count(Some(1)),
+            )
+            .expect("one empty row");
+            Box::new(std::iter::once(Ok(batch)))
+        }
+        PlanNode::Filter { input, predicate } => filter::filter(build(input, ctx)?, predicate.clone()),
+        PlanNode::Project { input, exprs, schema } => {
+            project::project(build(input, ctx)?, exprs.clone(), Arc::new(schema.clone()))
+        }
+        PlanNode::Aggregate { input, mode, group_by, aggs, schema } => aggregate::aggregate(
+            build(input, ctx)?,
+            *mode,
+            group_by.clone(),
+            aggs.clone(),
+            Arc::new(schema.clone()),
+            ctx.memory.reservation(),
+        )?,
+        PlanNode::HashJoin { left, right, join_type, left_keys, right_keys, filter, build_left, schema } => {
+            let (build_side, probe_side, build_keys, probe_keys) = if *build_left {
+                (left, right, left_keys, right_keys)
+            } else {
+                (right, left, right_keys, left_keys)
+            };
+            let build_iter = build(build_side, ctx)?;
+            let probe_iter = build(probe_side, ctx)?;
+            join::hash_join(join::JoinSpec {
+                build: build_iter,
+                build_schema: Arc::new(build_side.schema()),
+                probe: probe_iter,
+                probe_schema: Arc::new(probe_side.schema()),
+                build_keys: build_keys.clone(),
+                probe_keys: probe_keys.clone(),
+                join_type: *join_type,
+                build_left: *build_left,
+                filter: filter.clone(),
+                schema: Arc::new(schema.clone()),
+                reservation: ctx.memory.reservation(),
+            })?
+        }
+        PlanNode::Sort { input, keys, fetch } => {
+            sort::sort(build(input, ctx)?, Arc::new(input.schema()), keys.clone(), *fetch, ctx.memory.reservation())?
+        }
+        PlanNode::Limit { input, skip, fetch } => limit::limit(build(input, ctx)?, *skip, *fetch),
+        PlanNode::Union { inputs } => {
+            let schema = Arc::new(plan.schema());
+            let children = inputs.iter().map(|i| build(i, ctx)).collect::<Result<Vec<_>>>()?;
+            union::union(children, schema)
+        }
+    })
+}
+
+/// Drains an iterator into a vector (for blocking operators and tests).
+pub fn collect(iter: BatchIter) -> Result<Vec<RecordBatch>> {
+    iter.collect()
+}

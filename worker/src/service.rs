@@ -1,0 +1,292 @@
+//! The worker process: serves Flight, registers with the scheduler, follows
+//! its command stream, heartbeats, and reports every task's outcome.
+//!
+//! If the scheduler goes away the worker cancels what it was running (those
+//! jobs are gone with the scheduler's state) and registers again, with backoff.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use keel_proto::ids::JobId;
+use keel_proto::pb::worker_command::Command;
+use keel_proto::pb::worker_service_client::WorkerServiceClient;
+use keel_proto::pb::{ConnectRequest, HeartbeatRequest, RegisterWorkerRequest};
+use keel_proto::task::{decode, TaskDescriptor};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Channel, Server};
+
+use crate::error::{Result, WorkerError};
+use crate::flight::KeelFlight;
+use crate::memory::MemoryPool;
+use crate::runner::{run_task, TaskEnv};
+use crate::shuffle::{job_dir, ShuffleReader};
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub scheduler_url: String,
+    /// host:port other workers and clients use to reach this worker.
+    pub advertise: Option<String>,
+    pub cores: usize,
+    pub memory_limit: usize,
+    pub work_dir: PathBuf,
+}
+
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+
+/// Tasks running on this worker, by job, so a job can be cancelled.
+#[derive(Default)]
+struct Running {
+    jobs: Mutex<HashMap<JobId, Vec<Arc<AtomicBool>>>>,
+}
+
+impl Running {
+    fn add(&self, job: &JobId) -> Arc<AtomicBool> {
+        let flag = Arc::new(AtomicBool::new(false));
+        self.jobs.lock().expect("running").entry(job.clone()).or_default().push(flag.clone());
+        flag
+    }
+
+    fn remove(&self, job: &JobId, flag: &Arc<AtomicBool>) {
+        let mut jobs = self.jobs.lock().expect("running");
+        if let Some(flags) = jobs.get_mut(job) {
+            flags.retain(|f| !Arc::ptr_eq(f, flag));
+            if flags.is_empty() {
+                jobs.remove(job);
+            }
+        }
+    }
+
+    fn cancel(&self, job: &JobId) {
+        if let Some(flags) = self.jobs.lock().expect("running").remove(job) {
+            flags.iter().for_each(|f| f.store(true, Ordering::Relaxed));
+        }
+    }
+
+    fn cancel_all(&self) {
+        for (_, flags) in self.jobs.lock().expect("running").drain() {
+            flags.iter().for_each(|f| f.store(true, Ordering::Relaxed));
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.jobs.lock().expect("running").values().map(|v| v.len()).sum()
+    }
+}
+
+/// Runs the worker until `shutdown` resolves.
+pub async fn run(config: WorkerConfig, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let local = listener.local_addr().map_err(|e| WorkerError::io("listener", e))?;
+    let advertise = config.advertise.clone().unwrap_or_else(|| default_advertise(local));
+    let flight_url = format!("http://{advertise}");
+    std::fs::create_dir_all(&config.work_dir).map_err(|e| WorkerError::io(config.work_dir.display(), e))?;
+    let pool = MemoryPool::new(config.memory_limit);
+    let env = Arc::new(TaskEnv {
+        work_dir: config.work_dir.clone(),
+        pool: pool.clone(),
+        reader: ShuffleReader::new(config.work_dir.clone(), flight_url.clone()),
+    });
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<FlightServiceServer<KeelFlight>>().await;
+    let flight = FlightServiceServer::new(KeelFlight { work_dir: config.work_dir.clone() })
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = Server::builder()
+        .add_service(health_service)
+        .add_service(flight)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            let _ = stop_rx.await;
+        });
+    let server = tokio::spawn(server);
+    tracing::info!(%flight_url, cores = config.cores, memory_limit = config.memory_limit, "worker serving Flight");
+
+    let running = Arc::new(Running::default());
+    let control = control_loop(config.clone(), flight_url, env, pool, running.clone());
+    tokio::select! {
+        _ = shutdown => tracing::info!("worker shutting down"),
+        _ = control => {}
+    }
+    running.cancel_all();
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    Ok(())
+}
+
+fn default_advertise(local: SocketAddr) -> String {
+    if local.ip().is_unspecified() {
+        format!("127.0.0.1:{}", local.port())
+    } else {
+        local.to_string()
+    }
+}
+
+async fn control_loop(
+    config: WorkerConfig,
+    flight_url: String,
+    env: Arc<TaskEnv>,
+    pool: Arc<MemoryPool>,
+    running: Arc<Running>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match session(&config, &flight_url, &env, &pool, &running).await {
+            Ok(()) => tracing::warn!("scheduler closed the command stream; registering again"),
+            Err(e) => tracing::warn!(error = %e, "lost the scheduler; retrying in {backoff:?}"),
+        }
+        // Jobs of a lost scheduler cannot finish; stop their tasks.
+        running.cancel_all();
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// One registration with the scheduler: lasts until its command stream ends.
+async fn session(
+    config: &WorkerConfig,
+    flight_url: &str,
+    env: &Arc<TaskEnv>,
+    pool: &Arc<MemoryPool>,
+    running: &Arc<Running>,
+) -> Result<()> {
+    let unreachable = |e: &dyn std::fmt::Display| WorkerError::Scheduler {
+        url: config.scheduler_url.clone(),
+        message: e.to_string(),
+    };
+    let channel = tonic::transport::Endpoint::from_shared(config.scheduler_url.clone())
+        .map_err(|e| unreachable(&e))?
+        .connect()
+        .await
+        .map_err(|e| unreachable(&e))?;
+    let mut client = WorkerServiceClient::new(channel.clone());
+    let worker_id = client
+        .register_worker(RegisterWorkerRequest {
+            flight_url: flight_url.to_string(),
+            cores: config.cores as u32,
+            memory_limit: config.memory_limit as u64,
+        })
+        .await
+        .map_err(|s| unreachable(&s.message()))?
+        .into_inner()
+        .worker_id;
+    tracing::info!(%worker_id, "registered with scheduler");
+    let mut commands = client
+        .open_commands(ConnectRequest { worker_id: worker_id.clone() })
+        .await
+        .map_err(|s| unreachable(&s.message()))?
+        .into_inner();
+
+    let heartbeat = tokio::spawn(heartbeats(channel.clone(), worker_id.clone(), pool.clone(), running.clone()));
+    let result = loop {
+        let command = match commands.message().await {
+            Ok(Some(c)) => c,
+            Ok(None) => break Ok(()),
+            Err(s) => break Err(unreachable(&s.message())),
+        };
+        match command.command {
+            Some(Command::LaunchTask(bytes)) => match decode::<TaskDescriptor>(&bytes) {
+                Ok(task) => launch(channel.clone(), worker_id.clone(), env.clone(), running.clone(), task),
+                Err(e) => tracing::error!(error = %e, "scheduler sent a malformed task"),
+            },
+            Some(Command::CancelJob(job)) => running.cancel(&JobId(job)),
+            Some(Command::RemoveJob(job)) => {
+                let job = JobId(job);
+                running.cancel(&job);
+                let dir = job_dir(&config.work_dir, &job);
+                if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(error = %e, dir = %dir.display(), "could not remove job files");
+                    }
+                }
+            }
+            None => {}
+        }
+    };
+    heartbeat.abort();
+    result
+}
+
+fn launch(channel: Channel, worker_id: String, env: Arc<TaskEnv>, running: Arc<Running>, task: TaskDescriptor) {
+    let job = task.job.clone();
+    let cancelled = running.add(&job);
+    tokio::spawn(async move {
+        let mut status = run_task(env, task, cancelled.clone()).await;
+        running.remove(&job, &cancelled);
+        if cancelled.load(Ordering::Relaxed) {
+            return;
+        }
+        status.worker_id = worker_id;
+        let mut client = WorkerServiceClient::new(channel);
+        if let Err(e) = client.report_task(status).await {
+            tracing::warn!(error = %e.message(), "could not report a task to the scheduler");
+        }
+    });
+}
+
+async fn heartbeats(channel: Channel, worker_id: String, pool: Arc<MemoryPool>, running: Arc<Running>) {
+    let mut client = WorkerServiceClient::new(channel);
+    let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+    loop {
+        tick.tick().await;
+        let request = HeartbeatRequest {
+            worker_id: worker_id.clone(),
+            memory_used: pool.used() as u64,
+            running_tasks: running.count() as u32,
+        };
+        if let Err(e) = client.heartbeat(request).await {
+            tracing::debug!(error = %e.message(), "heartbeat failed");
+        }
+    }
+}
+
+/// Parses sizes like `512MiB`, `4GB`, `2g` or a plain byte count.
+pub fn parse_size(s: &str) -> std::result::Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num.parse().map_err(|_| format!("invalid size {s:?}: expected a number like 4GiB"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" | "kib" => 1024.0,
+        "m" | "mb" | "mib" => 1024.0 * 1024.0,
+        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" | "tib" => 1024.0f64.powi(4),
+        other => return Err(format!("invalid size {s:?}: unknown unit {other:?}")),
+    };
+    Ok((value * mult) as usize)
+}
+
+/// The memory a worker may use by default: the cgroup limit or total memory,
+/// less a reserve for the process itself.
+pub fn default_memory_limit() -> usize {
+    use sysinfo::{MemoryRefreshKind, RefreshKind, System};
+    let Ok(sys) = System::new_with_specifics(RefreshKind::nothing().with_memory(MemoryRefreshKind::everything()))
+    else {
+        return 4 << 30;
+    };
+    let total = sys.cgroup_limits().map(|c| c.total_memory).unwrap_or_else(|| sys.total_memory()) as usize;
+    let reserve = (total / 10).max(256 << 20);
+    total.saturating_sub(reserve).max(256 << 20)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("1024").unwrap(), 1024);
+        assert_eq!(parse_size("2KiB").unwrap(), 2048);
+        assert_eq!(parse_size("4GB").unwrap(), 4 << 30);
+        assert_eq!(parse_size("1.5g").unwrap(), 3 << 29);
+        assert!(parse_size("lots").unwrap_err().contains("invalid size"));
+        assert!(parse_size("3 parsecs").unwrap_err().contains("unknown unit"));
+    }
+}

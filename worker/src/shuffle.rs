@@ -1,0 +1,211 @@
+//! Shuffle data on local disk: the writer that hash-partitions a task's
+//! output into Arrow IPC files, and the reader that fetches partitions,
+//! from this worker's disk directly or from another worker over Flight.
+//!
+//! Layout: `<work-dir>/<job>/stage-<s>/map-<task>-<attempt>/part-<p>.arrow`.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use arrow::array::{RecordBatch, UInt32Array};
+use arrow::compute::{concat_batches, take_record_batch};
+use arrow::datatypes::SchemaRef;
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::flight_service_client::FlightServiceClient;
+use arrow_flight::Ticket;
+use futures::TryStreamExt;
+use keel_proto::expr::Expr;
+use keel_proto::ids::{JobId, StageId};
+use keel_proto::task::{encode, FetchSpec, PartitionTicket};
+use tonic::transport::Channel;
+
+use crate::error::{ArrowContext, Result, WorkerError};
+use crate::operators::{hash_bytes, KeyEncoder, BATCH_ROWS};
+
+pub fn job_dir(work_dir: &Path, job: &JobId) -> PathBuf {
+    work_dir.join(&job.0)
+}
+
+pub fn map_dir(work_dir: &Path, job: &JobId, stage: StageId, task: u32, attempt: u32) -> PathBuf {
+    job_dir(work_dir, job).join(format!("stage-{}", stage.0)).join(format!("map-{task}-{attempt}"))
+}
+
+pub fn partition_path(work_dir: &Path, t: &PartitionTicket) -> PathBuf {
+    map_dir(work_dir, &t.job, t.stage, t.map_task, t.attempt).join(format!("part-{}.arrow", t.partition))
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PartitionStat {
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// Splits batches by key hash into `partitions` IPC files, buffering small
+/// slices so files hold batches of a useful size.
+pub struct ShuffleWriter {
+    dir: PathBuf,
+    schema: SchemaRef,
+    keys: Option<KeyEncoder>,
+    buffers: Vec<Vec<RecordBatch>>,
+    buffered_rows: Vec<usize>,
+    writers: Vec<Option<StreamWriter<BufWriter<File>>>>,
+    stats: Vec<PartitionStat>,
+}
+
+impl ShuffleWriter {
+    pub fn new(dir: PathBuf, schema: SchemaRef, keys: Vec<Expr>, partitions: u32) -> Result<Self> {
+        std::fs::create_dir_all(&dir).map_err(|e| WorkerError::io(dir.display(), e))?;
+        let n = partitions.max(1) as usize;
+        let keys = if n > 1 { Some(KeyEncoder::new(keys, &schema)?) } else { None };
+        Ok(ShuffleWriter {
+            dir,
+            schema,
+            keys,
+            buffers: (0..n).map(|_| vec![]).collect(),
+            buffered_rows: vec![0; n],
+            writers: (0..n).map(|_| None).collect(),
+            stats: vec![PartitionStat::default(); n],
+        })
+    }
+
+    pub fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let Some(keys) = &self.keys else {
+            return self.buffer(0, batch);
+        };
+        let n = self.buffers.len() as u64;
+        let rows = keys.encode_columns(&keys.key_columns(&batch)?)?;
+        let mut indices: Vec<Vec<u32>> = vec![vec![]; n as usize];
+        for (i, row) in rows.iter().enumerate() {
+            indices[(hash_bytes(row.data()) % n) as usize].push(i as u32);
+        }
+        for (p, idx) in indices.into_iter().enumerate() {
+            if idx.is_empty() {
+                continue;
+            }
+            let part = take_record_batch(&batch, &UInt32Array::from(idx)).context("partitioning")?;
+            self.buffer(p, part)?;
+        }
+        Ok(())
+    }
+
+    fn buffer(&mut self, p: usize, batch: RecordBatch) -> Result<()> {
+        self.buffered_rows[p] += batch.num_rows();
+        self.buffers[p].push(batch);
+        if self.buffered_rows[p] >= BATCH_ROWS {
+            self.flush(p)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, p: usize) -> Result<()> {
+        if self.buffers[p].is_empty() {
+            return Ok(());
+        }
+        let batch = if self.buffers[p].len() == 1 {
+            self.buffers[p].pop().expect("one")
+        } else {
+            let b = concat_batches(&self.schema, &self.buffers[p]).context("shuffle buffer")?;
+            self.buffers[p].clear();
+            b
+        };
+        self.buffered_rows[p] = 0;
+        if self.writers[p].is_none() {
+            let path = self.dir.join(format!("part-{p}.arrow"));
+            let file = File::create(&path).map_err(|e| WorkerError::io(path.display(), e))?;
+            self.writers[p] =
+                Some(StreamWriter::try_new(BufWriter::new(file), &self.schema).context("opening shuffle file")?);
+        }
+        self.stats[p].rows += batch.num_rows() as u64;
+        self.writers[p].as_mut().expect("open").write(&batch).context("writing shuffle file")
+    }
+
+    pub fn finish(mut self) -> Result<Vec<PartitionStat>> {
+        for p in 0..self.buffers.len() {
+            self.flush(p)?;
+            if let Some(mut w) = self.writers[p].take() {
+                w.finish().context("closing shuffle file")?;
+                let path = self.dir.join(format!("part-{p}.arrow"));
+                self.stats[p].bytes = std::fs::metadata(&path).map_err(|e| WorkerError::io(path.display(), e))?.len();
+            }
+        }
+        Ok(self.stats)
+    }
+}
+
+pub fn read_local(path: &Path) -> std::io::Result<Result<Vec<RecordBatch>>> {
+    let file = File::open(path)?;
+    let reader = match StreamReader::try_new(std::io::BufReader::new(file), None) {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(WorkerError::Arrow { context: format!("reading {}", path.display()), source: e })),
+    };
+    Ok(reader.collect::<Result<Vec<_>, _>>().context(&format!("reading {}", path.display())))
+}
+
+/// Fetches shuffle partitions: from local disk when this worker wrote them,
+/// otherwise over Flight, reusing one channel per worker.
+pub struct ShuffleReader {
+    work_dir: PathBuf,
+    own_url: String,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl ShuffleReader {
+    pub fn new(work_dir: PathBuf, own_url: String) -> Self {
+        ShuffleReader { work_dir, own_url, channels: Mutex::new(HashMap::new()) }
+    }
+
+    pub async fn fetch(&self, job: &JobId, spec: &FetchSpec) -> Result<Vec<RecordBatch>> {
+        let fail = |message: String| WorkerError::Fetch {
+            url: spec.flight_url.clone(),
+            stage: spec.stage.0,
+            map_task: spec.map_task,
+            message,
+        };
+        let mut out = vec![];
+        for &partition in &spec.partitions {
+            let ticket = PartitionTicket {
+                job: job.clone(),
+                stage: spec.stage,
+                map_task: spec.map_task,
+                attempt: spec.attempt,
+                partition,
+            };
+            if spec.flight_url == self.own_url {
+                let path = partition_path(&self.work_dir, &ticket);
+                let read = tokio::task::spawn_blocking(move || read_local(&path))
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
+                out.extend(read.map_err(|e| fail(e.to_string()))??);
+                continue;
+            }
+            let channel = self.channel(&spec.flight_url).map_err(|e| fail(e.to_string()))?;
+            let mut client = FlightServiceClient::new(channel).max_decoding_message_size(usize::MAX);
+            let ticket = Ticket { ticket: encode(&ticket)?.into() };
+            let stream = client.do_get(ticket).await.map_err(|s| fail(s.message().to_string()))?.into_inner();
+            let batches: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(stream.map_err(|e| e.into()))
+                .try_collect()
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            out.extend(batches);
+        }
+        Ok(out)
+    }
+
+    fn channel(&self, url: &str) -> Result<Channel, tonic::transport::Error> {
+        let mut channels = self.channels.lock().expect("channel cache");
+        if let Some(c) = channels.get(url) {
+            return Ok(c.clone());
+        }
+        let channel = tonic::transport::Endpoint::from_shared(url.to_string())?.connect_lazy();
+        channels.insert(url.to_string(), channel.clone());
+        Ok(channel)
+    }
+}
