@@ -1,0 +1,244 @@
+//! FROM clauses: tables, `read_parquet`, subqueries, CTE references and joins.
+
+use keel_proto::expr::{BinaryOp, Expr};
+use keel_proto::plan::JoinType;
+use sqlparser::ast::{self, FunctionArg, FunctionArgExpr, JoinConstraint, JoinOperator, TableFactor};
+
+use super::expr::ExprBinder;
+use super::scope::Scope;
+use super::types::{common_type, sql_name};
+use super::Binder;
+use crate::error::{Result, SchedulerError};
+use crate::logical::LogicalPlan;
+
+impl Binder<'_> {
+    pub(super) fn bind_from(&mut self, from: &[ast::TableWithJoins]) -> Result<(LogicalPlan, Scope)> {
+        match from {
+            [] => Ok((LogicalPlan::OneRow, Scope::default())),
+            [twj] => {
+                let mut acc = self.bind_factor(&twj.relation)?;
+                for join in &twj.joins {
+                    acc = self.bind_join(acc, join)?;
+                }
+                Ok(acc)
+            }
+            _ => Err(SchedulerError::unsupported("comma-separated FROM items (cross joins); use JOIN … ON")),
+        }
+    }
+
+    fn bind_factor(&mut self, factor: &TableFactor) -> Result<(LogicalPlan, Scope)> {
+        match factor {
+            TableFactor::Table { name, alias, args, .. } => {
+                let table_name = name.to_string();
+                let (plan, scope) = match args {
+                    Some(args) => self.bind_table_function(&table_name, &args.args)?,
+                    None => self.bind_table(&table_name)?,
+                };
+                let qualifier = match alias {
+                    Some(a) => a.name.value.clone(),
+                    None => name.0.last().map(|p| p.to_string().trim_matches('"').to_string()).unwrap_or_default(),
+                };
+                let scope = scope.with_qualifier(&qualifier);
+                Ok((plan, apply_column_aliases(scope, alias.as_ref())?))
+            }
+            TableFactor::Derived { subquery, alias, lateral, .. } => {
+                if *lateral {
+                    return Err(SchedulerError::unsupported("LATERAL subqueries"));
+                }
+                let (plan, mut scope) = self.bind_query(subquery)?;
+                if let Some(a) = alias {
+                    scope = scope.with_qualifier(&a.name.value);
+                }
+                Ok((plan, apply_column_aliases(scope, alias.as_ref())?))
+            }
+            TableFactor::NestedJoin { table_with_joins, alias } => {
+                let (plan, mut scope) = self.bind_from(std::slice::from_ref(table_with_joins.as_ref()))?;
+                if let Some(a) = alias {
+                    scope = scope.with_qualifier(&a.name.value);
+                }
+                Ok((plan, scope))
+            }
+            other => Err(SchedulerError::unsupported(format!("FROM item {other}"))),
+        }
+    }
+
+    fn bind_table(&mut self, name: &str) -> Result<(LogicalPlan, Scope)> {
+        let unquoted = name.trim_matches('"').trim_matches('\'');
+        if let Some((plan, scope)) = self.cte(unquoted) {
+            return Ok((plan, scope));
+        }
+        let path = match self.catalog.tables.get(&unquoted.to_lowercase()) {
+            Some(p) => p.clone(),
+            None if unquoted.ends_with(".parquet") || unquoted.contains('*') => unquoted.to_string(),
+            None => {
+                return Err(SchedulerError::bind(format!(
+                    "Table with name {unquoted} does not exist: register it with --table {unquoted}=PATH or read a file with read_parquet('PATH')"
+                )))
+            }
+        };
+        self.scan(&[path])
+    }
+
+    fn bind_table_function(&mut self, name: &str, args: &[FunctionArg]) -> Result<(LogicalPlan, Scope)> {
+        if !name.eq_ignore_ascii_case("read_parquet") && !name.eq_ignore_ascii_case("parquet_scan") {
+            return Err(SchedulerError::bind(format!("Unknown table function {name}(); Keel reads files with read_parquet('glob')")));
+        }
+        let usage = || SchedulerError::bind("read_parquet() takes a path, a glob or a list of them: read_parquet('data/*.parquet')");
+        let first = match args.first() {
+            Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(e))) => e,
+            _ => return Err(usage()),
+        };
+        let string = |e: &ast::Expr| match e {
+            ast::Expr::Value(v) => match &v.value {
+                ast::Value::SingleQuotedString(s) => Some(s.clone()),
+                _ => None,
+            },
+            _ => None,
+        };
+        let paths = match first {
+            ast::Expr::Array(a) => a.elem.iter().map(|e| string(e).ok_or_else(usage)).collect::<Result<Vec<_>>>()?,
+            e => vec![string(e).ok_or_else(usage)?],
+        };
+        self.scan(&paths)
+    }
+
+    fn scan(&mut self, paths: &[String]) -> Result<(LogicalPlan, Scope)> {
+        let table = self.catalog.load(paths)?;
+        let scope = Scope::from_schema(&table.schema, None);
+        let columns = (0..table.schema.fields().len()).collect();
+        Ok((LogicalPlan::Scan { table, columns, filters: vec![] }, scope))
+    }
+
+    fn bind_join(&mut self, left: (LogicalPlan, Scope), join: &ast::Join) -> Result<(LogicalPlan, Scope)> {
+        let (lplan, lscope) = left;
+        let (rplan, mut rscope) = self.bind_factor(&join.relation)?;
+        let (join_type, constraint) = match &join.join_operator {
+            JoinOperator::Join(c) | JoinOperator::Inner(c) => (JoinType::Inner, c),
+            JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (JoinType::Left, c),
+            other => {
+                let kind = format!("{other:?}");
+                let kind = kind.split('(').next().unwrap_or("this").to_uppercase();
+                return Err(SchedulerError::unsupported(format!("{kind} joins; Keel runs INNER and LEFT joins")));
+            }
+        };
+        let nl = lscope.columns.len();
+        let mut left_keys = vec![];
+        let mut right_keys = vec![];
+        let mut filters = vec![];
+        match constraint {
+            JoinConstraint::Using(names) => {
+                for n in names {
+                    let name = n.to_string();
+                    let li = lscope.resolve(None, &name)?;
+                    let ri = rscope.resolve(None, &name)?;
+                    let (lt, rt) = (&lscope.columns[li].data_type, &rscope.columns[ri].data_type);
+                    let t = common_type(lt, rt, false, false).ok_or_else(|| key_mismatch(&name, lt, rt))?;
+                    left_keys.push(super::types::cast_if_needed(Expr::Column(li), lt, &t));
+                    right_keys.push(super::types::cast_if_needed(Expr::Column(ri), rt, &t));
+                    rscope.columns[ri].hidden = true;
+                }
+            }
+            JoinConstraint::On(on) => {
+                let combined = lscope.clone().join(rscope.clone());
+                let mut conjuncts = vec![];
+                split_conjuncts(on, &mut conjuncts);
+                for c in conjuncts {
+                    if let ast::Expr::BinaryOp { left, op: ast::BinaryOperator::Eq, right } = c {
+                        let mut b = ExprBinder::new(&combined);
+                        let (l, lt) = b.bind(left)?;
+                        let (r, rt) = b.bind(right)?;
+                        let side = |e: &Expr| {
+                            let mut cols = vec![];
+                            e.columns(&mut cols);
+                            if cols.is_empty() {
+                                None
+                            } else if cols.iter().all(|&i| i < nl) {
+                                Some(false)
+                            } else if cols.iter().all(|&i| i >= nl) {
+                                Some(true)
+                            } else {
+                                None
+                            }
+                        };
+                        let pair = match (side(&l), side(&r)) {
+                            (Some(false), Some(true)) => Some(((l, lt), (r, rt))),
+                            (Some(true), Some(false)) => Some(((r, rt), (l, lt))),
+                            _ => None,
+                        };
+                        if let Some(((l, lt), (r, rt))) = pair {
+                            let t = common_type(&lt, &rt, false, false).ok_or_else(|| key_mismatch(&c.to_string(), &lt, &rt))?;
+                            left_keys.push(super::types::cast_if_needed(l, &lt, &t));
+                            let r = r.remap_columns(&|i| i - nl);
+                            right_keys.push(super::types::cast_if_needed(r, &rt, &t));
+                            continue;
+                        }
+                    }
+                    let (f, t) = ExprBinder::new(&combined).bind(c)?;
+                    if !matches!(t, arrow::datatypes::DataType::Boolean | arrow::datatypes::DataType::Null) {
+                        return Err(SchedulerError::bind(format!("JOIN condition must be BOOLEAN, got {} in {c}", sql_name(&t))));
+                    }
+                    filters.push(f);
+                }
+            }
+            JoinConstraint::Natural | JoinConstraint::None => {
+                return Err(SchedulerError::unsupported("joins without ON or USING"));
+            }
+        }
+        if left_keys.is_empty() {
+            return Err(SchedulerError::unsupported(
+                "joins without an equality between the two sides (ON a.x = b.y); Keel runs hash joins",
+            ));
+        }
+        let filter = conjunction(filters);
+        let plan = LogicalPlan::Join {
+            left: Box::new(lplan),
+            right: Box::new(rplan),
+            join_type,
+            left_keys,
+            right_keys,
+            filter,
+        };
+        Ok((plan, lscope.join(rscope)))
+    }
+}
+
+fn key_mismatch(what: &str, l: &arrow::datatypes::DataType, r: &arrow::datatypes::DataType) -> SchedulerError {
+    SchedulerError::bind(format!("Cannot join {} with {} in {what}: add an explicit CAST", sql_name(l), sql_name(r)))
+}
+
+fn apply_column_aliases(mut scope: Scope, alias: Option<&ast::TableAlias>) -> Result<Scope> {
+    let Some(a) = alias else { return Ok(scope) };
+    if a.columns.is_empty() {
+        return Ok(scope);
+    }
+    if a.columns.len() > scope.columns.len() {
+        return Err(SchedulerError::bind(format!(
+            "alias {} names {} columns but the table has {}",
+            a.name,
+            a.columns.len(),
+            scope.columns.len()
+        )));
+    }
+    for (c, name) in scope.columns.iter_mut().zip(&a.columns) {
+        c.name = name.name.value.clone();
+    }
+    Ok(scope)
+}
+
+pub fn split_conjuncts<'e>(e: &'e ast::Expr, out: &mut Vec<&'e ast::Expr>) {
+    match e {
+        ast::Expr::BinaryOp { left, op: ast::BinaryOperator::And, right } => {
+            split_conjuncts(left, out);
+            split_conjuncts(right, out);
+        }
+        ast::Expr::Nested(inner) if matches!(**inner, ast::Expr::BinaryOp { op: ast::BinaryOperator::And, .. }) => {
+            split_conjuncts(inner, out)
+        }
+        other => out.push(other),
+    }
+}
+
+pub fn conjunction(mut exprs: Vec<Expr>) -> Option<Expr> {
+    let first = if exprs.is_empty() { return None } else { exprs.remove(0) };
+    Some(exprs.into_iter().fold(first, |acc, e| Expr::binary(BinaryOp::And, acc, e)))
+}

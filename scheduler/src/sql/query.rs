@@ -1,0 +1,482 @@
+//! Queries: WITH, set operations, SELECT with grouping, ordering and limits.
+
+use std::collections::HashMap;
+
+use arrow::datatypes::{DataType, Field, Schema};
+use keel_proto::expr::{Expr, ScalarValue};
+use keel_proto::plan::{JoinType, SortKey};
+use sqlparser::ast::{self, GroupByExpr, LimitClause, OrderByKind, SelectItem, SetExpr, SetOperator, SetQuantifier};
+
+use super::expr::{contains_aggregate, output_name, AggContext, ExprBinder};
+use super::from::{conjunction, split_conjuncts};
+use super::scope::{Scope, ScopeColumn};
+use super::types::{cast_if_needed, common_type, sql_name};
+use super::Binder;
+use crate::error::{Result, SchedulerError};
+use crate::logical::LogicalPlan;
+
+/// One output column of a SELECT before binding.
+enum Item<'q> {
+    Sql(&'q ast::Expr, String),
+    Column(usize, String),
+}
+
+fn project_schema(names: &[String], types: &[DataType]) -> Schema {
+    Schema::new(names.iter().zip(types).map(|(n, t)| Field::new(n, t.clone(), true)).collect::<Vec<_>>())
+}
+
+fn output_scope(names: &[String], types: &[DataType]) -> Scope {
+    Scope {
+        columns: names
+            .iter()
+            .zip(types)
+            .map(|(n, t)| ScopeColumn { qualifier: None, name: n.clone(), data_type: t.clone(), hidden: false })
+            .collect(),
+    }
+}
+
+impl Binder<'_> {
+    pub fn bind_query(&mut self, q: &ast::Query) -> Result<(LogicalPlan, Scope)> {
+        let pushed = q.with.is_some();
+        if let Some(with) = &q.with {
+            if with.recursive {
+                return Err(SchedulerError::unsupported("WITH RECURSIVE"));
+            }
+            self.ctes.push(HashMap::new());
+            for cte in &with.cte_tables {
+                let (plan, mut scope) = self.bind_query(&cte.query)?;
+                for (c, alias) in scope.columns.iter_mut().zip(&cte.alias.columns) {
+                    c.name = alias.name.value.clone();
+                }
+                self.ctes.last_mut().expect("pushed").insert(cte.alias.name.value.to_lowercase(), (plan, scope));
+            }
+        }
+        let result = self.bind_query_body(q);
+        if pushed {
+            self.ctes.pop();
+        }
+        result
+    }
+
+    fn bind_query_body(&mut self, q: &ast::Query) -> Result<(LogicalPlan, Scope)> {
+        if q.fetch.is_some() {
+            return Err(SchedulerError::unsupported("FETCH; use LIMIT"));
+        }
+        let order = match &q.order_by {
+            Some(o) => match &o.kind {
+                OrderByKind::Expressions(e) => e.as_slice(),
+                OrderByKind::All(_) => return Err(SchedulerError::unsupported("ORDER BY ALL")),
+            },
+            None => &[],
+        };
+        let (skip, fetch) = limits(q.limit_clause.as_ref())?;
+        match q.body.as_ref() {
+            SetExpr::Select(s) => self.bind_select(s, order, skip, fetch),
+            other => {
+                let (plan, scope) = self.bind_set_expr(other)?;
+                let mut plan = plan;
+                if !order.is_empty() {
+                    let mut keys = vec![];
+                    for o in order {
+                        let (expr, _) = match ordinal(&o.expr, scope.columns.len())? {
+                            Some(i) => (Expr::Column(i), scope.columns[i].data_type.clone()),
+                            None => ExprBinder::new(&scope).bind(&o.expr)?,
+                        };
+                        keys.push(sort_key(expr, o));
+                    }
+                    plan = LogicalPlan::Sort { input: Box::new(plan), keys };
+                }
+                if skip > 0 || fetch.is_some() {
+                    plan = LogicalPlan::Limit { input: Box::new(plan), skip, fetch };
+                }
+                Ok((plan, scope))
+            }
+        }
+    }
+
+    fn bind_set_expr(&mut self, body: &SetExpr) -> Result<(LogicalPlan, Scope)> {
+        match body {
+            SetExpr::Select(s) => self.bind_select(s, &[], 0, None),
+            SetExpr::Query(q) => self.bind_query(q),
+            SetExpr::SetOperation { op: SetOperator::Union, set_quantifier, left, right } => {
+                let (lp, ls) = self.bind_set_expr(left)?;
+                let (rp, rs) = self.bind_set_expr(right)?;
+                if ls.columns.len() != rs.columns.len() {
+                    return Err(SchedulerError::bind(format!(
+                        "UNION inputs have {} and {} columns; they must have the same number",
+                        ls.columns.len(),
+                        rs.columns.len()
+                    )));
+                }
+                let mut types = vec![];
+                for (l, r) in ls.columns.iter().zip(&rs.columns) {
+                    types.push(common_type(&l.data_type, &r.data_type, false, false).ok_or_else(|| {
+                        SchedulerError::bind(format!(
+                            "UNION column {} is {} on one side and {} on the other",
+                            l.name,
+                            sql_name(&l.data_type),
+                            sql_name(&r.data_type)
+                        ))
+                    })?);
+                }
+                let names: Vec<String> = ls.columns.iter().map(|c| c.name.clone()).collect();
+                let conform = |plan: LogicalPlan, scope: &Scope| {
+                    if scope.columns.iter().zip(&types).all(|(c, t)| &c.data_type == t) {
+                        return plan;
+                    }
+                    let exprs = scope
+                        .columns
+                        .iter()
+                        .enumerate()
+                        .zip(&types)
+                        .map(|((i, c), t)| cast_if_needed(Expr::Column(i), &c.data_type, t))
+                        .collect();
+                    LogicalPlan::Project { input: Box::new(plan), exprs, schema: project_schema(&names, &types) }
+                };
+                let union = LogicalPlan::Union { inputs: vec![conform(lp, &ls), conform(rp, &rs)] };
+                let plan = match set_quantifier {
+                    SetQuantifier::All => union,
+                    SetQuantifier::None | SetQuantifier::Distinct => distinct(union, &names, &types),
+                    other => return Err(SchedulerError::unsupported(format!("UNION {other}"))),
+                };
+                Ok((plan, output_scope(&names, &types)))
+            }
+            SetExpr::SetOperation { op, .. } => Err(SchedulerError::unsupported(format!("{op}; Keel runs UNION [ALL]"))),
+            SetExpr::Values(_) => Err(SchedulerError::unsupported("VALUES lists")),
+            other => Err(SchedulerError::unsupported(format!("{other}"))),
+        }
+    }
+
+    fn bind_select(
+        &mut self,
+        s: &ast::Select,
+        order: &[ast::OrderByExpr],
+        skip: usize,
+        fetch: Option<usize>,
+    ) -> Result<(LogicalPlan, Scope)> {
+        if !s.sort_by.is_empty() || s.qualify.is_some() || !s.named_window.is_empty() || s.top.is_some() {
+            return Err(SchedulerError::unsupported(format!("this SELECT form: {s}")));
+        }
+        let (mut plan, scope) = self.bind_from(&s.from)?;
+        if let Some(w) = &s.selection {
+            plan = self.bind_where(plan, &scope, w)?;
+        }
+
+        let mut items = vec![];
+        for item in &s.projection {
+            match item {
+                SelectItem::UnnamedExpr(e) => items.push(Item::Sql(e, output_name(e))),
+                SelectItem::ExprWithAlias { expr, alias } => items.push(Item::Sql(expr, alias.value.clone())),
+                SelectItem::Wildcard(_) => {
+                    for (i, c) in scope.columns.iter().enumerate().filter(|(_, c)| !c.hidden) {
+                        items.push(Item::Column(i, c.name.clone()));
+                    }
+                }
+                SelectItem::QualifiedWildcard(kind, _) => {
+                    let q = kind.to_string();
+                    if !scope.has_qualifier(&q) {
+                        return Err(SchedulerError::bind(format!("{q}.* names no table in FROM")));
+                    }
+                    for (i, c) in scope.columns.iter().enumerate() {
+                        if c.qualifier.as_deref() == Some(q.to_lowercase().as_str()) {
+                            items.push(Item::Column(i, c.name.clone()));
+                        }
+                    }
+                }
+                other => return Err(SchedulerError::unsupported(format!("select item {other}"))),
+            }
+        }
+        let names: Vec<String> = items.iter().map(|i| match i { Item::Sql(_, n) | Item::Column(_, n) => n.clone() }).collect();
+
+        let group_items: Vec<&ast::Expr> = match &s.group_by {
+            GroupByExpr::Expressions(e, modifiers) => {
+                if !modifiers.is_empty() {
+                    return Err(SchedulerError::unsupported("GROUP BY modifiers (ROLLUP, CUBE)"));
+                }
+                e.iter().collect()
+            }
+            GroupByExpr::All(_) => vec![],
+        };
+        let group_all = matches!(s.group_by, GroupByExpr::All(_));
+        let aggregated = group_all
+            || !group_items.is_empty()
+            || items.iter().any(|i| matches!(i, Item::Sql(e, _) if contains_aggregate(e)))
+            || s.having.as_ref().is_some_and(contains_aggregate)
+            || order.iter().any(|o| contains_aggregate(&o.expr));
+
+        let mut select_exprs: Vec<(Expr, DataType)> = vec![];
+        let mut hidden: Vec<(Expr, DataType)> = vec![];
+        let mut sort_keys: Vec<SortKey> = vec![];
+
+        if aggregated {
+            let mut ctx = AggContext::default();
+            let mut plain = ExprBinder::new(&scope);
+            let add_group = |ctx: &mut AggContext, e: Expr, t: DataType, name: String| {
+                if !ctx.group_exprs.contains(&e) {
+                    ctx.group_exprs.push(e);
+                    ctx.group_types.push(t);
+                    ctx.group_names.push(name);
+                }
+            };
+            if group_all {
+                for (item, name) in items.iter().zip(&names) {
+                    match item {
+                        Item::Sql(e, _) if contains_aggregate(e) => {}
+                        Item::Sql(e, _) => {
+                            let (x, t) = plain.bind(e)?;
+                            add_group(&mut ctx, x, t, name.clone());
+                        }
+                        Item::Column(i, _) => add_group(&mut ctx, Expr::Column(*i), scope.columns[*i].data_type.clone(), name.clone()),
+                    }
+                }
+            }
+            for g in &group_items {
+                let target: Option<&Item> = match ordinal(g, items.len())? {
+                    Some(i) => Some(&items[i]),
+                    None => match g {
+                        ast::Expr::Identifier(id) if scope.resolve(None, &id.value).is_err() => {
+                            names.iter().position(|n| n.eq_ignore_ascii_case(&id.value)).map(|i| &items[i])
+                        }
+                        _ => None,
+                    },
+                };
+                let (x, t, name) = match target {
+                    Some(Item::Sql(e, n)) => {
+                        if contains_aggregate(e) {
+                            return Err(SchedulerError::bind(format!("GROUP BY cannot refer to an aggregate: {e}")));
+                        }
+                        let (x, t) = plain.bind(e)?;
+                        (x, t, n.clone())
+                    }
+                    Some(Item::Column(i, n)) => (Expr::Column(*i), scope.columns[*i].data_type.clone(), n.clone()),
+                    None => {
+                        if contains_aggregate(g) {
+                            return Err(SchedulerError::bind(format!("GROUP BY cannot contain aggregates: {g}")));
+                        }
+                        let (x, t) = plain.bind(g)?;
+                        (x, t, output_name(g))
+                    }
+                };
+                add_group(&mut ctx, x, t, name);
+            }
+            let mut agg_binder = ExprBinder::with_aggregates(&scope, &mut ctx);
+            for item in &items {
+                select_exprs.push(match item {
+                    Item::Sql(e, _) => agg_binder.bind(e)?,
+                    Item::Column(i, _) => {
+                        let ident = ast::Expr::Identifier(ast::Ident::new(scope.columns[*i].name.clone()));
+                        match agg_binder.bind(&ident) {
+                            Ok(x) => x,
+                            Err(_) => {
+                                return Err(SchedulerError::bind(format!(
+                                    "column \"{}\" must appear in the GROUP BY clause or be used in an aggregate function",
+                                    scope.columns[*i].name
+                                )))
+                            }
+                        }
+                    }
+                });
+            }
+            let having = s.having.as_ref().map(|h| agg_binder.bind(h)).transpose()?;
+            for o in order {
+                let key = self.order_key(o, &items, &names, &select_exprs, &mut |e| agg_binder.bind(e), &mut hidden)?;
+                sort_keys.push(key);
+            }
+            drop(agg_binder);
+            let mut fields = vec![];
+            for (n, t) in ctx.group_names.iter().zip(&ctx.group_types) {
+                fields.push(Field::new(n, t.clone(), true));
+            }
+            for (n, t) in ctx.agg_names.iter().zip(&ctx.agg_types) {
+                fields.push(Field::new(n, t.clone(), true));
+            }
+            plan = LogicalPlan::Aggregate {
+                input: Box::new(plan),
+                group_by: ctx.group_exprs,
+                aggs: ctx.aggs,
+                schema: Schema::new(fields),
+            };
+            if let Some((h, t)) = having {
+                if !matches!(t, DataType::Boolean | DataType::Null) {
+                    return Err(SchedulerError::bind(format!("HAVING needs a BOOLEAN condition, got {}", sql_name(&t))));
+                }
+                plan = LogicalPlan::Filter { input: Box::new(plan), predicate: h };
+            }
+        } else {
+            if s.having.is_some() {
+                return Err(SchedulerError::bind("HAVING needs GROUP BY or an aggregate"));
+            }
+            let mut b = ExprBinder::new(&scope);
+            for item in &items {
+                select_exprs.push(match item {
+                    Item::Sql(e, _) => b.bind(e)?,
+                    Item::Column(i, _) => (Expr::Column(*i), scope.columns[*i].data_type.clone()),
+                });
+            }
+            for o in order {
+                let key = self.order_key(o, &items, &names, &select_exprs, &mut |e| b.bind(e), &mut hidden)?;
+                sort_keys.push(key);
+            }
+        }
+
+        let is_distinct = match &s.distinct {
+            None | Some(ast::Distinct::All) => false,
+            Some(ast::Distinct::Distinct) => true,
+            Some(ast::Distinct::On(_)) => return Err(SchedulerError::unsupported("DISTINCT ON")),
+        };
+        if is_distinct && !hidden.is_empty() {
+            return Err(SchedulerError::bind("for SELECT DISTINCT, ORDER BY expressions must appear in the select list"));
+        }
+        let visible = select_exprs.len();
+        let mut all_names = names.clone();
+        all_names.extend((0..hidden.len()).map(|i| format!("__order_{i}")));
+        let (exprs, types): (Vec<Expr>, Vec<DataType>) = select_exprs.into_iter().chain(hidden).unzip();
+        let schema = project_schema(&all_names, &types);
+        plan = LogicalPlan::Project { input: Box::new(plan), exprs, schema };
+        if is_distinct {
+            plan = distinct(plan, &all_names, &types);
+        }
+        if !sort_keys.is_empty() {
+            plan = LogicalPlan::Sort { input: Box::new(plan), keys: sort_keys };
+        }
+        if skip > 0 || fetch.is_some() {
+            plan = LogicalPlan::Limit { input: Box::new(plan), skip, fetch };
+        }
+        if types.len() > visible {
+            let exprs = (0..visible).map(Expr::Column).collect();
+            plan = LogicalPlan::Project { input: Box::new(plan), exprs, schema: project_schema(&names, &types[..visible]) };
+        }
+        Ok((plan, output_scope(&names, &types[..visible])))
+    }
+
+    /// An ORDER BY key over the projected columns: an ordinal, an output
+    /// name, a select expression, or a new hidden column.
+    #[allow(clippy::too_many_arguments)]
+    fn order_key(
+        &self,
+        o: &ast::OrderByExpr,
+        items: &[Item],
+        names: &[String],
+        select: &[(Expr, DataType)],
+        bind: &mut dyn FnMut(&ast::Expr) -> Result<(Expr, DataType)>,
+        hidden: &mut Vec<(Expr, DataType)>,
+    ) -> Result<SortKey> {
+        if let Some(i) = ordinal(&o.expr, items.len())? {
+            return Ok(sort_key(Expr::Column(i), o));
+        }
+        if let ast::Expr::Identifier(id) = &o.expr {
+            if let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(&id.value)) {
+                return Ok(sort_key(Expr::Column(i), o));
+            }
+        }
+        let (x, t) = bind(&o.expr)?;
+        if let Some(i) = select.iter().position(|(s, _)| *s == x) {
+            return Ok(sort_key(Expr::Column(i), o));
+        }
+        if let Some(i) = hidden.iter().position(|(h, _)| *h == x) {
+            return Ok(sort_key(Expr::Column(select.len() + i), o));
+        }
+        hidden.push((x, t));
+        Ok(sort_key(Expr::Column(select.len() + hidden.len() - 1), o))
+    }
+
+    /// WHERE: `x [NOT] IN (subquery)` conjuncts become semi/anti joins; the rest a filter.
+    fn bind_where(&mut self, mut plan: LogicalPlan, scope: &Scope, w: &ast::Expr) -> Result<LogicalPlan> {
+        if contains_aggregate(w) {
+            return Err(SchedulerError::bind(format!("aggregates are not allowed in WHERE: {w}; use HAVING")));
+        }
+        let mut conjuncts = vec![];
+        split_conjuncts(w, &mut conjuncts);
+        let mut filters = vec![];
+        for c in conjuncts {
+            if let ast::Expr::InSubquery { expr, subquery, negated } = c {
+                let (x, xt) = ExprBinder::new(scope).bind(expr)?;
+                let (sub, sub_scope) = self.bind_query(subquery)?;
+                if sub_scope.columns.len() != 1 {
+                    return Err(SchedulerError::bind(format!(
+                        "IN (subquery) needs a subquery with one column, got {}",
+                        sub_scope.columns.len()
+                    )));
+                }
+                let st = sub_scope.columns[0].data_type.clone();
+                let t = common_type(&xt, &st, false, false).ok_or_else(|| {
+                    SchedulerError::bind(format!("Cannot compare {} with {} in {c}", sql_name(&xt), sql_name(&st)))
+                })?;
+                plan = LogicalPlan::Join {
+                    left: Box::new(plan),
+                    right: Box::new(sub),
+                    join_type: if *negated { JoinType::Anti } else { JoinType::Semi },
+                    left_keys: vec![cast_if_needed(x, &xt, &t)],
+                    right_keys: vec![cast_if_needed(Expr::Column(0), &st, &t)],
+                    filter: None,
+                };
+                continue;
+            }
+            let (f, t) = ExprBinder::new(scope).bind(c)?;
+            if !matches!(t, DataType::Boolean | DataType::Null) {
+                return Err(SchedulerError::bind(format!("WHERE needs a BOOLEAN condition, got {} in {c}", sql_name(&t))));
+            }
+            filters.push(f);
+        }
+        if let Some(predicate) = conjunction(filters) {
+            plan = LogicalPlan::Filter { input: Box::new(plan), predicate };
+        }
+        Ok(plan)
+    }
+}
+
+fn distinct(plan: LogicalPlan, names: &[String], types: &[DataType]) -> LogicalPlan {
+    LogicalPlan::Aggregate {
+        input: Box::new(plan),
+        group_by: (0..names.len()).map(Expr::Column).collect(),
+        aggs: vec![],
+        schema: project_schema(names, types),
+    }
+}
+
+fn sort_key(expr: Expr, o: &ast::OrderByExpr) -> SortKey {
+    let descending = matches!(o.options.sort, Some(ast::OrderBySort::Desc));
+    // DuckDB's default puts NULLs last in either direction.
+    let nulls_first = o.options.nulls_first.unwrap_or(false);
+    SortKey { expr, descending, nulls_first }
+}
+
+/// `ORDER BY 2` / `GROUP BY 1`: a 0-based output position.
+fn ordinal(e: &ast::Expr, n: usize) -> Result<Option<usize>> {
+    if let ast::Expr::Value(v) = e {
+        if let ast::Value::Number(s, _) = &v.value {
+            let i: usize = s.parse().map_err(|_| SchedulerError::bind(format!("invalid position {s}")))?;
+            if i == 0 || i > n {
+                return Err(SchedulerError::bind(format!("position {i} is not in the select list (1..{n})")));
+            }
+            return Ok(Some(i - 1));
+        }
+    }
+    Ok(None)
+}
+
+fn limits(l: Option<&LimitClause>) -> Result<(usize, Option<usize>)> {
+    let count = |e: &ast::Expr, what: &str| -> Result<usize> {
+        match super::expr::literal(match e {
+            ast::Expr::Value(v) => &v.value,
+            other => return Err(SchedulerError::bind(format!("{what} must be a constant, got {other}"))),
+        })?
+        .0
+        {
+            Expr::Literal(ScalarValue::Int64(n)) if n >= 0 => Ok(n as usize),
+            other => Err(SchedulerError::bind(format!("{what} must be a non-negative integer, got {other}"))),
+        }
+    };
+    Ok(match l {
+        None => (0, None),
+        Some(LimitClause::LimitOffset { limit, offset, limit_by }) => {
+            if !limit_by.is_empty() {
+                return Err(SchedulerError::unsupported("LIMIT BY"));
+            }
+            let fetch = limit.as_ref().map(|e| count(e, "LIMIT")).transpose()?;
+            let skip = offset.as_ref().map(|o| count(&o.value, "OFFSET")).transpose()?.unwrap_or(0);
+            (skip, fetch)
+        }
+        Some(LimitClause::OffsetCommaLimit { offset, limit }) => (count(offset, "OFFSET")?, Some(count(limit, "LIMIT")?)),
+    })
+}

@@ -1,0 +1,169 @@
+//! SQL types: names as users see them, implicit coercion, literals.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Date32Array, StringArray, TimestampMicrosecondArray};
+use arrow::compute::{cast_with_options, CastOptions};
+use arrow::datatypes::DataType;
+use keel_proto::expr::{timestamp_type, BinaryOp, Expr, ScalarValue};
+
+use crate::error::{Result, SchedulerError};
+
+/// The SQL name of a type, as DuckDB prints it.
+pub fn sql_name(t: &DataType) -> String {
+    match t {
+        DataType::Null => "NULL".into(),
+        DataType::Boolean => "BOOLEAN".into(),
+        DataType::Int32 => "INTEGER".into(),
+        DataType::Int64 => "BIGINT".into(),
+        DataType::Float64 => "DOUBLE".into(),
+        DataType::Utf8 => "VARCHAR".into(),
+        DataType::Date32 => "DATE".into(),
+        DataType::Timestamp(..) => "TIMESTAMP".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Maps a SQL type name from CAST to the type Keel computes in.
+pub fn from_sql(t: &sqlparser::ast::DataType) -> Result<DataType> {
+    let name = t.to_string().to_uppercase();
+    let base = name.split(['(', ' ']).next().unwrap_or("");
+    Ok(match base {
+        "BOOLEAN" | "BOOL" => DataType::Boolean,
+        "TINYINT" | "SMALLINT" | "INT" | "INTEGER" | "INT4" | "INT2" | "INT1" => DataType::Int32,
+        "BIGINT" | "INT8" | "LONG" | "HUGEINT" => DataType::Int64,
+        "DOUBLE" | "FLOAT" | "FLOAT8" | "FLOAT4" | "REAL" | "DECIMAL" | "NUMERIC" => DataType::Float64,
+        "VARCHAR" | "TEXT" | "STRING" | "CHAR" | "BPCHAR" => DataType::Utf8,
+        "DATE" => DataType::Date32,
+        "TIMESTAMP" | "DATETIME" => timestamp_type(),
+        _ => return Err(SchedulerError::unsupported(format!("type {name}"))),
+    })
+}
+
+pub fn is_numeric(t: &DataType) -> bool {
+    matches!(t, DataType::Int32 | DataType::Int64 | DataType::Float64)
+}
+
+fn numeric_rank(t: &DataType) -> u8 {
+    match t {
+        DataType::Int32 => 1,
+        DataType::Int64 => 2,
+        _ => 3,
+    }
+}
+
+fn is_temporal(t: &DataType) -> bool {
+    matches!(t, DataType::Date32 | DataType::Timestamp(..))
+}
+
+/// The type two values are compared or combined in, if there is one.
+/// `left_literal`/`right_literal` allow a string literal to take the other side's type.
+pub fn common_type(a: &DataType, b: &DataType, a_literal: bool, b_literal: bool) -> Option<DataType> {
+    if a == b {
+        return Some(a.clone());
+    }
+    match (a, b) {
+        (DataType::Null, t) | (t, DataType::Null) => Some(t.clone()),
+        (x, y) if is_numeric(x) && is_numeric(y) => {
+            Some(if numeric_rank(x) >= numeric_rank(y) { x.clone() } else { y.clone() })
+        }
+        (x, y) if is_temporal(x) && is_temporal(y) => Some(timestamp_type()),
+        (DataType::Utf8, t) if a_literal => Some(t.clone()),
+        (t, DataType::Utf8) if b_literal => Some(t.clone()),
+        _ => None,
+    }
+}
+
+pub fn cast_if_needed(e: Expr, from: &DataType, to: &DataType) -> Expr {
+    if from == to {
+        e
+    } else {
+        e.cast(to.clone())
+    }
+}
+
+fn is_literal(e: &Expr) -> bool {
+    matches!(e, Expr::Literal(_)) || matches!(e, Expr::Cast { expr, .. } if matches!(**expr, Expr::Literal(_)))
+}
+
+/// Builds `l op r` with both sides cast to the type the operator needs.
+pub fn binary(op: BinaryOp, l: Expr, lt: &DataType, r: Expr, rt: &DataType, shown: &str) -> Result<Expr> {
+    let mismatch = || {
+        SchedulerError::bind(format!(
+            "Cannot apply {} to {} and {} in {shown}: add an explicit CAST",
+            op.symbol(),
+            sql_name(lt),
+            sql_name(rt)
+        ))
+    };
+    if matches!(op, BinaryOp::And | BinaryOp::Or) {
+        for t in [lt, rt] {
+            if !matches!(t, DataType::Boolean | DataType::Null) {
+                return Err(SchedulerError::bind(format!(
+                    "{} needs BOOLEAN operands, got {} in {shown}",
+                    op.symbol(),
+                    sql_name(t)
+                )));
+            }
+        }
+        let b = DataType::Boolean;
+        return Ok(Expr::binary(op, cast_if_needed(l, lt, &b), cast_if_needed(r, rt, &b)));
+    }
+    let common = common_type(lt, rt, is_literal(&l), is_literal(&r)).ok_or_else(mismatch)?;
+    if op.is_arithmetic() {
+        if !(is_numeric(&common) || common == DataType::Null) {
+            return Err(mismatch());
+        }
+        // `/` is always floating-point division, as in DuckDB.
+        let target = if op == BinaryOp::Div || common == DataType::Null { DataType::Float64 } else { common };
+        return Ok(Expr::binary(op, cast_if_needed(l, lt, &target), cast_if_needed(r, rt, &target)));
+    }
+    Ok(Expr::binary(op, cast_if_needed(l, lt, &common), cast_if_needed(r, rt, &common)))
+}
+
+/// Parses a date or timestamp literal by Arrow's own cast, so it agrees with run-time casts.
+pub fn temporal_literal(text: &str, to: &DataType) -> Result<ScalarValue> {
+    let strings: ArrayRef = Arc::new(StringArray::from(vec![text]));
+    let cast = cast_with_options(&strings, to, &CastOptions { safe: false, ..Default::default() })
+        .map_err(|_| SchedulerError::bind(format!("invalid {} literal '{text}'", sql_name(to))))?;
+    Ok(match to {
+        DataType::Date32 => ScalarValue::Date32(cast.as_any().downcast_ref::<Date32Array>().expect("date").value(0)),
+        _ => ScalarValue::Timestamp(
+            cast.as_any().downcast_ref::<TimestampMicrosecondArray>().expect("timestamp").value(0),
+        ),
+    })
+}
+
+/// Folds `CAST(literal AS t)` to a literal where it can (for row-group pruning).
+pub fn fold_literal(e: &Expr) -> Option<ScalarValue> {
+    match e {
+        Expr::Literal(v) => Some(v.clone()),
+        Expr::Cast { expr, to } => match (fold_literal(expr)?, to) {
+            (ScalarValue::Utf8(s), DataType::Date32 | DataType::Timestamp(..)) => temporal_literal(&s, to).ok(),
+            (ScalarValue::Int64(v), DataType::Float64) => Some(ScalarValue::Float64(v as f64)),
+            (ScalarValue::Int32(v), DataType::Float64) => Some(ScalarValue::Float64(v as f64)),
+            (ScalarValue::Int32(v), DataType::Int64) => Some(ScalarValue::Int64(v as i64)),
+            (ScalarValue::Int64(v), DataType::Int32) => i32::try_from(v).ok().map(ScalarValue::Int32),
+            (ScalarValue::Date32(d), DataType::Timestamp(..)) => Some(ScalarValue::Timestamp(d as i64 * 86_400_000_000)),
+            (v, t) if &v.data_type() == t => Some(v),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Orders two scalars of the same type (for pruning); None if incomparable.
+pub fn compare_scalars(a: &ScalarValue, b: &ScalarValue) -> Option<std::cmp::Ordering> {
+    use ScalarValue as S;
+    match (a, b) {
+        (S::Int32(x), S::Int32(y)) => x.partial_cmp(y),
+        (S::Int64(x), S::Int64(y)) => x.partial_cmp(y),
+        (S::Float64(x), S::Float64(y)) => x.partial_cmp(y),
+        (S::Utf8(x), S::Utf8(y)) => x.partial_cmp(y),
+        (S::Date32(x), S::Date32(y)) => x.partial_cmp(y),
+        (S::Timestamp(x), S::Timestamp(y)) => x.partial_cmp(y),
+        (S::Boolean(x), S::Boolean(y)) => x.partial_cmp(y),
+        _ => None,
+    }
+}
+
