@@ -1,1 +1,21 @@
+//! keel-client: the `keel` CLI, the Rust client library, the embedded cluster and `datagen`.
+//!
+//! # Layout
+//! - [`client`]: `KeelClient`: submit SQL, follow progress, fetch results over Flight.
+//! - [`embedded`]: a scheduler and N workers in this process, over loopback gRPC/Flight.
+//! - [`cli`]: the `keel` subcommands (sql, explain, datagen, demo, health).
+//! - [`demo`]: `keel demo`, story 1 end to end.
+//! - [`datagen`]: WORKLOADS.md data sets, deterministic for a seed.
+//! - [`output`]: printing results as a table, CSV or JSON.
+//! - [`error`]: the crate's error type.
 
+pub mod cli;
+pub mod client;
+pub mod datagen;
+pub mod demo;
+pub mod embedded;
+pub mod error;
+pub mod output;
+
+pub use client::{KeelClient, QueryResult};
+pub use error::ClientError;

@@ -2,13 +2,27 @@
 //!
 //! # Layout
 //! - [`sql`]: parsing and binding SQL to a logical plan.
-//! - [`catalog`]: Parquet tables and their metadata.
+//! - [`catalog`]: Parquet tables and their metadata (schema, row groups, statistics).
 //! - [`logical`]: the logical plan.
+//! - [`optimizer`]: filter pushdown and column pruning.
+//! - [`planner`]: the distributed plan: stages cut at exchanges, scan splits, `explain`.
+//! - [`adaptive`]: forming a stage's tasks from its inputs' reported sizes.
+//! - [`job`]: a job's stage and task state machines.
+//! - [`state`]: scheduler state and the event loop that owns it.
+//! - [`grpc`]: the JobService and WorkerService handlers.
+//! - [`server`]: the scheduler process (`run(config, listener, shutdown)`).
 //! - [`error`]: the crate's error type.
 
+pub mod adaptive;
 pub mod catalog;
 pub mod error;
+pub mod grpc;
+pub mod job;
 pub mod logical;
+pub mod optimizer;
+pub mod planner;
+pub mod server;
 pub mod sql;
+pub mod state;
 
 pub use error::{Result, SchedulerError};

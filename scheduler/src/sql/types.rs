@@ -167,3 +167,10 @@ pub fn compare_scalars(a: &ScalarValue, b: &ScalarValue) -> Option<std::cmp::Ord
     }
 }
 
+
+/// `a AND b AND …`, or None for no conjuncts.
+pub fn conjunction_of(exprs: &[Expr]) -> Option<Expr> {
+    let mut it = exprs.iter().cloned();
+    let first = it.next()?;
+    Some(it.fold(first, |acc, e| Expr::binary(BinaryOp::And, acc, e)))
+}

@@ -37,6 +37,8 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&args.bind)
         .await
         .map_err(|e| anyhow::anyhow!("cannot bind {}: {e}", args.bind))?;
+    // Tests and scripts read the bound address from this line (the port may be 0).
+    println!("keel-worker listening on {}", listener.local_addr()?);
     let work_dir = args.work_dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("keel-worker-{}", listener.local_addr().map(|a| a.port()).unwrap_or(0)))
     });

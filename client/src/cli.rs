@@ -1,0 +1,220 @@
+//! The `keel` command line.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use keel_proto::pb::StageProgress;
+
+use crate::client::KeelClient;
+use crate::datagen::{generate, ImbalancedJoin};
+use crate::embedded::EmbeddedCluster;
+use crate::error::ClientError;
+use crate::output::{print, Format};
+
+#[derive(Parser)]
+#[command(name = "keel", version, about = "Keel: distributed SQL over Parquet")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run a query and print its result.
+    Sql(QueryArgs),
+    /// Print the distributed plan of a query: stages, exchanges, task counts, sizes.
+    Explain(QueryArgs),
+    /// Generate a data set from WORKLOADS.md.
+    Datagen {
+        #[command(subcommand)]
+        set: DataSet,
+    },
+    /// Generate a small story-1 data set, run the story-1 query on an embedded cluster, print a summary.
+    Demo {
+        /// Row scale of the generated data (1 is about 4 billion rows).
+        #[arg(long, default_value_t = 0.00005)]
+        scale: f64,
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+    },
+    /// Exit 0 when the scheduler answers and has a live worker.
+    Health {
+        #[arg(long, env = "KEEL_SCHEDULER", default_value = "http://127.0.0.1:50050")]
+        scheduler: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DataSet {
+    /// Story 1: skewed many-to-many join, then group-by sum (df1/ and df2/).
+    ImbalancedJoin {
+        #[arg(long)]
+        scale: f64,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+}
+
+#[derive(Args)]
+pub struct QueryArgs {
+    /// Scheduler to submit to; without it an embedded cluster runs the query.
+    #[arg(long, env = "KEEL_SCHEDULER", conflicts_with = "workers")]
+    scheduler: Option<String>,
+    /// Workers of the embedded cluster (default: the number of cores).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Register a table: NAME=PATH (a file, a directory or a glob).
+    #[arg(long = "table", value_parser = parse_table)]
+    tables: Vec<(String, String)>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Read the query from a file.
+    #[arg(long, conflicts_with = "query")]
+    file: Option<PathBuf>,
+    query: Option<String>,
+}
+
+fn parse_table(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((n, p)) if !n.is_empty() && !p.is_empty() => Ok((n.to_string(), p.to_string())),
+        _ => Err(format!("expected NAME=PATH, got {s:?}")),
+    }
+}
+
+/// A connection to a cluster, and the embedded cluster behind it if we started one.
+struct Session {
+    client: KeelClient,
+    embedded: Option<EmbeddedCluster>,
+}
+
+impl Session {
+    async fn open(scheduler: Option<&str>, workers: Option<usize>) -> Result<Self, ClientError> {
+        match scheduler {
+            Some(url) => Ok(Session { client: KeelClient::connect(url).await?, embedded: None }),
+            None => {
+                let n = workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+                if n == 0 {
+                    return Err(ClientError::Usage { message: "--workers must be at least 1".into() });
+                }
+                let cluster = EmbeddedCluster::start(n, 1).await?;
+                Ok(Session { client: KeelClient::connect(&cluster.url).await?, embedded: Some(cluster) })
+            }
+        }
+    }
+
+    async fn close(self) {
+        if let Some(c) = self.embedded {
+            c.shutdown().await;
+        }
+    }
+}
+
+impl QueryArgs {
+    fn sql(&self) -> Result<String, ClientError> {
+        match (&self.query, &self.file) {
+            (Some(q), None) => Ok(q.clone()),
+            (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| ClientError::Io { path: f.display().to_string(), source: e }),
+            _ => Err(ClientError::Usage { message: "give a query, or --file FILE".into() }),
+        }
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<(), ClientError> {
+    match cli.command {
+        Command::Sql(args) => sql(args).await,
+        Command::Explain(args) => {
+            let sql = args.sql()?;
+            let session = Session::open(args.scheduler.as_deref(), args.workers).await?;
+            let plan = session.client.explain(&sql, &args.tables).await;
+            session.close().await;
+            print!("{}", plan?);
+            Ok(())
+        }
+        Command::Datagen { set: DataSet::ImbalancedJoin { scale, out, seed } } => {
+            let started = Instant::now();
+            let g = generate(&ImbalancedJoin::new(scale, seed), &out)?;
+            eprintln!(
+                "wrote {} df1 rows in {} files and {} df2 rows under {} in {:.1}s",
+                g.df1_rows,
+                g.df1_files,
+                g.df2_rows,
+                out.display(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Command::Demo { scale, workers } => crate::demo::run(scale, workers).await,
+        Command::Health { scheduler } => {
+            let client = KeelClient::connect(&scheduler).await?;
+            let workers = client.workers().await?;
+            if workers.is_empty() {
+                return Err(ClientError::Usage { message: format!("scheduler at {scheduler} answers but has no live workers") });
+            }
+            println!("ok: {} workers", workers.len());
+            Ok(())
+        }
+    }
+}
+
+async fn sql(args: QueryArgs) -> Result<(), ClientError> {
+    let sql = args.sql()?;
+    let session = Session::open(args.scheduler.as_deref(), args.workers).await?;
+    let result = run_query(&session.client, &sql, &args.tables).await;
+    session.close().await;
+    let result = result?;
+    let mut stdout = std::io::stdout().lock();
+    print(args.format, &result.schema, &result.batches, &mut stdout)?;
+    if result.report.tasks_retried > 0 {
+        eprintln!("{} task attempts were retried:", result.report.tasks_retried);
+        for r in &result.report.retry_reasons {
+            eprintln!("  {r}");
+        }
+    }
+    Ok(())
+}
+
+/// Runs a query with a progress bar on a terminal; Ctrl-C cancels the job.
+pub async fn run_query(client: &KeelClient, sql: &str, tables: &[(String, String)]) -> Result<crate::client::QueryResult, ClientError> {
+    let job = client.submit(sql, tables).await?;
+    let bar = progress_bar();
+    let update = |stages: &[StageProgress]| {
+        if let Some(bar) = &bar {
+            let total: u32 = stages.iter().map(|s| s.tasks_total).sum();
+            let done: u32 = stages.iter().map(|s| s.tasks_done).sum();
+            let stages_done = stages.iter().filter(|s| s.tasks_total > 0 && s.tasks_done == s.tasks_total).count();
+            bar.set_length(total.max(1) as u64);
+            bar.set_position(done as u64);
+            bar.set_message(format!("stages {stages_done}/{}", stages.len()));
+        }
+    };
+    let report = tokio::select! {
+        r = client.wait(&job, update) => r,
+        _ = tokio::signal::ctrl_c() => {
+            let _ = client.cancel(&job).await;
+            if let Some(b) = &bar { b.finish_and_clear(); }
+            return Err(ClientError::JobFailed { message: format!("job {job} cancelled by Ctrl-C") });
+        }
+    };
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let report = report?;
+    let fetched = client.fetch(&report).await;
+    let _ = client.release(&job).await;
+    let (schema, batches) = fetched?;
+    Ok(crate::client::QueryResult { schema, batches, report })
+}
+
+fn progress_bar() -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new(1);
+    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} tasks, {msg}").ok()?);
+    Some(bar)
+}

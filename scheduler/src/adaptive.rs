@@ -1,0 +1,243 @@
+//! Adaptive stage planning: a stage's tasks are formed when its inputs have
+//! finished, from what their map tasks reported.
+//!
+//! - Hash inputs: the fixed map-side partitions are coalesced into ranges of
+//!   about `target` bytes, so the reduce task count follows the data size.
+//! - A shuffle join whose side turned out small is run as a broadcast join:
+//!   every task reads the small side whole and a slice of the big side's map
+//!   outputs, which also spreads a hot key's rows over many tasks.
+//! - Slice inputs (UNION ALL): map outputs are divided by bytes.
+
+use keel_proto::ids::StageId;
+use keel_proto::plan::{FileSplit, JoinType, PlanNode};
+use keel_proto::task::{FetchSpec, ShuffleInput};
+
+use crate::planner::stages::{InputMode, StagePlan, TaskSource};
+
+/// One finished map task's output.
+#[derive(Debug, Clone)]
+pub struct MapOutput {
+    pub stage: StageId,
+    pub map_task: u32,
+    pub attempt: u32,
+    pub flight_url: String,
+    /// (rows, bytes) per output partition.
+    pub partitions: Vec<(u64, u64)>,
+}
+
+impl MapOutput {
+    fn bytes(&self) -> u64 {
+        self.partitions.iter().map(|p| p.1).sum()
+    }
+
+    fn fetch(&self, partitions: impl Iterator<Item = usize>) -> Option<FetchSpec> {
+        let parts: Vec<u32> = partitions.filter(|&p| self.partitions.get(p).is_some_and(|s| s.0 > 0)).map(|p| p as u32).collect();
+        if parts.is_empty() {
+            return None;
+        }
+        Some(FetchSpec {
+            flight_url: self.flight_url.clone(),
+            stage: self.stage,
+            map_task: self.map_task,
+            attempt: self.attempt,
+            partitions: parts,
+        })
+    }
+
+    fn fetch_all(&self) -> Option<FetchSpec> {
+        self.fetch(0..self.partitions.len())
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TaskSpec {
+    pub splits: Option<Vec<FileSplit>>,
+    pub inputs: Vec<ShuffleInput>,
+}
+
+pub struct AdaptiveConfig {
+    /// Cores across the cluster: reduce stages aim for two tasks per core.
+    pub cores: u64,
+    /// Bounds on the bytes one reduce task reads.
+    pub min_task_bytes: u64,
+    pub max_task_bytes: u64,
+    pub broadcast_bytes: u64,
+}
+
+impl AdaptiveConfig {
+    fn target(&self, total: u64) -> u64 {
+        (total / (2 * self.cores.max(1))).clamp(self.min_task_bytes, self.max_task_bytes.max(self.min_task_bytes))
+    }
+}
+
+/// Forms the tasks of `stage` given its inputs' outputs (`outputs[i]` for
+/// `stage.inputs[i]`). May rewrite the stage's plan (broadcast conversion);
+/// returns a note for `explain`-style reporting when it does.
+pub fn plan_tasks(stage: &mut StagePlan, outputs: &[Vec<MapOutput>], config: &AdaptiveConfig) -> (Vec<TaskSpec>, Option<String>) {
+    let n_inputs = stage.inputs.len();
+    let mut note = None;
+    if let Some((small, big)) = broadcast_candidate(stage, outputs, config.broadcast_bytes) {
+        stage.inputs[small].mode = InputMode::Broadcast;
+        stage.inputs[big].mode = InputMode::Slice;
+        set_build_side(&mut stage.plan, small == 0);
+        let small_bytes: u64 = outputs[small].iter().map(|o| o.bytes()).sum();
+        note = Some(format!(
+            "stage {}: join side from stage {} is {} bytes, below the broadcast threshold; broadcasting it",
+            stage.id.0, stage.inputs[small].stage.0, small_bytes
+        ));
+    }
+
+    let mut tasks: Vec<TaskSpec> = match &stage.tasks {
+        TaskSource::Scan(splits) => splits
+            .iter()
+            .map(|s| TaskSpec { splits: Some(s.clone()), inputs: vec![ShuffleInput::default(); n_inputs] })
+            .collect(),
+        TaskSource::Single => vec![TaskSpec { splits: None, inputs: vec![ShuffleInput::default(); n_inputs] }],
+        TaskSource::Shuffle => shuffle_tasks(stage, outputs, config),
+    };
+    if tasks.is_empty() {
+        tasks.push(TaskSpec { splits: None, inputs: vec![ShuffleInput::default(); n_inputs] });
+    }
+    for (i, input) in stage.inputs.iter().enumerate() {
+        if matches!(input.mode, InputMode::Broadcast | InputMode::Gather) {
+            let all: Vec<FetchSpec> = outputs[i].iter().filter_map(|o| o.fetch_all()).collect();
+            for t in &mut tasks {
+                t.inputs[i].fetches = all.clone();
+            }
+        }
+    }
+    (tasks, note)
+}
+
+fn shuffle_tasks(stage: &StagePlan, outputs: &[Vec<MapOutput>], config: &AdaptiveConfig) -> Vec<TaskSpec> {
+    let n_inputs = stage.inputs.len();
+    let hash: Vec<usize> = (0..n_inputs).filter(|&i| stage.inputs[i].mode == InputMode::Hash).collect();
+    let slice: Vec<usize> = (0..n_inputs).filter(|&i| stage.inputs[i].mode == InputMode::Slice).collect();
+    let mut tasks = vec![];
+    if !hash.is_empty() {
+        let p = hash.iter().flat_map(|&i| outputs[i].iter().map(|o| o.partitions.len())).max().unwrap_or(0);
+        let mut sizes = vec![0u64; p];
+        for &i in &hash {
+            for o in &outputs[i] {
+                for (q, (_, b)) in o.partitions.iter().enumerate() {
+                    sizes[q] += b;
+                }
+            }
+        }
+        let target = config.target(sizes.iter().sum());
+        for range in coalesce(&sizes, target) {
+            let mut t = TaskSpec { splits: None, inputs: vec![ShuffleInput::default(); n_inputs] };
+            for &i in &hash {
+                t.inputs[i].fetches = outputs[i].iter().filter_map(|o| o.fetch(range.clone())).collect();
+            }
+            tasks.push(t);
+        }
+    } else if !slice.is_empty() {
+        let total = slice.iter().flat_map(|&i| outputs[i].iter().map(|o| o.bytes())).sum();
+        let target = config.target(total);
+        let mut current = TaskSpec { splits: None, inputs: vec![ShuffleInput::default(); n_inputs] };
+        let mut bytes = 0;
+        for &i in &slice {
+            for o in &outputs[i] {
+                if let Some(f) = o.fetch_all() {
+                    current.inputs[i].fetches.push(f);
+                    bytes += o.bytes();
+                    if bytes >= target {
+                        tasks.push(std::mem::replace(
+                            &mut current,
+                            TaskSpec { splits: None, inputs: vec![ShuffleInput::default(); n_inputs] },
+                        ));
+                        bytes = 0;
+                    }
+                }
+            }
+        }
+        if current.inputs.iter().any(|i| !i.fetches.is_empty()) {
+            tasks.push(current);
+        }
+    }
+    tasks
+}
+
+/// Contiguous partition ranges of about `target` bytes each (empty partitions ride along).
+pub fn coalesce(sizes: &[u64], target: u64) -> Vec<std::ops::Range<usize>> {
+    let mut out = vec![];
+    let mut start = 0;
+    let mut acc = 0;
+    for (p, s) in sizes.iter().enumerate() {
+        if acc > 0 && acc + s > target {
+            out.push(start..p);
+            start = p;
+            acc = 0;
+        }
+        acc += s;
+    }
+    if start < sizes.len() {
+        out.push(start..sizes.len());
+    }
+    out
+}
+
+/// (small input, big input) when the stage is a two-input shuffle join and
+/// one side's whole output is below `limit` bytes and may be the build side.
+fn broadcast_candidate(stage: &StagePlan, outputs: &[Vec<MapOutput>], limit: u64) -> Option<(usize, usize)> {
+    if stage.inputs.len() != 2 || !stage.inputs.iter().all(|i| i.mode == InputMode::Hash) {
+        return None;
+    }
+    let join_type = find_join(&stage.plan)?;
+    let bytes: Vec<u64> = outputs.iter().map(|o| o.iter().map(|m| m.bytes()).sum()).collect();
+    let right_ok = bytes[1] <= limit;
+    let left_ok = join_type == JoinType::Inner && bytes[0] <= limit;
+    match (left_ok, right_ok) {
+        (true, true) if bytes[0] < bytes[1] => Some((0, 1)),
+        (_, true) => Some((1, 0)),
+        (true, false) => Some((0, 1)),
+        _ => None,
+    }
+}
+
+/// The join a shuffle-join stage was planned around: one whose inputs are the stage's two reads.
+fn find_join(node: &PlanNode) -> Option<JoinType> {
+    match node {
+        PlanNode::HashJoin { left, right, join_type, .. }
+            if matches!(**left, PlanNode::ShuffleRead { input: 0, .. }) && matches!(**right, PlanNode::ShuffleRead { input: 1, .. }) =>
+        {
+            Some(*join_type)
+        }
+        other => other.children().into_iter().find_map(find_join),
+    }
+}
+
+fn set_build_side(node: &mut PlanNode, left: bool) {
+    match node {
+        PlanNode::HashJoin { left: l, right: r, build_left, .. }
+            if matches!(**l, PlanNode::ShuffleRead { input: 0, .. }) && matches!(**r, PlanNode::ShuffleRead { input: 1, .. }) =>
+        {
+            *build_left = left;
+        }
+        PlanNode::Filter { input, .. }
+        | PlanNode::Project { input, .. }
+        | PlanNode::Aggregate { input, .. }
+        | PlanNode::Sort { input, .. }
+        | PlanNode::Limit { input, .. } => set_build_side(input, left),
+        PlanNode::HashJoin { left: l, right: r, .. } => {
+            set_build_side(l, left);
+            set_build_side(r, left);
+        }
+        PlanNode::Union { inputs } => inputs.iter_mut().for_each(|i| set_build_side(i, left)),
+        PlanNode::Scan { .. } | PlanNode::ShuffleRead { .. } | PlanNode::OneRow => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coalesces_partitions_to_target() {
+        assert_eq!(coalesce(&[10, 10, 10, 10], 25), vec![0..2, 2..4]);
+        assert_eq!(coalesce(&[100, 0, 0, 5], 50), vec![0..1, 1..4]);
+        assert_eq!(coalesce(&[0, 0], 50), vec![0..2]);
+        assert_eq!(coalesce(&[], 50), Vec::<std::ops::Range<usize>>::new());
+    }
+}

@@ -1,0 +1,51 @@
+use std::time::Duration;
+
+use clap::Parser;
+use keel_scheduler::server::run;
+use keel_scheduler::state::SchedulerConfig;
+
+/// The Keel scheduler: plans SQL into stages and tasks and runs them on workers.
+#[derive(Parser)]
+#[command(name = "keel-scheduler", version)]
+struct Args {
+    /// Address to serve gRPC on; port 0 picks a free port.
+    #[arg(long, default_value = "0.0.0.0:50050")]
+    bind: String,
+    /// Seconds without a heartbeat after which a worker is lost.
+    #[arg(long, default_value_t = 5.0)]
+    heartbeat_timeout: f64,
+    /// Attempts a task may fail before its job fails.
+    #[arg(long, default_value_t = 3)]
+    max_attempts: u32,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    if args.max_attempts == 0 {
+        anyhow::bail!("--max-attempts must be at least 1");
+    }
+    let config = SchedulerConfig {
+        heartbeat_timeout: Duration::from_secs_f64(args.heartbeat_timeout),
+        max_attempts: args.max_attempts,
+        ..Default::default()
+    };
+    let listener = tokio::net::TcpListener::bind(&args.bind).await.map_err(|e| anyhow::anyhow!("cannot bind {}: {e}", args.bind))?;
+    // Tests and scripts read the bound address from this line (the port may be 0).
+    println!("keel-scheduler listening on {}", listener.local_addr()?);
+    run(config, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}

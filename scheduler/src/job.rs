@@ -1,0 +1,415 @@
+//! One job's stages and tasks, and their state machines.
+//!
+//! ```text
+//! Stage:  Waiting ──inputs done──▶ Running ──all tasks done──▶ Done
+//! Task:   Pending ──dispatched──▶ Running ──succeeded──▶ Done
+//!            ▲                       │
+//!            └──failed (attempts left) / worker lost
+//! Job:    Running ──final stage done──▶ Succeeded
+//!            └──task out of attempts──▶ Failed      └──cancel──▶ Cancelled
+//! ```
+
+use std::time::Instant;
+
+use arrow::datatypes::Schema;
+use keel_proto::ids::{JobId, StageId, TaskId, WorkerId};
+use keel_proto::pb::{JobSummary, ResultLocation, StageProgress, TaskSucceeded};
+use keel_proto::plan::{FileSplit, PlanNode};
+use keel_proto::task::{encode, PartitionTicket, TaskDescriptor};
+
+use crate::adaptive::{plan_tasks, AdaptiveConfig, MapOutput, TaskSpec};
+use crate::planner::stages::{StageGraph, StagePlan};
+
+#[derive(Debug, Clone)]
+pub enum TaskState {
+    Pending,
+    Running { worker: WorkerId, attempt: u32 },
+    Done { worker: WorkerId, attempt: u32, flight_url: String, stats: TaskSucceeded },
+}
+
+#[derive(Debug, Clone)]
+pub struct TaskRun {
+    pub spec: TaskSpec,
+    pub state: TaskState,
+    /// Attempts started so far; the next attempt's number.
+    pub attempts: u32,
+    /// Attempts that failed with the task's own error (counted against the limit).
+    pub failures: u32,
+}
+
+#[derive(Debug, Clone)]
+pub enum StageState {
+    Waiting,
+    Running { started: Instant },
+    Done { started: Instant, finished: Instant },
+}
+
+#[derive(Debug)]
+pub struct StageRun {
+    pub plan: StagePlan,
+    pub state: StageState,
+    pub tasks: Vec<TaskRun>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobState {
+    Running,
+    Succeeded,
+    Failed(String),
+    Cancelled,
+}
+
+#[derive(Debug)]
+pub struct Job {
+    pub id: JobId,
+    pub sql: String,
+    pub stages: Vec<StageRun>,
+    pub output_schema: Schema,
+    pub copy_to: Option<String>,
+    pub state: JobState,
+    pub submitted: Instant,
+    pub finished: Option<Instant>,
+    /// One line per retried task attempt: which task and why.
+    pub retries: Vec<String>,
+    /// Adaptive planning decisions, for the job report.
+    pub notes: Vec<String>,
+}
+
+/// What a task report changed.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    Ignored,
+    Progressed,
+    Retrying,
+    JobFailed,
+}
+
+impl Job {
+    pub fn new(id: JobId, sql: String, graph: StageGraph) -> Job {
+        let stages = graph
+            .stages
+            .into_iter()
+            .map(|plan| StageRun { plan, state: StageState::Waiting, tasks: vec![] })
+            .collect();
+        Job {
+            id,
+            sql,
+            stages,
+            output_schema: graph.output_schema,
+            copy_to: graph.copy_to,
+            state: JobState::Running,
+            submitted: Instant::now(),
+            finished: None,
+            retries: vec![],
+            notes: vec![],
+        }
+    }
+
+    fn index(&self, stage: StageId) -> Option<usize> {
+        let i = stage.0.checked_sub(1)? as usize;
+        (i < self.stages.len()).then_some(i)
+    }
+
+    fn outputs_of(&self, stage: StageId) -> Vec<MapOutput> {
+        let Some(i) = self.index(stage) else { return vec![] };
+        self.stages[i]
+            .tasks
+            .iter()
+            .enumerate()
+            .filter_map(|(t, task)| match &task.state {
+                TaskState::Done { attempt, flight_url, stats, .. } => Some(MapOutput {
+                    stage,
+                    map_task: t as u32,
+                    attempt: *attempt,
+                    flight_url: flight_url.clone(),
+                    partitions: partition_sizes(stats),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Plans every waiting stage whose inputs are done; finishes the job when the last stage is.
+    pub fn advance(&mut self, config: &AdaptiveConfig) {
+        if self.state != JobState::Running {
+            return;
+        }
+        for i in 0..self.stages.len() {
+            if !matches!(self.stages[i].state, StageState::Waiting) {
+                continue;
+            }
+            let ready = self.stages[i].plan.inputs.iter().all(|input| {
+                self.index(input.stage).is_some_and(|j| matches!(self.stages[j].state, StageState::Done { .. }))
+            });
+            if !ready {
+                continue;
+            }
+            let outputs: Vec<Vec<MapOutput>> = self.stages[i].plan.inputs.iter().map(|inp| self.outputs_of(inp.stage)).collect();
+            let (specs, note) = plan_tasks(&mut self.stages[i].plan, &outputs, config);
+            if let Some(n) = note {
+                tracing::info!(job = %self.id, "{n}");
+                self.notes.push(n);
+            }
+            let stage = &mut self.stages[i];
+            stage.tasks = specs
+                .into_iter()
+                .map(|spec| TaskRun { spec, state: TaskState::Pending, attempts: 0, failures: 0 })
+                .collect();
+            stage.state = StageState::Running { started: Instant::now() };
+        }
+        if matches!(self.stages.last().map(|s| &s.state), Some(StageState::Done { .. })) {
+            self.state = JobState::Succeeded;
+            self.finished = Some(Instant::now());
+        }
+    }
+
+    /// Pending tasks, in stage order.
+    pub fn pending(&self) -> Vec<(usize, usize)> {
+        if self.state != JobState::Running {
+            return vec![];
+        }
+        let mut out = vec![];
+        for (s, stage) in self.stages.iter().enumerate() {
+            if !matches!(stage.state, StageState::Running { .. }) {
+                continue;
+            }
+            for (t, task) in stage.tasks.iter().enumerate() {
+                if matches!(task.state, TaskState::Pending) {
+                    out.push((s, t));
+                }
+            }
+        }
+        out
+    }
+
+    /// Marks a task running on `worker` and returns what to send it.
+    pub fn start(&mut self, s: usize, t: usize, worker: &WorkerId) -> TaskDescriptor {
+        let stage = &mut self.stages[s];
+        let task = &mut stage.tasks[t];
+        let attempt = task.attempts;
+        task.attempts += 1;
+        task.state = TaskState::Running { worker: worker.clone(), attempt };
+        let plan = match &task.spec.splits {
+            Some(splits) => with_splits(&stage.plan.plan, splits),
+            None => stage.plan.plan.clone(),
+        };
+        TaskDescriptor {
+            job: self.id.clone(),
+            task: TaskId { stage: stage.plan.id, index: t as u32, attempt },
+            plan,
+            sink: stage.plan.sink.clone(),
+            inputs: task.spec.inputs.clone(),
+        }
+    }
+
+    fn running_task(&mut self, stage: u32, task: u32, attempt: u32) -> Option<(usize, &mut TaskRun)> {
+        let s = self.index(StageId(stage))?;
+        let run = self.stages[s].tasks.get_mut(task as usize)?;
+        match &run.state {
+            TaskState::Running { attempt: a, .. } if *a == attempt => Some((s, run)),
+            _ => None,
+        }
+    }
+
+    pub fn task_succeeded(&mut self, stage: u32, task: u32, attempt: u32, flight_url: String, stats: TaskSucceeded, config: &AdaptiveConfig) -> Outcome {
+        if self.state != JobState::Running {
+            return Outcome::Ignored;
+        }
+        let Some((s, run)) = self.running_task(stage, task, attempt) else { return Outcome::Ignored };
+        let worker = match &run.state {
+            TaskState::Running { worker, .. } => worker.clone(),
+            _ => unreachable!("running"),
+        };
+        run.state = TaskState::Done { worker, attempt, flight_url, stats };
+        let stage_run = &mut self.stages[s];
+        if stage_run.tasks.iter().all(|t| matches!(t.state, TaskState::Done { .. })) {
+            if let StageState::Running { started } = stage_run.state {
+                stage_run.state = StageState::Done { started, finished: Instant::now() };
+            }
+            self.advance(config);
+        }
+        Outcome::Progressed
+    }
+
+    pub fn task_failed(&mut self, stage: u32, task: u32, attempt: u32, message: &str, max_attempts: u32) -> Outcome {
+        if self.state != JobState::Running {
+            return Outcome::Ignored;
+        }
+        let Some((_, run)) = self.running_task(stage, task, attempt) else { return Outcome::Ignored };
+        run.failures += 1;
+        if run.failures >= max_attempts {
+            let msg = format!("stage {stage} task {task} failed after {} attempts: {message}", run.failures);
+            self.fail(msg);
+            return Outcome::JobFailed;
+        }
+        run.state = TaskState::Pending;
+        self.retries.push(format!("stage {stage} task {task} attempt {attempt}: {message}"));
+        Outcome::Retrying
+    }
+
+    /// Tasks running on a lost worker go back to pending.
+    pub fn worker_lost(&mut self, worker: &WorkerId) -> usize {
+        let mut n = 0;
+        for stage in &mut self.stages {
+            for (t, task) in stage.tasks.iter_mut().enumerate() {
+                if matches!(&task.state, TaskState::Running { worker: w, .. } if w == worker) {
+                    task.state = TaskState::Pending;
+                    self.retries.push(format!("stage {} task {t}: worker {worker} was lost", stage.plan.id.0));
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    pub fn fail(&mut self, message: String) {
+        if self.state == JobState::Running {
+            self.state = JobState::Failed(message);
+            self.finished = Some(Instant::now());
+        }
+    }
+
+    pub fn cancel(&mut self) {
+        if self.state == JobState::Running {
+            self.state = JobState::Cancelled;
+            self.finished = Some(Instant::now());
+        }
+    }
+
+    /// Workers holding any of this job's tasks or outputs.
+    pub fn workers(&self) -> Vec<WorkerId> {
+        let mut out: Vec<WorkerId> = self
+            .stages
+            .iter()
+            .flat_map(|s| s.tasks.iter())
+            .filter_map(|t| match &t.state {
+                TaskState::Running { worker, .. } | TaskState::Done { worker, .. } => Some(worker.clone()),
+                TaskState::Pending => None,
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    pub fn progress(&self) -> Vec<StageProgress> {
+        self.stages
+            .iter()
+            .map(|s| {
+                let mut p = StageProgress {
+                    stage_id: s.plan.id.0,
+                    name: stage_name(&s.plan.plan),
+                    tasks_total: s.tasks.len() as u32,
+                    ..Default::default()
+                };
+                for t in &s.tasks {
+                    match &t.state {
+                        TaskState::Done { stats, .. } => {
+                            p.tasks_done += 1;
+                            p.rows_out += stats.rows_out;
+                            p.bytes_out += stats.bytes_out;
+                            p.peak_memory = p.peak_memory.max(stats.peak_memory);
+                        }
+                        TaskState::Running { .. } => p.tasks_running += 1,
+                        TaskState::Pending => {}
+                    }
+                }
+                p.elapsed_ms = match s.state {
+                    StageState::Waiting => 0,
+                    StageState::Running { started } => started.elapsed().as_millis() as u64,
+                    StageState::Done { started, finished } => (finished - started).as_millis() as u64,
+                };
+                p
+            })
+            .collect()
+    }
+
+    /// Where the client fetches the final stage's output, in task order.
+    pub fn result_locations(&self) -> Vec<ResultLocation> {
+        if self.copy_to.is_some() {
+            return vec![];
+        }
+        let Some(last) = self.stages.last() else { return vec![] };
+        last.tasks
+            .iter()
+            .enumerate()
+            .filter_map(|(t, task)| match &task.state {
+                TaskState::Done { attempt, flight_url, stats, .. } if stats.rows_out > 0 => {
+                    let ticket = PartitionTicket { job: self.id.clone(), stage: last.plan.id, map_task: t as u32, attempt: *attempt, partition: 0 };
+                    Some(ResultLocation { flight_url: flight_url.clone(), ticket: encode(&ticket).ok()? })
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn summary(&self) -> JobSummary {
+        let state = match &self.state {
+            JobState::Running => "running".to_string(),
+            JobState::Succeeded => "succeeded".to_string(),
+            JobState::Failed(m) => format!("failed: {m}"),
+            JobState::Cancelled => "cancelled".to_string(),
+        };
+        let end = self.finished.unwrap_or_else(Instant::now);
+        JobSummary { job_id: self.id.0.clone(), sql: self.sql.clone(), state, elapsed_ms: (end - self.submitted).as_millis() as u64 }
+    }
+}
+
+fn partition_sizes(stats: &TaskSucceeded) -> Vec<(u64, u64)> {
+    let n = stats.partitions.iter().map(|p| p.partition as usize + 1).max().unwrap_or(0);
+    let mut out = vec![(0, 0); n];
+    for p in &stats.partitions {
+        out[p.partition as usize] = (p.rows, p.bytes);
+    }
+    out
+}
+
+/// A short name for a stage: its operators from the leaves up.
+pub fn stage_name(plan: &PlanNode) -> String {
+    fn walk(n: &PlanNode, out: &mut Vec<&'static str>) {
+        for c in n.children() {
+            walk(c, out);
+        }
+        out.push(match n {
+            PlanNode::Scan { .. } => "scan",
+            PlanNode::ShuffleRead { .. } => "read",
+            PlanNode::OneRow => "values",
+            PlanNode::Filter { .. } => "filter",
+            PlanNode::Project { .. } => "project",
+            PlanNode::Aggregate { .. } => "aggregate",
+            PlanNode::HashJoin { .. } => "join",
+            PlanNode::Sort { fetch: Some(_), .. } => "top-k",
+            PlanNode::Sort { .. } => "sort",
+            PlanNode::Limit { .. } => "limit",
+            PlanNode::Union { .. } => "union",
+        });
+    }
+    let mut names = vec![];
+    walk(plan, &mut names);
+    names.retain(|n| *n != "project");
+    names.dedup();
+    names.join("+")
+}
+
+/// The stage's plan with this task's splits in its scan.
+fn with_splits(node: &PlanNode, splits: &[FileSplit]) -> PlanNode {
+    let mut node = node.clone();
+    fn set(n: &mut PlanNode, splits: &[FileSplit]) {
+        match n {
+            PlanNode::Scan { splits: s, .. } => *s = splits.to_vec(),
+            PlanNode::Filter { input, .. }
+            | PlanNode::Project { input, .. }
+            | PlanNode::Aggregate { input, .. }
+            | PlanNode::Sort { input, .. }
+            | PlanNode::Limit { input, .. } => set(input, splits),
+            PlanNode::HashJoin { left, right, .. } => {
+                set(left, splits);
+                set(right, splits);
+            }
+            PlanNode::Union { inputs } => inputs.iter_mut().for_each(|i| set(i, splits)),
+            PlanNode::ShuffleRead { .. } | PlanNode::OneRow => {}
+        }
+    }
+    set(&mut node, splits);
+    node
+}

@@ -1,0 +1,295 @@
+//! Logical rewrites: push filters toward scans and through joins, then
+//! prune every column no one reads, so scans read only what the query uses.
+
+use keel_proto::expr::{BinaryOp, Expr};
+use keel_proto::plan::JoinType;
+
+use crate::logical::LogicalPlan;
+
+pub fn optimize(plan: LogicalPlan) -> LogicalPlan {
+    let plan = push_filters(plan);
+    let n = plan.schema().fields().len();
+    prune(plan, &vec![true; n]).0
+}
+
+fn conjuncts(e: Expr, out: &mut Vec<Expr>) {
+    match e {
+        Expr::Binary { op: BinaryOp::And, left, right } => {
+            conjuncts(*left, out);
+            conjuncts(*right, out);
+        }
+        other => out.push(other),
+    }
+}
+
+fn and_all(mut es: Vec<Expr>) -> Option<Expr> {
+    let first = if es.is_empty() { return None } else { es.remove(0) };
+    Some(es.into_iter().fold(first, |a, b| Expr::binary(BinaryOp::And, a, b)))
+}
+
+fn columns(e: &Expr) -> Vec<usize> {
+    let mut c = vec![];
+    e.columns(&mut c);
+    c
+}
+
+fn filtered(input: LogicalPlan, preds: Vec<Expr>) -> LogicalPlan {
+    match and_all(preds) {
+        Some(predicate) => LogicalPlan::Filter { input: Box::new(input), predicate },
+        None => input,
+    }
+}
+
+fn push_filters(plan: LogicalPlan) -> LogicalPlan {
+    match plan {
+        LogicalPlan::Filter { input, predicate } => {
+            let mut preds = vec![];
+            conjuncts(predicate, &mut preds);
+            push_into(*input, preds)
+        }
+        LogicalPlan::Join { left, right, join_type, left_keys, right_keys, filter } => {
+            let nl = left.schema().fields().len();
+            let mut keep = vec![];
+            let (mut to_left, mut to_right) = (vec![], vec![]);
+            if let Some(f) = filter {
+                let mut preds = vec![];
+                conjuncts(f, &mut preds);
+                for p in preds {
+                    let cols = columns(&p);
+                    if !cols.is_empty() && cols.iter().all(|&c| c >= nl) {
+                        // Filters the build rows a probe row may match: valid for every join type here.
+                        to_right.push(p.remap_columns(&|c| c - nl));
+                    } else if join_type == JoinType::Inner && !cols.is_empty() && cols.iter().all(|&c| c < nl) {
+                        to_left.push(p);
+                    } else {
+                        keep.push(p);
+                    }
+                }
+            }
+            LogicalPlan::Join {
+                left: Box::new(push_filters(filtered(*left, to_left))),
+                right: Box::new(push_filters(filtered(*right, to_right))),
+                join_type,
+                left_keys,
+                right_keys,
+                filter: and_all(keep),
+            }
+        }
+        other => map_children(other, push_filters),
+    }
+}
+
+/// Places `preds` (conjuncts over `plan`'s output) as low as they can go.
+fn push_into(plan: LogicalPlan, preds: Vec<Expr>) -> LogicalPlan {
+    match plan {
+        LogicalPlan::Filter { input, predicate } => {
+            let mut all = preds;
+            conjuncts(predicate, &mut all);
+            push_into(*input, all)
+        }
+        LogicalPlan::Scan { table, columns, mut filters } => {
+            filters.extend(preds.iter().cloned());
+            filtered(LogicalPlan::Scan { table, columns, filters }, preds)
+        }
+        LogicalPlan::Join { left, right, join_type, left_keys, right_keys, filter } => {
+            let nl = left.schema().fields().len();
+            let (mut to_left, mut to_right, mut keep) = (vec![], vec![], vec![]);
+            for p in preds {
+                let cols = columns(&p);
+                if cols.iter().all(|&c| c < nl) {
+                    to_left.push(p);
+                } else if join_type == JoinType::Inner && cols.iter().all(|&c| c >= nl) {
+                    to_right.push(p.remap_columns(&|c| c - nl));
+                } else {
+                    keep.push(p);
+                }
+            }
+            let join = push_filters(LogicalPlan::Join {
+                left: Box::new(filtered(*left, to_left)),
+                right: Box::new(filtered(*right, to_right)),
+                join_type,
+                left_keys,
+                right_keys,
+                filter,
+            });
+            filtered(join, keep)
+        }
+        other => filtered(push_filters(other), preds),
+    }
+}
+
+fn map_children(plan: LogicalPlan, f: fn(LogicalPlan) -> LogicalPlan) -> LogicalPlan {
+    let b = |p: Box<LogicalPlan>| Box::new(f(*p));
+    match plan {
+        LogicalPlan::Filter { input, predicate } => LogicalPlan::Filter { input: b(input), predicate },
+        LogicalPlan::Project { input, exprs, schema } => LogicalPlan::Project { input: b(input), exprs, schema },
+        LogicalPlan::Aggregate { input, group_by, aggs, schema } => {
+            LogicalPlan::Aggregate { input: b(input), group_by, aggs, schema }
+        }
+        LogicalPlan::Join { left, right, join_type, left_keys, right_keys, filter } => {
+            LogicalPlan::Join { left: b(left), right: b(right), join_type, left_keys, right_keys, filter }
+        }
+        LogicalPlan::Sort { input, keys } => LogicalPlan::Sort { input: b(input), keys },
+        LogicalPlan::Limit { input, skip, fetch } => LogicalPlan::Limit { input: b(input), skip, fetch },
+        LogicalPlan::Union { inputs } => LogicalPlan::Union { inputs: inputs.into_iter().map(f).collect() },
+        leaf @ (LogicalPlan::Scan { .. } | LogicalPlan::OneRow) => leaf,
+    }
+}
+
+/// Old output index -> new output index (None when pruned).
+type Mapping = Vec<Option<usize>>;
+
+fn remap(e: &Expr, map: &Mapping) -> Expr {
+    e.remap_columns(&|c| map[c].expect("pruned column still referenced"))
+}
+
+fn require(req: &mut [bool], e: &Expr) {
+    for c in columns(e) {
+        req[c] = true;
+    }
+}
+
+/// Keeps at least one column, so batches keep their row counts through every exchange.
+fn at_least_one(req: &mut [bool]) {
+    if !req.is_empty() && !req.iter().any(|r| *r) {
+        req[0] = true;
+    }
+}
+
+fn mapping_of(keep: &[bool]) -> Mapping {
+    let mut next = 0;
+    keep.iter()
+        .map(|&k| {
+            if k {
+                next += 1;
+                Some(next - 1)
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+fn prune(plan: LogicalPlan, required: &[bool]) -> (LogicalPlan, Mapping) {
+    match plan {
+        LogicalPlan::Scan { table, columns: cols, filters } => {
+            let mut keep = required.to_vec();
+            filters.iter().for_each(|f| require(&mut keep, f));
+            at_least_one(&mut keep);
+            let map = mapping_of(&keep);
+            let new_cols = cols.iter().zip(&keep).filter(|(_, k)| **k).map(|(c, _)| *c).collect();
+            let filters = filters.iter().map(|f| remap(f, &map)).collect();
+            (LogicalPlan::Scan { table, columns: new_cols, filters }, map)
+        }
+        LogicalPlan::OneRow => (LogicalPlan::OneRow, vec![]),
+        LogicalPlan::Filter { input, predicate } => {
+            let mut req = required.to_vec();
+            require(&mut req, &predicate);
+            let (child, map) = prune(*input, &req);
+            let predicate = remap(&predicate, &map);
+            (LogicalPlan::Filter { input: Box::new(child), predicate }, map)
+        }
+        LogicalPlan::Project { input, exprs, schema } => {
+            let mut keep = required.to_vec();
+            at_least_one(&mut keep);
+            let n_in = input.schema().fields().len();
+            let mut req = vec![false; n_in];
+            exprs.iter().zip(&keep).filter(|(_, k)| **k).for_each(|(e, _)| require(&mut req, e));
+            at_least_one(&mut req);
+            let (child, cmap) = prune(*input, &req);
+            let map = mapping_of(&keep);
+            let new_exprs = exprs.iter().zip(&keep).filter(|(_, k)| **k).map(|(e, _)| remap(e, &cmap)).collect();
+            let fields: Vec<_> = schema.fields().iter().zip(&keep).filter(|(_, k)| **k).map(|(f, _)| f.clone()).collect();
+            let schema = arrow::datatypes::Schema::new(fields);
+            (LogicalPlan::Project { input: Box::new(child), exprs: new_exprs, schema }, map)
+        }
+        LogicalPlan::Aggregate { input, group_by, aggs, schema } => {
+            let n_in = input.schema().fields().len();
+            let mut req = vec![false; n_in];
+            group_by.iter().for_each(|g| require(&mut req, g));
+            aggs.iter().filter_map(|a| a.arg.as_ref()).for_each(|a| require(&mut req, a));
+            at_least_one(&mut req);
+            let (child, cmap) = prune(*input, &req);
+            let group_by = group_by.iter().map(|g| remap(g, &cmap)).collect();
+            let aggs = aggs
+                .into_iter()
+                .map(|mut a| {
+                    a.arg = a.arg.as_ref().map(|e| remap(e, &cmap));
+                    a
+                })
+                .collect();
+            let n = schema.fields().len();
+            (LogicalPlan::Aggregate { input: Box::new(child), group_by, aggs, schema }, (0..n).map(Some).collect())
+        }
+        LogicalPlan::Join { left, right, join_type, left_keys, right_keys, filter } => {
+            let nl = left.schema().fields().len();
+            let nr = right.schema().fields().len();
+            let mut lreq = vec![false; nl];
+            let mut rreq = vec![false; nr];
+            for (i, r) in required.iter().enumerate() {
+                if *r {
+                    if i < nl {
+                        lreq[i] = true;
+                    } else {
+                        rreq[i - nl] = true;
+                    }
+                }
+            }
+            left_keys.iter().for_each(|k| require(&mut lreq, k));
+            right_keys.iter().for_each(|k| require(&mut rreq, k));
+            if let Some(f) = &filter {
+                for c in columns(f) {
+                    if c < nl {
+                        lreq[c] = true;
+                    } else {
+                        rreq[c - nl] = true;
+                    }
+                }
+            }
+            at_least_one(&mut lreq);
+            at_least_one(&mut rreq);
+            let (l, lmap) = prune(*left, &lreq);
+            let (r, rmap) = prune(*right, &rreq);
+            let new_nl = lmap.iter().flatten().count();
+            let mut map: Mapping = lmap.clone();
+            if !matches!(join_type, JoinType::Semi | JoinType::Anti) {
+                map.extend(rmap.iter().map(|m| m.map(|i| i + new_nl)));
+            }
+            let mut combined: Mapping = lmap.clone();
+            combined.extend(rmap.iter().map(|m| m.map(|i| i + new_nl)));
+            let join = LogicalPlan::Join {
+                left: Box::new(l),
+                right: Box::new(r),
+                join_type,
+                left_keys: left_keys.iter().map(|k| remap(k, &lmap)).collect(),
+                right_keys: right_keys.iter().map(|k| remap(k, &rmap)).collect(),
+                filter: filter.as_ref().map(|f| remap(f, &combined)),
+            };
+            (join, map)
+        }
+        LogicalPlan::Sort { input, keys } => {
+            let mut req = required.to_vec();
+            keys.iter().for_each(|k| require(&mut req, &k.expr));
+            let (child, map) = prune(*input, &req);
+            let keys = keys
+                .into_iter()
+                .map(|mut k| {
+                    k.expr = remap(&k.expr, &map);
+                    k
+                })
+                .collect();
+            (LogicalPlan::Sort { input: Box::new(child), keys }, map)
+        }
+        LogicalPlan::Limit { input, skip, fetch } => {
+            let (child, map) = prune(*input, required);
+            (LogicalPlan::Limit { input: Box::new(child), skip, fetch }, map)
+        }
+        LogicalPlan::Union { inputs } => {
+            // Every input must keep the same columns; keep them all.
+            let n = inputs[0].schema().fields().len();
+            let all = vec![true; n];
+            let inputs = inputs.into_iter().map(|i| prune(i, &all).0).collect();
+            (LogicalPlan::Union { inputs }, (0..n).map(Some).collect())
+        }
+    }
+}

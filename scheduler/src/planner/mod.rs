@@ -1,0 +1,370 @@
+//! From a logical plan to a stage graph.
+//!
+//! Planning walks the logical plan bottom-up, growing a [`Fragment`] (the
+//! operators one stage will pipeline) until an exchange is needed; then the
+//! fragment becomes a stage and a new fragment reads its output. Exchanges:
+//! a hash shuffle for joins and grouped aggregation, a broadcast for the
+//! small side of a join, a gather for global aggregates, sorts and limits,
+//! and slices of map outputs for UNION ALL.
+//!
+//! - [`stages`]: the stage graph and `explain`.
+//! - [`prune`]: row-group pruning from Parquet statistics.
+
+pub mod prune;
+pub mod stages;
+
+use arrow::datatypes::{DataType, Field, Schema};
+use keel_proto::expr::Expr;
+use keel_proto::ids::StageId;
+use keel_proto::plan::{AggExpr, AggFunc, AggMode, FileSplit, JoinType, PlanNode, Sink, SortKey};
+
+use crate::logical::LogicalPlan;
+use stages::{InputMode, StageGraph, StageInput, StagePlan, TaskSource};
+
+#[derive(Debug, Clone)]
+pub struct PlannerConfig {
+    /// Cores across the cluster; sizes scan splits so every core gets work.
+    pub total_cores: usize,
+    /// Partitions every hash exchange writes; reduce tasks coalesce them by size.
+    pub shuffle_partitions: u32,
+    /// A join side estimated below this is broadcast instead of shuffled.
+    pub broadcast_bytes: u64,
+}
+
+impl Default for PlannerConfig {
+    fn default() -> Self {
+        PlannerConfig { total_cores: 2, shuffle_partitions: 64, broadcast_bytes: 32 << 20 }
+    }
+}
+
+/// What a stage under construction reads and how its tasks are formed.
+struct Fragment {
+    node: PlanNode,
+    inputs: Vec<StageInput>,
+    source: Source,
+    rows: f64,
+    bytes: f64,
+}
+
+#[derive(Clone)]
+enum Source {
+    Scan(Vec<Vec<FileSplit>>),
+    Hash,
+    Slice,
+    Single,
+}
+
+pub struct Planner {
+    config: PlannerConfig,
+    stages: Vec<StagePlan>,
+}
+
+pub fn plan(logical: &LogicalPlan, copy_to: Option<String>, config: PlannerConfig) -> StageGraph {
+    let mut planner = Planner { config, stages: vec![] };
+    let output_schema = logical.schema();
+    let top = planner.fragment(logical);
+    let sink = match &copy_to {
+        Some(dir) => Sink::Parquet { dir: dir.clone() },
+        None => Sink::Single,
+    };
+    planner.finish(top, sink);
+    StageGraph { stages: planner.stages, output_schema, copy_to }
+}
+
+impl Planner {
+    /// Turns a fragment into a stage writing to `sink`; returns its id.
+    fn finish(&mut self, f: Fragment, sink: Sink) -> StageId {
+        let id = StageId(self.stages.len() as u32 + 1);
+        let tasks = match f.source {
+            Source::Scan(splits) => TaskSource::Scan(splits),
+            Source::Hash | Source::Slice => TaskSource::Shuffle,
+            Source::Single => TaskSource::Single,
+        };
+        self.stages.push(StagePlan {
+            id,
+            plan: f.node,
+            sink,
+            inputs: f.inputs,
+            tasks,
+            estimated_rows: f.rows as u64,
+            estimated_bytes: f.bytes as u64,
+        });
+        id
+    }
+
+    fn exchange(&mut self, f: Fragment, sink: Sink, mode: InputMode, source: Source) -> Fragment {
+        let schema = f.node.schema();
+        let (rows, bytes) = (f.rows, f.bytes);
+        let stage = self.finish(f, sink);
+        Fragment {
+            node: PlanNode::ShuffleRead { input: 0, schema },
+            inputs: vec![StageInput { stage, mode }],
+            source,
+            rows,
+            bytes,
+        }
+    }
+
+    fn hash_exchange(&mut self, f: Fragment, keys: Vec<Expr>) -> Fragment {
+        let partitions = self.config.shuffle_partitions;
+        self.exchange(f, Sink::Hash { keys, partitions }, InputMode::Hash, Source::Hash)
+    }
+
+    fn gather(&mut self, f: Fragment) -> Fragment {
+        if matches!(f.source, Source::Single) {
+            return f;
+        }
+        self.exchange(f, Sink::Single, InputMode::Gather, Source::Single)
+    }
+
+    fn wrap(f: Fragment, node: impl FnOnce(Box<PlanNode>) -> PlanNode) -> Fragment {
+        Fragment { node: node(Box::new(f.node)), ..f }
+    }
+
+    fn fragment(&mut self, plan: &LogicalPlan) -> Fragment {
+        match plan {
+            LogicalPlan::Scan { table, columns, filters } => self.scan(table, columns, filters),
+            LogicalPlan::OneRow => Fragment { node: PlanNode::OneRow, inputs: vec![], source: Source::Single, rows: 1.0, bytes: 0.0 },
+            LogicalPlan::Filter { input, predicate } => {
+                let f = self.fragment(input);
+                let mut f = Self::wrap(f, |i| PlanNode::Filter { input: i, predicate: predicate.clone() });
+                f.rows *= 0.5;
+                f.bytes *= 0.5;
+                f
+            }
+            LogicalPlan::Project { input, exprs, schema } => {
+                let f = self.fragment(input);
+                Self::wrap(f, |i| PlanNode::Project { input: i, exprs: exprs.clone(), schema: schema.clone() })
+            }
+            LogicalPlan::Aggregate { input, group_by, aggs, schema } => self.aggregate(input, group_by, aggs, schema),
+            LogicalPlan::Join { left, right, join_type, left_keys, right_keys, filter } => {
+                self.join(plan, left, right, *join_type, left_keys, right_keys, filter)
+            }
+            LogicalPlan::Sort { input, keys } => self.sort(input, keys, None),
+            LogicalPlan::Limit { input, skip, fetch } => {
+                if let (LogicalPlan::Sort { input: sorted, keys }, Some(n)) = (input.as_ref(), fetch) {
+                    let f = self.sort(sorted, keys, Some(skip + n));
+                    return Self::wrap(f, |i| PlanNode::Limit { input: i, skip: *skip, fetch: *fetch });
+                }
+                let f = self.fragment(input);
+                let f = if matches!(f.source, Source::Single) {
+                    f
+                } else {
+                    let local_fetch = fetch.map(|n| n + skip);
+                    let local = Self::wrap(f, |i| PlanNode::Limit { input: i, skip: 0, fetch: local_fetch });
+                    self.gather(local)
+                };
+                Self::wrap(f, |i| PlanNode::Limit { input: i, skip: *skip, fetch: *fetch })
+            }
+            LogicalPlan::Union { inputs } => {
+                let mut nodes = vec![];
+                let mut stage_inputs = vec![];
+                let (mut rows, mut bytes) = (0.0, 0.0);
+                for (i, input) in inputs.iter().enumerate() {
+                    let f = self.fragment(input);
+                    rows += f.rows;
+                    bytes += f.bytes;
+                    let schema = f.node.schema();
+                    let stage = self.finish(f, Sink::Single);
+                    stage_inputs.push(StageInput { stage, mode: InputMode::Slice });
+                    nodes.push(PlanNode::ShuffleRead { input: i, schema });
+                }
+                Fragment { node: PlanNode::Union { inputs: nodes }, inputs: stage_inputs, source: Source::Slice, rows, bytes }
+            }
+        }
+    }
+
+    fn scan(&mut self, table: &crate::catalog::TableSource, columns: &[usize], filters: &[Expr]) -> Fragment {
+        let schema = Schema::new(columns.iter().map(|&c| table.schema.field(c).clone()).collect::<Vec<_>>());
+        // Surviving row groups with their estimated bytes, in file order.
+        let mut groups: Vec<(usize, usize, u64, u64)> = vec![];
+        for (fi, file) in table.files.iter().enumerate() {
+            for (gi, rg) in file.row_groups.iter().enumerate() {
+                if prune::may_match(rg, columns, filters) {
+                    let bytes: u64 = columns.iter().map(|&c| rg.column_bytes.get(c).copied().unwrap_or(0)).sum();
+                    groups.push((fi, gi, bytes.max(1), rg.rows));
+                }
+            }
+        }
+        let total: u64 = groups.iter().map(|g| g.2).sum();
+        let rows: u64 = groups.iter().map(|g| g.3).sum();
+        let target = (total / (2 * self.config.total_cores.max(1) as u64)).clamp(8 << 20, 128 << 20);
+        let mut tasks: Vec<Vec<FileSplit>> = vec![];
+        let mut current: Vec<FileSplit> = vec![];
+        let mut current_bytes = 0;
+        for (fi, gi, bytes, _) in groups {
+            let path = &table.files[fi].path;
+            match current.last_mut() {
+                Some(s) if &s.path == path => s.row_groups.push(gi),
+                _ => current.push(FileSplit { path: path.clone(), row_groups: vec![gi] }),
+            }
+            current_bytes += bytes;
+            if current_bytes >= target {
+                tasks.push(std::mem::take(&mut current));
+                current_bytes = 0;
+            }
+        }
+        if !current.is_empty() || tasks.is_empty() {
+            tasks.push(current);
+        }
+        let predicate = crate::sql::types::conjunction_of(filters);
+        Fragment {
+            node: PlanNode::Scan { splits: vec![], schema, predicate },
+            inputs: vec![],
+            source: Source::Scan(tasks),
+            rows: rows as f64,
+            bytes: total as f64,
+        }
+    }
+
+    fn aggregate(&mut self, input: &LogicalPlan, group_by: &[Expr], aggs: &[AggExpr], schema: &Schema) -> Fragment {
+        let f = self.fragment(input);
+        let (rows, bytes) = (f.rows, f.bytes);
+        let single = |f: Fragment| {
+            Self::wrap(f, |i| PlanNode::Aggregate {
+                input: i,
+                mode: AggMode::Single,
+                group_by: group_by.to_vec(),
+                aggs: aggs.to_vec(),
+                schema: schema.clone(),
+            })
+        };
+        let mut out = if matches!(f.source, Source::Single) {
+            single(f)
+        } else if aggs.iter().any(|a| a.distinct) {
+            // DISTINCT states are sets: shuffle raw rows by group, aggregate once.
+            let f = if group_by.is_empty() { self.gather(f) } else { self.hash_exchange(f, group_by.to_vec()) };
+            single(f)
+        } else {
+            let input_schema = f.node.schema();
+            let partial_schema = partial_schema(group_by, aggs, &input_schema, schema);
+            let partial = Self::wrap(f, |i| PlanNode::Aggregate {
+                input: i,
+                mode: AggMode::Partial,
+                group_by: group_by.to_vec(),
+                aggs: aggs.to_vec(),
+                schema: partial_schema,
+            });
+            let g = group_by.len();
+            let keys: Vec<Expr> = (0..g).map(Expr::Column).collect();
+            let exchanged = if g == 0 { self.gather(partial) } else { self.hash_exchange(partial, keys.clone()) };
+            Self::wrap(exchanged, |i| PlanNode::Aggregate {
+                input: i,
+                mode: AggMode::Final,
+                group_by: keys,
+                aggs: aggs.to_vec(),
+                schema: schema.clone(),
+            })
+        };
+        if group_by.is_empty() {
+            out.rows = 1.0;
+            out.bytes = 64.0;
+        } else {
+            out.rows = rows * 0.5;
+            out.bytes = bytes * 0.5;
+        }
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn join(
+        &mut self,
+        logical: &LogicalPlan,
+        left: &LogicalPlan,
+        right: &LogicalPlan,
+        join_type: JoinType,
+        left_keys: &[Expr],
+        right_keys: &[Expr],
+        filter: &Option<Expr>,
+    ) -> Fragment {
+        let schema = logical.schema();
+        let l = self.fragment(left);
+        let r = self.fragment(right);
+        let (rows, bytes) = (l.rows.max(r.rows), l.bytes + r.bytes);
+        let limit = self.config.broadcast_bytes as f64;
+        let node = |left: PlanNode, right: PlanNode, build_left: bool| PlanNode::HashJoin {
+            left: Box::new(left),
+            right: Box::new(right),
+            join_type,
+            left_keys: left_keys.to_vec(),
+            right_keys: right_keys.to_vec(),
+            filter: filter.clone(),
+            build_left,
+            schema: schema.clone(),
+        };
+        let mut out = if r.bytes <= limit && (join_type != JoinType::Inner || r.bytes <= l.bytes) {
+            let build = self.broadcast(r);
+            let mut probe = l;
+            let input = probe.inputs.len();
+            probe.inputs.push(StageInput { stage: build.0, mode: InputMode::Broadcast });
+            let read = PlanNode::ShuffleRead { input, schema: build.1 };
+            Fragment { node: node(probe.node, read, false), ..probe }
+        } else if join_type == JoinType::Inner && l.bytes <= limit {
+            let build = self.broadcast(l);
+            let mut probe = r;
+            let input = probe.inputs.len();
+            probe.inputs.push(StageInput { stage: build.0, mode: InputMode::Broadcast });
+            let read = PlanNode::ShuffleRead { input, schema: build.1 };
+            Fragment { node: node(read, probe.node, true), ..probe }
+        } else {
+            let build_left = join_type == JoinType::Inner && l.bytes < r.bytes;
+            let partitions = self.config.shuffle_partitions;
+            let (ls, rs) = (l.node.schema(), r.node.schema());
+            let lstage = self.finish(l, Sink::Hash { keys: left_keys.to_vec(), partitions });
+            let rstage = self.finish(r, Sink::Hash { keys: right_keys.to_vec(), partitions });
+            Fragment {
+                node: node(
+                    PlanNode::ShuffleRead { input: 0, schema: ls },
+                    PlanNode::ShuffleRead { input: 1, schema: rs },
+                    build_left,
+                ),
+                inputs: vec![
+                    StageInput { stage: lstage, mode: InputMode::Hash },
+                    StageInput { stage: rstage, mode: InputMode::Hash },
+                ],
+                source: Source::Hash,
+                rows: 0.0,
+                bytes: 0.0,
+            }
+        };
+        out.rows = rows;
+        out.bytes = bytes;
+        out
+    }
+
+    fn broadcast(&mut self, f: Fragment) -> (StageId, Schema) {
+        let schema = f.node.schema();
+        (self.finish(f, Sink::Single), schema)
+    }
+
+    fn sort(&mut self, input: &LogicalPlan, keys: &[SortKey], fetch: Option<usize>) -> Fragment {
+        let f = self.fragment(input);
+        let f = if matches!(f.source, Source::Single) {
+            f
+        } else {
+            let local = Self::wrap(f, |i| PlanNode::Sort { input: i, keys: keys.to_vec(), fetch });
+            self.gather(local)
+        };
+        Self::wrap(f, |i| PlanNode::Sort { input: i, keys: keys.to_vec(), fetch })
+    }
+}
+
+/// Group columns, then each aggregate's state columns.
+fn partial_schema(group_by: &[Expr], aggs: &[AggExpr], input: &Schema, final_schema: &Schema) -> Schema {
+    let mut fields: Vec<Field> = final_schema.fields()[..group_by.len()].iter().map(|f| f.as_ref().clone()).collect();
+    for (k, a) in aggs.iter().enumerate() {
+        let name = format!("__state_{k}");
+        match a.func {
+            AggFunc::CountStar | AggFunc::Count => fields.push(Field::new(name, DataType::Int64, true)),
+            AggFunc::Avg => {
+                fields.push(Field::new(format!("{name}_sum"), DataType::Float64, true));
+                fields.push(Field::new(format!("{name}_count"), DataType::Int64, true));
+            }
+            AggFunc::Sum | AggFunc::Min | AggFunc::Max => {
+                let t = a.arg.as_ref().and_then(|e| e.data_type(input).ok()).unwrap_or(DataType::Float64);
+                fields.push(Field::new(name, t, true));
+            }
+        }
+    }
+    Schema::new(fields)
+}

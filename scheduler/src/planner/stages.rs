@@ -1,0 +1,116 @@
+//! The distributed plan: stages cut at exchanges.
+
+use arrow::datatypes::Schema;
+use keel_proto::ids::StageId;
+use keel_proto::plan::{FileSplit, PlanNode, Sink};
+
+/// How a stage reads one of its input stages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputMode {
+    /// Task i reads a range of hash partitions from every map task
+    /// (all Hash inputs of a stage share the partition numbering).
+    Hash,
+    /// Every task reads everything (the build side of a broadcast join).
+    Broadcast,
+    /// The one task reads everything.
+    Gather,
+    /// Tasks divide the map outputs between them (UNION ALL).
+    Slice,
+}
+
+#[derive(Debug, Clone)]
+pub struct StageInput {
+    pub stage: StageId,
+    pub mode: InputMode,
+}
+
+/// Where a stage's tasks come from.
+#[derive(Debug, Clone)]
+pub enum TaskSource {
+    /// One task per group of Parquet row groups.
+    Scan(Vec<Vec<FileSplit>>),
+    /// Reduce tasks chosen when the inputs finish, from their reported sizes.
+    Shuffle,
+    Single,
+}
+
+#[derive(Debug, Clone)]
+pub struct StagePlan {
+    pub id: StageId,
+    /// The operator tree; a scan stage's template has empty splits.
+    pub plan: PlanNode,
+    pub sink: Sink,
+    /// `ShuffleRead { input: i }` reads `inputs[i]`.
+    pub inputs: Vec<StageInput>,
+    pub tasks: TaskSource,
+    pub estimated_rows: u64,
+    pub estimated_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct StageGraph {
+    /// In dependency order: every stage comes after its inputs.
+    pub stages: Vec<StagePlan>,
+    pub output_schema: Schema,
+    pub copy_to: Option<String>,
+}
+
+impl StageGraph {
+    pub fn final_stage(&self) -> &StagePlan {
+        self.stages.last().expect("at least one stage")
+    }
+
+    /// The plan as `keel explain` prints it.
+    pub fn explain(&self) -> String {
+        let mut out = String::new();
+        for s in &self.stages {
+            let tasks = match &s.tasks {
+                TaskSource::Scan(splits) => format!("{} scan tasks", splits.len()),
+                TaskSource::Shuffle => "reduce tasks chosen from map output sizes".to_string(),
+                TaskSource::Single => "1 task".to_string(),
+            };
+            let sink = match &s.sink {
+                Sink::Hash { keys, partitions } => {
+                    let k: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+                    format!("hash exchange on [{}] into {partitions} partitions", k.join(", "))
+                }
+                Sink::Single if s.id == self.final_stage().id => "results to client".to_string(),
+                Sink::Single => "single partition".to_string(),
+                Sink::Parquet { dir } => format!("Parquet files in {dir}"),
+            };
+            out.push_str(&format!(
+                "Stage {} ({tasks}; est. {} rows, {}) -> {sink}\n",
+                s.id.0,
+                s.estimated_rows,
+                human_bytes(s.estimated_bytes)
+            ));
+            for (i, input) in s.inputs.iter().enumerate() {
+                out.push_str(&format!("  input {i}: stage {} ({:?})\n", input.stage.0, input.mode));
+            }
+            render(&s.plan, 1, &mut out);
+        }
+        out
+    }
+}
+
+fn render(node: &PlanNode, depth: usize, out: &mut String) {
+    out.push_str(&format!("{}{}\n", "  ".repeat(depth), node.describe()));
+    for c in node.children() {
+        render(c, depth + 1, out);
+    }
+}
+
+pub fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}

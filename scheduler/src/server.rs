@@ -1,0 +1,49 @@
+//! The scheduler process: gRPC services, the event loop and its timer.
+
+use std::future::Future;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keel_proto::pb::job_service_server::JobServiceServer;
+use keel_proto::pb::worker_service_server::WorkerServiceServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::grpc::Handle;
+use crate::state::{run_event_loop, Event, SchedulerConfig, SchedulerState};
+
+/// Runs the scheduler on `listener` until `shutdown` resolves.
+pub async fn run(config: SchedulerConfig, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), tonic::transport::Error> {
+    let total_cores = Arc::new(AtomicUsize::new(1));
+    let (tx, rx) = tokio::sync::mpsc::channel(4096);
+    let state = SchedulerState::new(config.clone(), total_cores.clone());
+    let event_loop = tokio::spawn(run_event_loop(state, rx));
+    let ticker = {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                if tx.send(Event::TimerTicked).await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let handle = Handle::new(tx, total_cores, config);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<JobServiceServer<Handle>>().await;
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "scheduler listening");
+    }
+    let result = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(JobServiceServer::new(handle.clone()))
+        .add_service(WorkerServiceServer::new(handle))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+    ticker.abort();
+    event_loop.abort();
+    result
+}

@@ -1,0 +1,383 @@
+//! The scheduler's state and the one event loop that owns it.
+//!
+//! gRPC handlers turn requests into past-tense [`Event`]s; the loop applies
+//! them one at a time, then dispatches whatever tasks can run. Nothing else
+//! touches workers, jobs or tasks, so no locks guard them.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use keel_proto::ids::{JobId, WorkerId};
+use keel_proto::pb::{
+    job_event, task_status, worker_command, ClusterStatusResponse, JobCompleted, JobEvent, JobFailed, JobProgress,
+    JobSummary, TaskStatus, WorkerCommand, WorkerSummary,
+};
+use keel_proto::task::encode;
+use tokio::sync::{mpsc, oneshot};
+use tonic::Status;
+
+use crate::adaptive::AdaptiveConfig;
+use crate::error::SchedulerError;
+use crate::job::{Job, JobState, Outcome};
+
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// A worker silent for this long is lost.
+    pub heartbeat_timeout: Duration,
+    /// Attempts a task may fail before its job fails.
+    pub max_attempts: u32,
+    /// Finished jobs' results are deleted this long after the job ends if no client released them.
+    pub result_ttl: Duration,
+    pub target_task_bytes: u64,
+    pub broadcast_bytes: u64,
+    pub shuffle_partitions: u32,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            heartbeat_timeout: Duration::from_secs(5),
+            max_attempts: 3,
+            result_ttl: Duration::from_secs(600),
+            target_task_bytes: 64 << 20,
+            broadcast_bytes: 32 << 20,
+            shuffle_partitions: 64,
+        }
+    }
+}
+
+pub type JobEvents = mpsc::Sender<Result<JobEvent, Status>>;
+
+pub enum Event {
+    WorkerRegistered { flight_url: String, cores: u32, memory_limit: u64, reply: oneshot::Sender<WorkerId> },
+    WorkerConnected { worker: WorkerId, commands: mpsc::Sender<WorkerCommand>, reply: oneshot::Sender<bool> },
+    WorkerDisconnected { worker: WorkerId },
+    HeartbeatReceived { worker: WorkerId, memory_used: u64, running: u32, reply: oneshot::Sender<bool> },
+    TaskReported(TaskStatus),
+    JobSubmitted { job: Box<Job> },
+    WatchRequested { job: JobId, events: JobEvents, reply: oneshot::Sender<Result<(), SchedulerError>> },
+    CancelRequested { job: JobId, reply: oneshot::Sender<Result<bool, SchedulerError>> },
+    ReleaseRequested { job: JobId, reply: oneshot::Sender<Result<bool, SchedulerError>> },
+    JobsListed { reply: oneshot::Sender<Vec<JobSummary>> },
+    ClusterStatusRequested { reply: oneshot::Sender<ClusterStatusResponse> },
+    TimerTicked,
+}
+
+struct WorkerEntry {
+    flight_url: String,
+    cores: u32,
+    memory_limit: u64,
+    memory_used: u64,
+    /// Tasks this scheduler has dispatched to the worker and not heard back about.
+    assigned: u32,
+    last_seen: Instant,
+    commands: Option<mpsc::Sender<WorkerCommand>>,
+}
+
+struct JobEntry {
+    job: Job,
+    watchers: Vec<JobEvents>,
+    /// Whether workers were told to delete the job's files.
+    cleaned: bool,
+}
+
+pub struct SchedulerState {
+    config: SchedulerConfig,
+    workers: HashMap<WorkerId, WorkerEntry>,
+    jobs: HashMap<JobId, JobEntry>,
+    order: VecDeque<JobId>,
+    next_worker: u64,
+    /// Shared with the planner, which sizes scan splits by cluster cores.
+    pub total_cores: Arc<AtomicUsize>,
+}
+
+impl SchedulerState {
+    pub fn new(config: SchedulerConfig, total_cores: Arc<AtomicUsize>) -> Self {
+        SchedulerState { config, workers: HashMap::new(), jobs: HashMap::new(), order: VecDeque::new(), next_worker: 1, total_cores }
+    }
+
+    fn adaptive(&self) -> AdaptiveConfig {
+        AdaptiveConfig {
+            cores: self.total_cores.load(Ordering::Relaxed).max(1) as u64,
+            min_task_bytes: 4 << 20,
+            max_task_bytes: self.config.target_task_bytes,
+            broadcast_bytes: self.config.broadcast_bytes,
+        }
+    }
+
+    pub fn handle(&mut self, event: Event) {
+        match event {
+            Event::WorkerRegistered { flight_url, cores, memory_limit, reply } => {
+                let id = WorkerId(format!("worker-{}", self.next_worker));
+                self.next_worker += 1;
+                tracing::info!(worker = %id, %flight_url, cores, memory_limit, "worker registered");
+                self.workers.insert(
+                    id.clone(),
+                    WorkerEntry { flight_url, cores: cores.max(1), memory_limit, memory_used: 0, assigned: 0, last_seen: Instant::now(), commands: None },
+                );
+                self.update_cores();
+                let _ = reply.send(id);
+            }
+            Event::WorkerConnected { worker, commands, reply } => {
+                let known = match self.workers.get_mut(&worker) {
+                    Some(w) => {
+                        w.commands = Some(commands);
+                        w.last_seen = Instant::now();
+                        true
+                    }
+                    None => false,
+                };
+                let _ = reply.send(known);
+            }
+            Event::WorkerDisconnected { worker } => self.lose_worker(&worker, "its connection closed"),
+            Event::HeartbeatReceived { worker, memory_used, running, reply } => {
+                let known = match self.workers.get_mut(&worker) {
+                    Some(w) => {
+                        w.last_seen = Instant::now();
+                        w.memory_used = memory_used;
+                        let _ = running;
+                        true
+                    }
+                    None => false,
+                };
+                let _ = reply.send(known);
+            }
+            Event::TaskReported(status) => self.task_reported(status),
+            Event::JobSubmitted { job } => {
+                let mut job = *job;
+                tracing::info!(job = %job.id, stages = job.stages.len(), "job submitted");
+                job.advance(&self.adaptive());
+                let id = job.id.clone();
+                self.order.push_back(id.clone());
+                self.jobs.insert(id.clone(), JobEntry { job, watchers: vec![], cleaned: false });
+                self.publish(&id);
+            }
+            Event::WatchRequested { job, events, reply } => match self.jobs.get_mut(&job) {
+                Some(entry) => {
+                    entry.watchers.push(events);
+                    let _ = reply.send(Ok(()));
+                    self.publish(&job);
+                }
+                None => {
+                    let _ = reply.send(Err(SchedulerError::UnknownJob { job: job.0 }));
+                }
+            },
+            Event::CancelRequested { job, reply } => {
+                let result = match self.jobs.get_mut(&job) {
+                    Some(entry) => {
+                        let was_running = entry.job.state == JobState::Running;
+                        entry.job.cancel();
+                        Ok(was_running)
+                    }
+                    None => Err(SchedulerError::UnknownJob { job: job.0.clone() }),
+                };
+                if matches!(result, Ok(true)) {
+                    tracing::info!(%job, "job cancelled");
+                    self.publish(&job);
+                }
+                let _ = reply.send(result);
+            }
+            Event::ReleaseRequested { job, reply } => {
+                let result = match self.jobs.get(&job) {
+                    Some(_) => {
+                        self.cleanup(&job);
+                        Ok(true)
+                    }
+                    None => Err(SchedulerError::UnknownJob { job: job.0.clone() }),
+                };
+                let _ = reply.send(result);
+            }
+            Event::JobsListed { reply } => {
+                let jobs = self.order.iter().filter_map(|id| self.jobs.get(id)).map(|e| e.job.summary()).collect();
+                let _ = reply.send(jobs);
+            }
+            Event::ClusterStatusRequested { reply } => {
+                let mut workers: Vec<WorkerSummary> = self
+                    .workers
+                    .iter()
+                    .map(|(id, w)| WorkerSummary {
+                        worker_id: id.0.clone(),
+                        flight_url: w.flight_url.clone(),
+                        cores: w.cores,
+                        memory_limit: w.memory_limit,
+                        memory_used: w.memory_used,
+                        running_tasks: w.assigned,
+                    })
+                    .collect();
+                workers.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
+                let _ = reply.send(ClusterStatusResponse { workers });
+            }
+            Event::TimerTicked => self.tick(),
+        }
+        self.dispatch();
+    }
+
+    fn update_cores(&self) {
+        let cores: u32 = self.workers.values().map(|w| w.cores).sum();
+        self.total_cores.store(cores.max(1) as usize, Ordering::Relaxed);
+    }
+
+    fn tick(&mut self) {
+        let timeout = self.config.heartbeat_timeout;
+        let silent: Vec<WorkerId> =
+            self.workers.iter().filter(|(_, w)| w.last_seen.elapsed() > timeout).map(|(id, _)| id.clone()).collect();
+        for w in silent {
+            self.lose_worker(&w, "it stopped sending heartbeats");
+        }
+        let ttl = self.config.result_ttl;
+        let expired: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, e)| !e.cleaned && e.job.finished.is_some_and(|f| f.elapsed() > ttl))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            self.cleanup(&id);
+        }
+    }
+
+    fn lose_worker(&mut self, worker: &WorkerId, why: &str) {
+        if self.workers.remove(worker).is_none() {
+            return;
+        }
+        tracing::warn!(%worker, "worker lost: {why}");
+        self.update_cores();
+        let ids: Vec<JobId> = self.order.iter().cloned().collect();
+        for id in ids {
+            let n = self.jobs.get_mut(&id).map(|e| e.job.worker_lost(worker)).unwrap_or(0);
+            if n > 0 {
+                self.publish(&id);
+            }
+        }
+    }
+
+    fn task_reported(&mut self, status: TaskStatus) {
+        let job_id = JobId(status.job_id.clone());
+        let worker = WorkerId(status.worker_id.clone());
+        let flight_url = match self.workers.get_mut(&worker) {
+            Some(w) => {
+                w.assigned = w.assigned.saturating_sub(1);
+                w.flight_url.clone()
+            }
+            None => return, // a lost worker's late report: its task was already rescheduled
+        };
+        let adaptive = self.adaptive();
+        let max_attempts = self.config.max_attempts;
+        let Some(entry) = self.jobs.get_mut(&job_id) else { return };
+        let outcome = match status.result {
+            Some(task_status::Result::Succeeded(stats)) => {
+                entry.job.task_succeeded(status.stage_id, status.task, status.attempt, flight_url, stats, &adaptive)
+            }
+            Some(task_status::Result::Failed(f)) => {
+                entry.job.task_failed(status.stage_id, status.task, status.attempt, &f.message, max_attempts)
+            }
+            None => Outcome::Ignored,
+        };
+        if outcome != Outcome::Ignored {
+            self.publish(&job_id);
+        }
+    }
+
+    /// Sends pending tasks to workers with free slots, oldest job first.
+    fn dispatch(&mut self) {
+        let ids: Vec<JobId> = self.order.iter().cloned().collect();
+        for id in ids {
+            let pending = match self.jobs.get(&id) {
+                Some(e) => e.job.pending(),
+                None => continue,
+            };
+            for (s, t) in pending {
+                let Some(worker) = self.pick_worker() else { return };
+                let entry = self.jobs.get_mut(&id).expect("job");
+                let descriptor = entry.job.start(s, t, &worker);
+                let bytes = match encode(&descriptor) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        entry.job.fail(format!("could not encode a task: {e}"));
+                        self.publish(&id);
+                        break;
+                    }
+                };
+                let w = self.workers.get_mut(&worker).expect("picked");
+                w.assigned += 1;
+                let sent = w
+                    .commands
+                    .as_ref()
+                    .is_some_and(|c| c.try_send(WorkerCommand { command: Some(worker_command::Command::LaunchTask(bytes)) }).is_ok());
+                if !sent {
+                    self.lose_worker(&worker, "its command stream is closed");
+                }
+            }
+            self.publish(&id);
+        }
+    }
+
+    fn pick_worker(&self) -> Option<WorkerId> {
+        self.workers
+            .iter()
+            .filter(|(_, w)| w.commands.is_some() && w.assigned < w.cores)
+            .max_by_key(|(id, w)| (w.cores - w.assigned, std::cmp::Reverse((*id).clone())))
+            .map(|(id, _)| id.clone())
+    }
+
+    /// Sends watchers the job's progress, or its end; ends of jobs clean up.
+    fn publish(&mut self, id: &JobId) {
+        let Some(entry) = self.jobs.get_mut(id) else { return };
+        let stages = entry.job.progress();
+        let event = match &entry.job.state {
+            JobState::Running => job_event::Event::Progress(JobProgress { stages }),
+            JobState::Succeeded => job_event::Event::Completed(JobCompleted {
+                schema: schema_bytes(&entry.job.output_schema),
+                results: entry.job.result_locations(),
+                stages,
+                elapsed_ms: entry.job.finished.map(|f| (f - entry.job.submitted).as_millis() as u64).unwrap_or(0),
+                tasks_retried: entry.job.retries.len() as u32,
+                retry_reasons: entry.job.retries.clone(),
+                notes: entry.job.notes.clone(),
+            }),
+            JobState::Failed(m) => job_event::Event::Failed(JobFailed { message: m.clone(), stages }),
+            JobState::Cancelled => job_event::Event::Failed(JobFailed { message: format!("job {id} was cancelled"), stages }),
+        };
+        let done = entry.job.state != JobState::Running;
+        entry.watchers.retain(|w| w.try_send(Ok(JobEvent { event: Some(event.clone()) })).is_ok() || !done);
+        if done {
+            entry.watchers.clear();
+            // Results stay until the client releases them; everything else goes now.
+            let keep = entry.job.state == JobState::Succeeded && entry.job.copy_to.is_none();
+            if !keep {
+                self.cleanup(id);
+            }
+        }
+    }
+
+    /// Tells every worker to stop the job's tasks and delete its files.
+    fn cleanup(&mut self, id: &JobId) {
+        let Some(entry) = self.jobs.get_mut(id) else { return };
+        if entry.cleaned {
+            return;
+        }
+        entry.cleaned = true;
+        for w in self.workers.values() {
+            if let Some(c) = &w.commands {
+                let _ = c.try_send(WorkerCommand { command: Some(worker_command::Command::RemoveJob(id.0.clone())) });
+            }
+        }
+    }
+}
+
+/// The schema as an Arrow IPC stream with no batches.
+fn schema_bytes(schema: &arrow::datatypes::Schema) -> Vec<u8> {
+    let mut buf = vec![];
+    if let Ok(mut w) = arrow::ipc::writer::StreamWriter::try_new(&mut buf, schema) {
+        let _ = w.finish();
+    }
+    buf
+}
+
+pub async fn run_event_loop(mut state: SchedulerState, mut events: mpsc::Receiver<Event>) {
+    while let Some(e) = events.recv().await {
+        state.handle(e);
+    }
+}
