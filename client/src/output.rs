@@ -40,9 +40,6 @@ pub fn print(format: Format, schema: &SchemaRef, batches: &[RecordBatch], out: &
             let refs: Vec<&RecordBatch> = batches.iter().collect();
             w.write_batches(&refs).map_err(err)?;
             w.finish().map_err(err)?;
-            if batches.is_empty() {
-                write!(out, "[]").map_err(io)?;
-            }
             writeln!(out).map_err(io)?;
         }
     }

@@ -6,12 +6,14 @@
 //! - [`expr`]: physical expressions (column indices, literals, functions) and their typing rules.
 //! - [`plan`]: the operator tree a task runs and the sink it writes to.
 //! - [`task`]: the task descriptor sent to workers, its shuffle inputs and its bincode codec.
+//! - [`size`]: parsing byte sizes such as `4GiB`.
 //! - [`error`]: the crate's error type.
 
 pub mod error;
 pub mod expr;
 pub mod ids;
 pub mod plan;
+pub mod size;
 pub mod task;
 
 /// Generated gRPC code (tonic + prost).

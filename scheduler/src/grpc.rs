@@ -51,6 +51,7 @@ impl Handle {
             total_cores: self.total_cores.load(Ordering::Relaxed).max(1),
             shuffle_partitions: self.config.shuffle_partitions,
             broadcast_bytes: self.config.broadcast_bytes,
+            split_bytes: self.config.split_bytes,
         };
         tokio::task::spawn_blocking(move || {
             let tables: HashMap<String, String> = request.tables.into_iter().map(|t| (t.name, t.path)).collect();

@@ -30,9 +30,15 @@ pub struct SchedulerConfig {
     pub max_attempts: u32,
     /// Finished jobs' results are deleted this long after the job ends if no client released them.
     pub result_ttl: Duration,
-    pub target_task_bytes: u64,
+    /// Most bytes one reduce task reads (partitions are coalesced up to it).
+    pub max_task_bytes: u64,
+    /// Fewest bytes worth a reduce task of its own.
+    pub min_task_bytes: u64,
+    /// A join side below this is broadcast rather than shuffled.
     pub broadcast_bytes: u64,
     pub shuffle_partitions: u32,
+    /// Bytes of row groups per scan task; None sizes splits to the cluster.
+    pub split_bytes: Option<u64>,
 }
 
 impl Default for SchedulerConfig {
@@ -41,9 +47,11 @@ impl Default for SchedulerConfig {
             heartbeat_timeout: Duration::from_secs(5),
             max_attempts: 3,
             result_ttl: Duration::from_secs(600),
-            target_task_bytes: 64 << 20,
+            max_task_bytes: 64 << 20,
+            min_task_bytes: 4 << 20,
             broadcast_bytes: 32 << 20,
             shuffle_partitions: 64,
+            split_bytes: None,
         }
     }
 }
@@ -101,8 +109,8 @@ impl SchedulerState {
     fn adaptive(&self) -> AdaptiveConfig {
         AdaptiveConfig {
             cores: self.total_cores.load(Ordering::Relaxed).max(1) as u64,
-            min_task_bytes: 4 << 20,
-            max_task_bytes: self.config.target_task_bytes,
+            min_task_bytes: self.config.min_task_bytes,
+            max_task_bytes: self.config.max_task_bytes,
             broadcast_bytes: self.config.broadcast_bytes,
         }
     }

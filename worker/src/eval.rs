@@ -10,7 +10,7 @@ use arrow::array::{
     RecordBatch, Scalar, StringArray, TimestampMicrosecondArray,
 };
 use arrow::compute::kernels::{boolean, cmp, comparison, numeric, zip::zip};
-use arrow::compute::{cast_with_options, nullif, prep_null_mask_filter, CastOptions};
+use arrow::compute::{cast_with_options, prep_null_mask_filter, CastOptions};
 use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type};
 use keel_proto::expr::{BinaryOp, Expr, Func, ScalarValue};
 
@@ -204,21 +204,14 @@ fn binary(op: BinaryOp, l: Value, r: Value, rows: usize) -> Result<Value> {
             .context(op.symbol())?;
         return Ok(Value::Array(Arc::new(out)));
     }
-    // Division and modulo by zero give NULL, as in DuckDB: null out zero divisors first.
-    let r = if matches!(op, BinaryOp::Div | BinaryOp::Mod) {
+    // As in DuckDB: `/` is IEEE float division (x / 0 is ±inf), `%` by zero is an error.
+    if op == BinaryOp::Mod {
         let zero = zero_of(r.data_type())?;
-        let is_zero = cmp::eq(r.datum().as_ref(), &Scalar::new(zero)).context("division")?;
-        let r_arr = match &r {
-            Value::Array(a) | Value::Scalar(a) => a.clone(),
-        };
-        let cleared = nullif(r_arr.as_ref(), &is_zero).context("division")?;
-        match r {
-            Value::Array(_) => Value::Array(cleared),
-            Value::Scalar(_) => Value::Scalar(cleared),
+        let is_zero = cmp::eq(r.datum().as_ref(), &Scalar::new(zero)).context("modulo")?;
+        if is_zero.true_count() > 0 {
+            return Err(WorkerError::eval("Division by zero in a % expression"));
         }
-    } else {
-        r
-    };
+    }
     let scalar = matches!((&l, &r), (Value::Scalar(_), Value::Scalar(_)));
     let (ld, rd) = (l.datum(), r.datum());
     let (ld, rd) = (ld.as_ref(), rd.as_ref());
@@ -340,11 +333,12 @@ mod tests {
     }
 
     #[test]
-    fn division_by_zero_is_null() {
+    fn modulo_by_zero_is_an_error() {
         let e = Expr::binary(BinaryOp::Mod, lit(7), Expr::Column(0));
-        let out = evaluate(&e, &batch()).unwrap();
-        let out = out.as_any().downcast_ref::<Int64Array>().unwrap();
-        assert_eq!(out.iter().collect::<Vec<_>>(), vec![Some(0), None, Some(1), None]);
+        let err = evaluate(&e, &batch()).unwrap_err();
+        assert!(err.to_string().contains("Division by zero"), "{err}");
+        let ok = Expr::binary(BinaryOp::Mod, lit(7), lit(2));
+        assert!(evaluate(&ok, &batch()).is_ok());
     }
 
     #[test]

@@ -3,6 +3,7 @@ use std::time::Duration;
 use clap::Parser;
 use keel_scheduler::server::run;
 use keel_scheduler::state::SchedulerConfig;
+use keel_proto::size::parse_size;
 
 /// The Keel scheduler: plans SQL into stages and tasks and runs them on workers.
 #[derive(Parser)]
@@ -17,6 +18,18 @@ struct Args {
     /// Attempts a task may fail before its job fails.
     #[arg(long, default_value_t = 3)]
     max_attempts: u32,
+    /// Bytes of Parquet row groups per scan task (default: sized to the cluster's cores).
+    #[arg(long, value_parser = parse_size)]
+    split_bytes: Option<usize>,
+    /// Most bytes one reduce task reads; map partitions are coalesced up to it.
+    #[arg(long, value_parser = parse_size, default_value = "64MiB")]
+    task_bytes: usize,
+    /// A join side smaller than this is broadcast instead of shuffled (0 disables broadcasts).
+    #[arg(long, value_parser = parse_size, default_value = "32MiB")]
+    broadcast_bytes: usize,
+    /// Partitions each hash exchange writes.
+    #[arg(long, default_value_t = 64)]
+    shuffle_partitions: u32,
 }
 
 #[tokio::main]
@@ -32,6 +45,11 @@ async fn main() -> anyhow::Result<()> {
     let config = SchedulerConfig {
         heartbeat_timeout: Duration::from_secs_f64(args.heartbeat_timeout),
         max_attempts: args.max_attempts,
+        max_task_bytes: args.task_bytes as u64,
+        min_task_bytes: (args.task_bytes as u64).min(4 << 20),
+        broadcast_bytes: args.broadcast_bytes as u64,
+        shuffle_partitions: args.shuffle_partitions.max(1),
+        split_bytes: args.split_bytes.map(|b| b as u64),
         ..Default::default()
     };
     let listener = tokio::net::TcpListener::bind(&args.bind).await.map_err(|e| anyhow::anyhow!("cannot bind {}: {e}", args.bind))?;

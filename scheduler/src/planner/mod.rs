@@ -29,11 +29,13 @@ pub struct PlannerConfig {
     pub shuffle_partitions: u32,
     /// A join side estimated below this is broadcast instead of shuffled.
     pub broadcast_bytes: u64,
+    /// Bytes of row groups per scan task; None sizes splits so every core gets two.
+    pub split_bytes: Option<u64>,
 }
 
 impl Default for PlannerConfig {
     fn default() -> Self {
-        PlannerConfig { total_cores: 2, shuffle_partitions: 64, broadcast_bytes: 32 << 20 }
+        PlannerConfig { total_cores: 2, shuffle_partitions: 64, broadcast_bytes: 32 << 20, split_bytes: None }
     }
 }
 
@@ -188,7 +190,10 @@ impl Planner {
         }
         let total: u64 = groups.iter().map(|g| g.2).sum();
         let rows: u64 = groups.iter().map(|g| g.3).sum();
-        let target = (total / (2 * self.config.total_cores.max(1) as u64)).clamp(8 << 20, 128 << 20);
+        let target = self
+            .config
+            .split_bytes
+            .unwrap_or_else(|| (total / (2 * self.config.total_cores.max(1) as u64)).clamp(8 << 20, 128 << 20));
         let mut tasks: Vec<Vec<FileSplit>> = vec![];
         let mut current: Vec<FileSplit> = vec![];
         let mut current_bytes = 0;

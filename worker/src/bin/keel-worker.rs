@@ -1,7 +1,8 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use keel_worker::service::{default_memory_limit, parse_size, run, WorkerConfig};
+use keel_proto::size::parse_size;
+use keel_worker::service::{default_memory_limit, run, WorkerConfig};
 
 /// A Keel worker: runs tasks for the scheduler and serves their output over Arrow Flight.
 #[derive(Parser)]

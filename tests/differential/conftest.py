@@ -1,0 +1,127 @@
+"""Fixtures for the differential suite: test data written by DuckDB, and
+real keel-scheduler / keel-worker processes started on port 0."""
+
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(os.environ.get("KEEL_BIN_DIR", ROOT / "target" / "debug"))
+
+
+def binary(name):
+    path = BIN / name
+    if not path.exists():
+        pytest.fail(f"{path} is missing: build with `cargo build --workspace --bins` first")
+    return str(path)
+
+
+def write_data(dir: Path):
+    """Tables with NULLs, skewed keys, strings, dates and timestamps, in several files and row groups."""
+    con = duckdb.connect()
+    con.execute(
+        """
+        CREATE TABLE t AS SELECT
+          i::BIGINT AS id,
+          (CASE WHEN i % 10 < 6 THEN 1 ELSE i % 97 END)::BIGINT AS k,
+          CASE WHEN i % 13 = 0 THEN NULL ELSE 'name_' || (i % 37) END AS s,
+          DATE '2024-01-01' + (i % 400)::INTEGER AS d,
+          TIMESTAMP '2024-01-01 00:00:00' + to_minutes((i % 1000)::BIGINT) AS ts,
+          CASE WHEN i % 17 = 0 THEN NULL ELSE ((i % 1000) / 7.0)::DOUBLE END AS x,
+          CASE WHEN i % 11 = 0 THEN NULL ELSE (i % 50)::INTEGER END AS n,
+          (i % 3 = 0) AS flag
+        FROM range(20000) r(i)
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE u AS
+          SELECT k::BIGINT AS k, 'u_' || k AS name, (k * 1.5)::DOUBLE AS w FROM range(0, 120) r(k)
+          UNION ALL SELECT k::BIGINT, 'dup_' || k, (k * 2.5)::DOUBLE FROM range(0, 40) r(k)
+          UNION ALL SELECT NULL, 'nokey', 0.5
+        """
+    )
+    (dir / "t").mkdir()
+    for j in range(4):
+        con.execute(
+            f"COPY (SELECT * FROM t WHERE id % 4 = {j} ORDER BY id) TO '{dir}/t/part-{j}.parquet' (FORMAT parquet, ROW_GROUP_SIZE 1024)"
+        )
+    con.execute(f"COPY u TO '{dir}/u.parquet' (FORMAT parquet)")
+    con.close()
+
+
+class Cluster:
+    """A keel-scheduler and workers as real processes; stopped by close()."""
+
+    def __init__(self, workers=2, scheduler_args=(), work_dir=None):
+        self.procs = []
+        self.scheduler = self._start([binary("keel-scheduler"), "--bind", "127.0.0.1:0", *scheduler_args])
+        self.url = "http://" + self._address(self.scheduler, "keel-scheduler listening on ")
+        self.workers = []
+        for i in range(workers):
+            args = [binary("keel-worker"), "--scheduler", self.url, "--bind", "127.0.0.1:0", "--cores", "2"]
+            if work_dir:
+                args += ["--work-dir", str(Path(work_dir) / f"worker-{i}")]
+            w = self._start(args)
+            self._address(w, "keel-worker listening on ")
+            self.workers.append(w)
+        self.wait_for_workers(workers)
+
+    def _start(self, args):
+        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.procs.append(p)
+        return p
+
+    def _address(self, proc, prefix):
+        line = proc.stdout.readline()
+        if not line.startswith(prefix):
+            self.close()
+            pytest.fail(f"unexpected first line from {proc.args[0]}: {line!r}")
+        return line[len(prefix):].strip()
+
+    def wait_for_workers(self, n, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            r = subprocess.run([binary("keel"), "health", "--scheduler", self.url], capture_output=True, text=True)
+            m = re.match(r"ok: (\d+) workers", r.stdout)
+            if m and int(m.group(1)) >= n:
+                return
+            time.sleep(0.05)
+        pytest.fail(f"{n} workers did not register within {timeout}s")
+
+    def close(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+@pytest.fixture(scope="session")
+def data(tmp_path_factory):
+    dir = tmp_path_factory.mktemp("keel-data")
+    write_data(dir)
+    return dir
+
+
+CLUSTERS = {
+    # Default sizing: small tables are broadcast, stages run as one task each.
+    "default": [],
+    # Tiny splits and tasks, no broadcasts: every exchange is a real multi-task shuffle.
+    "many-tasks": ["--split-bytes", "4KiB", "--task-bytes", "16KiB", "--broadcast-bytes", "0", "--shuffle-partitions", "16"],
+}
+
+
+@pytest.fixture(scope="session", params=list(CLUSTERS))
+def cluster(request):
+    c = Cluster(workers=2, scheduler_args=CLUSTERS[request.param])
+    yield c
+    c.close()

@@ -1,0 +1,180 @@
+"""Every query runs on Keel (real processes, through the `keel` CLI) and on
+DuckDB; the answers must match: floats within a tolerance, row order only
+where the query has ORDER BY."""
+
+import datetime
+import json
+import math
+import subprocess
+
+import duckdb
+import pytest
+
+from conftest import binary
+
+QUERIES = [
+    # scans, projections, arithmetic
+    "SELECT count(*) FROM t",
+    "SELECT * FROM t WHERE id < 50",
+    "SELECT id, x * 2 + 1, n - 3, x / 3, n % 7, -n FROM t WHERE id BETWEEN 100 AND 200",
+    "SELECT id, n / 4, n % 4, (id - 50) / 2 FROM t WHERE id < 100",
+    "SELECT 1 + 2 AS three, 'a' AS letter, NULL IS NULL AS yes",
+    # predicates
+    "SELECT id FROM t WHERE s LIKE 'name_1%'",
+    "SELECT id FROM t WHERE s NOT LIKE '%3' AND n IS NOT NULL",
+    "SELECT id, s IS NULL, x IS NULL, n IS NOT NULL FROM t WHERE id < 100",
+    "SELECT id FROM t WHERE n IN (1, 2, 3)",
+    "SELECT id FROM t WHERE n NOT IN (1, 2, 3)",
+    "SELECT id FROM t WHERE (n > 40 OR x < 1) AND NOT flag",
+    "SELECT id FROM t WHERE id NOT BETWEEN 10 AND 19990",
+    "SELECT count(*) FROM t WHERE d >= DATE '2024-06-01' AND d < DATE '2024-09-01'",
+    "SELECT id, d FROM t WHERE d = '2024-02-29'",
+    "SELECT count(*) FROM t WHERE ts BETWEEN TIMESTAMP '2024-01-01 03:00:00' AND TIMESTAMP '2024-01-01 05:30:00'",
+    # expressions and functions
+    "SELECT id, CASE WHEN n < 10 THEN 'low' WHEN n < 30 THEN 'mid' ELSE 'high' END FROM t WHERE id < 300",
+    "SELECT id, CASE n WHEN 1 THEN 'one' WHEN 2 THEN 'two' END FROM t WHERE id < 300",
+    "SELECT id, CAST(x AS INTEGER), CAST(n AS VARCHAR), CAST(id AS DOUBLE), CAST('2024-03-01' AS DATE) FROM t WHERE id < 200",
+    "SELECT id, coalesce(n, -1), coalesce(s, 'none'), coalesce(NULL, x, 0) FROM t WHERE id < 300",
+    "SELECT id, abs(n - 25), round(x, 1), round(x), lower(s), upper(s), length(s) FROM t WHERE id < 300",
+    # aggregates
+    "SELECT count(*), count(s), count(x), count(n) FROM t",
+    "SELECT sum(n), min(n), max(n), avg(x), sum(x) FROM t",
+    "SELECT min(d), max(d), min(ts), max(ts), min(s), max(s) FROM t",
+    "SELECT sum(n), count(*), avg(x), min(s) FROM t WHERE id < 0",
+    "SELECT k, count(*) FROM t WHERE id < 0 GROUP BY k",
+    "SELECT k, count(*) FROM t GROUP BY k",
+    "SELECT k, sum(x), avg(n) FROM t GROUP BY k HAVING count(*) > 100",
+    "SELECT s, count(DISTINCT k) FROM t GROUP BY s",
+    "SELECT count(DISTINCT s), count(DISTINCT n) FROM t",
+    "SELECT k, max(s), min(s), max(d) FROM t GROUP BY k",
+    "SELECT k, sum(n) FILTER (WHERE flag), count(*) FILTER (WHERE x > 50) FROM t GROUP BY k",
+    "SELECT s, flag, count(*) FROM t GROUP BY ALL",
+    "SELECT k % 5 AS bucket, count(*) FROM t GROUP BY k % 5",
+    "SELECT k % 5 AS bucket, count(*) FROM t GROUP BY bucket",
+    "SELECT NOT flag, count(*) FROM t GROUP BY 1",
+    "SELECT d, count(*), sum(n) FROM t WHERE ts > TIMESTAMP '2024-01-01 10:00:00' GROUP BY d",
+    "SELECT k, sum(x) / count(*) AS mean, max(n) - min(n) AS spread FROM t GROUP BY k HAVING max(n) > 45",
+    # distinct, order, limit
+    "SELECT DISTINCT k FROM t",
+    "SELECT DISTINCT s, flag FROM t",
+    "SELECT id, s FROM t ORDER BY id DESC LIMIT 10",
+    "SELECT id, x FROM t ORDER BY x DESC NULLS LAST, id LIMIT 20",
+    "SELECT id, x FROM t ORDER BY x NULLS FIRST, id LIMIT 20",
+    "SELECT id FROM t ORDER BY id LIMIT 10 OFFSET 100",
+    "SELECT n, count(*) AS c FROM t GROUP BY n ORDER BY n NULLS FIRST",
+    "SELECT s, sum(x) FROM t GROUP BY s ORDER BY 2 DESC, 1 LIMIT 5",
+    "SELECT upper(s) AS us, count(*) FROM t GROUP BY us ORDER BY us NULLS LAST LIMIT 3",
+    "SELECT id, s FROM t WHERE id < 40 ORDER BY length(s) DESC NULLS LAST, id",
+    "SELECT count(*) FROM (SELECT id FROM t LIMIT 7)",
+    # joins
+    "SELECT t.id, u.name FROM t JOIN u ON t.k = u.k WHERE t.id < 500",
+    "SELECT count(*), sum(w) FROM t JOIN u USING (k)",
+    "SELECT k, id, name FROM t JOIN u USING (k) WHERE id < 30",
+    "SELECT t.id, u.w FROM t LEFT JOIN u ON t.k = u.k WHERE t.id < 400",
+    "SELECT count(*), count(u.k) FROM t LEFT JOIN u ON t.k = u.k AND u.w > 10",
+    "SELECT t.k, count(*) FROM t JOIN u ON t.k = u.k AND t.n < u.w GROUP BY t.k",
+    "SELECT count(*) FROM t JOIN u ON t.n = u.k",
+    "SELECT u1.k, u2.name FROM u u1 JOIN u u2 ON u1.k = u2.k",
+    "SELECT count(*) FROM t JOIN u ON t.k = u.k JOIN u AS u2 ON u.k = u2.k",
+    "SELECT u.name, count(t.id) FROM u LEFT JOIN t ON u.k = t.k GROUP BY u.name",
+    # subqueries, CTEs, unions
+    "SELECT count(*) FROM t WHERE k IN (SELECT k FROM u WHERE w > 100)",
+    "SELECT count(*) FROM t WHERE n NOT IN (SELECT n FROM t WHERE n > 10)",
+    "SELECT count(*) FROM t WHERE n NOT IN (SELECT n FROM t WHERE id < 100)",
+    "WITH big AS (SELECT k, count(*) AS c FROM t GROUP BY k) SELECT k, c FROM big WHERE c > 50",
+    "WITH a AS (SELECT k, sum(x) AS sx FROM t GROUP BY k), b AS (SELECT k, max(w) AS mw FROM u GROUP BY k) SELECT a.k, sx, mw FROM a JOIN b ON a.k = b.k",
+    "SELECT k, c FROM (SELECT k, count(*) AS c FROM t GROUP BY k) sub WHERE c < 100",
+    "SELECT id FROM t WHERE id < 10 UNION ALL SELECT k FROM u WHERE k < 5",
+    "SELECT k FROM t WHERE id < 30 UNION SELECT k FROM u WHERE k < 5",
+    "SELECT count(*) FROM (SELECT k FROM t UNION ALL SELECT k FROM u)",
+    "SELECT count(*) FROM read_parquet('{data}/t/*.parquet') WHERE flag",
+    "SELECT count(*) FROM read_parquet(['{data}/t/part-0.parquet', '{data}/t/part-1.parquet'])",
+]
+
+
+def duckdb_rows(con, sql):
+    return [tuple(r) for r in con.execute(sql).fetchall()]
+
+
+def keel_rows(cluster, data, sql):
+    args = [
+        binary("keel"), "sql", "--scheduler", cluster.url,
+        "--table", f"t={data}/t", "--table", f"u={data}/u.parquet",
+        "--format", "json", sql,
+    ]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, f"keel failed on {sql!r}: {r.stderr}"
+    rows = json.loads(r.stdout)
+    return [tuple(row.values()) for row in rows]
+
+
+def normalize(v):
+    if isinstance(v, datetime.datetime):
+        return v.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(v, datetime.date):
+        return v.isoformat()
+    if isinstance(v, str) and len(v) >= 19 and v[10] == "T" and v[4] == "-":
+        return v.replace("T", " ")[:19]
+    if isinstance(v, bool) or v is None:
+        return v
+    if isinstance(v, (int, float)):
+        return float(v)
+    return str(v) if not isinstance(v, str) else v
+
+
+def sort_key(row):
+    return tuple((v is None, "" if v is None else str(type(v)), v if v is not None else 0) for v in row)
+
+
+def same(a, b):
+    if isinstance(a, float) and isinstance(b, float):
+        if math.isnan(a) and math.isnan(b):
+            return True
+        return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-6)
+    return a == b
+
+
+def compare(sql, expected, actual):
+    expected = [tuple(normalize(v) for v in r) for r in expected]
+    actual = [tuple(normalize(v) for v in r) for r in actual]
+    assert len(actual) == len(expected), f"{sql}: {len(actual)} rows, DuckDB gives {len(expected)}"
+    if "ORDER BY" not in sql.upper().split("FROM")[-1]:
+        expected.sort(key=sort_key)
+        actual.sort(key=sort_key)
+    for i, (e, a) in enumerate(zip(expected, actual)):
+        assert len(e) == len(a), f"{sql}: row {i} has {len(a)} columns, DuckDB gives {len(e)}"
+        assert all(same(x, y) for x, y in zip(e, a)), f"{sql}: row {i} is {a}, DuckDB gives {e}"
+
+
+@pytest.fixture(scope="module")
+def reference(data):
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW t AS SELECT * FROM read_parquet('{data}/t/*.parquet')")
+    con.execute(f"CREATE VIEW u AS SELECT * FROM read_parquet('{data}/u.parquet')")
+    yield con
+    con.close()
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_query_matches_duckdb(cluster, data, reference, query):
+    sql = query.replace("{data}", str(data))
+    compare(sql, duckdb_rows(reference, sql), keel_rows(cluster, data, sql))
+
+
+def test_copy_to_parquet_matches_duckdb(cluster, data, reference, tmp_path):
+    out = tmp_path / "out"
+    sql = "SELECT k, s, count(*) AS c, sum(x) AS sx FROM t GROUP BY k, s"
+    r = subprocess.run(
+        [binary("keel"), "sql", "--scheduler", cluster.url, "--table", f"t={data}/t",
+         f"COPY ({sql}) TO '{out}' (FORMAT parquet)"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    files = sorted(p.name for p in out.iterdir())
+    assert files and all(f.startswith("part-") and f.endswith(".parquet") for f in files), files
+    written = duckdb_rows(reference, f"SELECT k, s, c, sx FROM read_parquet('{out}/*.parquet')")
+    compare(sql, duckdb_rows(reference, sql), written)
+
+
+def test_query_count(cluster):
+    assert len(QUERIES) >= 40
