@@ -1,1 +1,126 @@
+//! keel-tests: integration tests that start real `keel-scheduler` and
+//! `keel-worker` processes, and helpers shared by them.
+//!
+//! # Layout
+//! - [`TestCluster`]: a scheduler and workers as child processes on port 0, killed on drop.
+//! - [`keel`]: runs the `keel` CLI and captures its output.
 
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where cargo put the binaries: the directory above this test executable's `deps/`.
+pub fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("KEEL_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent().and_then(|p| p.parent()).expect("target dir").to_path_buf()
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first", path.display());
+    path
+}
+
+/// Runs `keel ARGS…` to completion.
+pub fn keel(args: &[&str]) -> Output {
+    Command::new(bin("keel")).args(args).output().expect("run keel")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Waits for `condition` to hold, polling; panics with `what` after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Starts a process and reads the address from its first line
+/// (`keel-scheduler listening on ADDR`).
+fn spawn(cmd: &mut Command, prefix: &str) -> (Child, String) {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().expect("stdout")).read_line(&mut line).expect("first line");
+    let addr = line.strip_prefix(prefix).unwrap_or_else(|| panic!("unexpected first line {line:?}")).trim().to_string();
+    (child, addr)
+}
+
+pub struct TestCluster {
+    pub url: String,
+    scheduler: Child,
+    pub workers: Vec<Child>,
+    pub worker_urls: Vec<String>,
+    pub work_dirs: Vec<tempfile::TempDir>,
+}
+
+impl TestCluster {
+    pub fn start(workers: usize) -> Self {
+        Self::start_with(workers, &[])
+    }
+
+    pub fn start_with(workers: usize, scheduler_args: &[&str]) -> Self {
+        let (scheduler, addr) = spawn(
+            Command::new(bin("keel-scheduler")).args(["--bind", "127.0.0.1:0"]).args(scheduler_args),
+            "keel-scheduler listening on ",
+        );
+        let mut cluster = TestCluster { url: format!("http://{addr}"), scheduler, workers: vec![], worker_urls: vec![], work_dirs: vec![] };
+        for _ in 0..workers {
+            cluster.add_worker();
+        }
+        cluster.wait_for_workers(workers);
+        cluster
+    }
+
+    pub fn add_worker(&mut self) {
+        let dir = tempfile::tempdir().expect("work dir");
+        let (child, addr) = spawn(
+            Command::new(bin("keel-worker")).args(["--scheduler", &self.url, "--bind", "127.0.0.1:0", "--cores", "2", "--work-dir"]).arg(dir.path()),
+            "keel-worker listening on ",
+        );
+        self.workers.push(child);
+        self.worker_urls.push(format!("http://{addr}"));
+        self.work_dirs.push(dir);
+    }
+
+    pub fn live_workers(&self) -> usize {
+        let out = keel(&["health", "--scheduler", &self.url]);
+        stdout(&out).strip_prefix("ok: ").and_then(|s| s.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or(0)
+    }
+
+    pub fn wait_for_workers(&self, n: usize) {
+        wait_for(&format!("{n} workers to register"), Duration::from_secs(20), || self.live_workers() >= n);
+    }
+
+    pub fn kill_workers(&mut self) {
+        for w in &mut self.workers {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        self.kill_workers();
+        let _ = self.scheduler.kill();
+        let _ = self.scheduler.wait();
+    }
+}
+
+/// Generates story 1 at a small scale with `keel datagen` into `dir`.
+pub fn story1_data(dir: &std::path::Path, scale: &str) {
+    let out = keel(&["datagen", "imbalanced-join", "--scale", scale, "--out", dir.to_str().expect("utf-8 path")]);
+    assert!(out.status.success(), "datagen failed: {}", stderr(&out));
+}

@@ -110,6 +110,8 @@ pub fn binary(op: BinaryOp, l: Expr, lt: &DataType, r: Expr, rt: &DataType, show
         return Ok(Expr::binary(op, cast_if_needed(l, lt, &b), cast_if_needed(r, rt, &b)));
     }
     let common = common_type(lt, rt, is_literal(&l), is_literal(&r)).ok_or_else(mismatch)?;
+    check_literal_cast(&l, &common)?;
+    check_literal_cast(&r, &common)?;
     if op.is_arithmetic() {
         if !(is_numeric(&common) || common == DataType::Null) {
             return Err(mismatch());
@@ -119,6 +121,18 @@ pub fn binary(op: BinaryOp, l: Expr, lt: &DataType, r: Expr, rt: &DataType, show
         return Ok(Expr::binary(op, cast_if_needed(l, lt, &target), cast_if_needed(r, rt, &target)));
     }
     Ok(Expr::binary(op, cast_if_needed(l, lt, &common), cast_if_needed(r, rt, &common)))
+}
+
+/// A string literal that will be cast to `to` must convert, or the query is wrong.
+fn check_literal_cast(e: &Expr, to: &DataType) -> Result<()> {
+    if let Expr::Literal(ScalarValue::Utf8(text)) = e {
+        if to != &DataType::Utf8 {
+            let strings: ArrayRef = Arc::new(StringArray::from(vec![text.as_str()]));
+            cast_with_options(&strings, to, &CastOptions { safe: false, ..Default::default() })
+                .map_err(|_| SchedulerError::bind(format!("Could not convert string '{text}' to {}", sql_name(to))))?;
+        }
+    }
+    Ok(())
 }
 
 /// Parses a date or timestamp literal by Arrow's own cast, so it agrees with run-time casts.

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every Keel test: Rust unit and integration tests (real scheduler and
+# worker processes), then the differential suite against DuckDB.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The reference engine and the test runner, from PyPI.
+python3 -m pip install --quiet --disable-pip-version-check 'duckdb>=1.1' 'pytest>=7' 2>&1 | grep -v "running pip as the 'root' user" || true
+
+cargo build --workspace --bins
+cargo test --workspace
+python3 -m pytest -q tests/differential
+if [ -x deploy/test.sh ]; then
+  deploy/test.sh
+fi
