@@ -109,7 +109,8 @@ pub async fn run(config: WorkerConfig, listener: TcpListener, shutdown: impl Fut
     tracing::info!(%flight_url, cores = config.cores, memory_limit = config.memory_limit, "worker serving Flight");
 
     let running = Arc::new(Running::default());
-    let control = control_loop(config.clone(), flight_url, env, pool, running.clone());
+    let slots = Arc::new(tokio::sync::Semaphore::new(config.cores.max(1)));
+    let control = control_loop(config.clone(), flight_url, env, pool, running.clone(), slots);
     tokio::select! {
         _ = shutdown => tracing::info!("worker shutting down"),
         _ = control => {}
@@ -134,10 +135,11 @@ async fn control_loop(
     env: Arc<TaskEnv>,
     pool: Arc<MemoryPool>,
     running: Arc<Running>,
+    slots: Arc<tokio::sync::Semaphore>,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match session(&config, &flight_url, &env, &pool, &running).await {
+        match session(&config, &flight_url, &env, &pool, &running, &slots).await {
             Ok(()) => tracing::warn!("scheduler closed the command stream; registering again"),
             Err(e) => tracing::warn!(error = %e, "lost the scheduler; retrying in {backoff:?}"),
         }
@@ -155,6 +157,7 @@ async fn session(
     env: &Arc<TaskEnv>,
     pool: &Arc<MemoryPool>,
     running: &Arc<Running>,
+    slots: &Arc<tokio::sync::Semaphore>,
 ) -> Result<()> {
     let unreachable = |e: &dyn std::fmt::Display| WorkerError::Scheduler {
         url: config.scheduler_url.clone(),
@@ -192,7 +195,7 @@ async fn session(
         };
         match command.command {
             Some(Command::LaunchTask(bytes)) => match decode::<TaskDescriptor>(&bytes) {
-                Ok(task) => launch(channel.clone(), worker_id.clone(), env.clone(), running.clone(), task),
+                Ok(task) => launch(channel.clone(), worker_id.clone(), env.clone(), running.clone(), slots.clone(), task),
                 Err(e) => tracing::error!(error = %e, "scheduler sent a malformed task"),
             },
             Some(Command::CancelJob(job)) => running.cancel(&JobId(job)),
@@ -213,10 +216,19 @@ async fn session(
     result
 }
 
-fn launch(channel: Channel, worker_id: String, env: Arc<TaskEnv>, running: Arc<Running>, task: TaskDescriptor) {
+fn launch(
+    channel: Channel,
+    worker_id: String,
+    env: Arc<TaskEnv>,
+    running: Arc<Running>,
+    slots: Arc<tokio::sync::Semaphore>,
+    task: TaskDescriptor,
+) {
     let job = task.job.clone();
     let cancelled = running.add(&job);
     tokio::spawn(async move {
+        // The scheduler sends at most --cores tasks; the semaphore makes that a guarantee.
+        let Ok(_slot) = slots.acquire_owned().await else { return };
         let mut status = run_task(env, task, cancelled.clone()).await;
         running.remove(&job, &cancelled);
         if cancelled.load(Ordering::Relaxed) {
