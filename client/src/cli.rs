@@ -95,14 +95,26 @@ struct Session {
 impl Session {
     async fn open(scheduler: Option<&str>, workers: Option<usize>) -> Result<Self, ClientError> {
         match scheduler {
-            Some(url) => Ok(Session { client: KeelClient::connect(url).await?, embedded: None }),
+            Some(url) => Ok(Session {
+                client: KeelClient::connect(url).await?,
+                embedded: None,
+            }),
             None => {
-                let n = workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+                let n = workers.unwrap_or_else(|| {
+                    std::thread::available_parallelism()
+                        .map(|n| n.get())
+                        .unwrap_or(1)
+                });
                 if n == 0 {
-                    return Err(ClientError::Usage { message: "--workers must be at least 1".into() });
+                    return Err(ClientError::Usage {
+                        message: "--workers must be at least 1".into(),
+                    });
                 }
                 let cluster = EmbeddedCluster::start(n, 1).await?;
-                Ok(Session { client: KeelClient::connect(&cluster.url).await?, embedded: Some(cluster) })
+                Ok(Session {
+                    client: KeelClient::connect(&cluster.url).await?,
+                    embedded: Some(cluster),
+                })
             }
         }
     }
@@ -118,8 +130,13 @@ impl QueryArgs {
     fn sql(&self) -> Result<String, ClientError> {
         match (&self.query, &self.file) {
             (Some(q), None) => Ok(q.clone()),
-            (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| ClientError::Io { path: f.display().to_string(), source: e }),
-            _ => Err(ClientError::Usage { message: "give a query, or --file FILE".into() }),
+            (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| ClientError::Io {
+                path: f.display().to_string(),
+                source: e,
+            }),
+            _ => Err(ClientError::Usage {
+                message: "give a query, or --file FILE".into(),
+            }),
         }
     }
 }
@@ -135,7 +152,9 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
             print!("{}", plan?);
             Ok(())
         }
-        Command::Datagen { set: DataSet::ImbalancedJoin { scale, out, seed } } => {
+        Command::Datagen {
+            set: DataSet::ImbalancedJoin { scale, out, seed },
+        } => {
             let started = Instant::now();
             let g = generate(&ImbalancedJoin::new(scale, seed), &out)?;
             eprintln!(
@@ -153,7 +172,9 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
             let client = KeelClient::connect(&scheduler).await?;
             let workers = client.workers().await?;
             if workers.is_empty() {
-                return Err(ClientError::Usage { message: format!("scheduler at {scheduler} answers but has no live workers") });
+                return Err(ClientError::Usage {
+                    message: format!("scheduler at {scheduler} answers but has no live workers"),
+                });
             }
             println!("ok: {} workers", workers.len());
             Ok(())
@@ -170,7 +191,10 @@ async fn sql(args: QueryArgs) -> Result<(), ClientError> {
     let mut stdout = std::io::stdout().lock();
     print(args.format, &result.schema, &result.batches, &mut stdout)?;
     if result.report.tasks_retried > 0 {
-        eprintln!("{} task attempts were retried:", result.report.tasks_retried);
+        eprintln!(
+            "{} task attempts were retried:",
+            result.report.tasks_retried
+        );
         for r in &result.report.retry_reasons {
             eprintln!("  {r}");
         }
@@ -179,14 +203,21 @@ async fn sql(args: QueryArgs) -> Result<(), ClientError> {
 }
 
 /// Runs a query with a progress bar on a terminal; Ctrl-C cancels the job.
-pub async fn run_query(client: &KeelClient, sql: &str, tables: &[(String, String)]) -> Result<crate::client::QueryResult, ClientError> {
+pub async fn run_query(
+    client: &KeelClient,
+    sql: &str,
+    tables: &[(String, String)],
+) -> Result<crate::client::QueryResult, ClientError> {
     let job = client.submit(sql, tables).await?;
     let bar = progress_bar();
     let update = |stages: &[StageProgress]| {
         if let Some(bar) = &bar {
             let total: u32 = stages.iter().map(|s| s.tasks_total).sum();
             let done: u32 = stages.iter().map(|s| s.tasks_done).sum();
-            let stages_done = stages.iter().filter(|s| s.tasks_total > 0 && s.tasks_done == s.tasks_total).count();
+            let stages_done = stages
+                .iter()
+                .filter(|s| s.tasks_total > 0 && s.tasks_done == s.tasks_total)
+                .count();
             bar.set_length(total.max(1) as u64);
             bar.set_position(done as u64);
             bar.set_message(format!("stages {stages_done}/{}", stages.len()));
@@ -207,7 +238,11 @@ pub async fn run_query(client: &KeelClient, sql: &str, tables: &[(String, String
     let fetched = client.fetch(&report).await;
     let _ = client.release(&job).await;
     let (schema, batches) = fetched?;
-    Ok(crate::client::QueryResult { schema, batches, report })
+    Ok(crate::client::QueryResult {
+        schema,
+        batches,
+        report,
+    })
 }
 
 fn progress_bar() -> Option<ProgressBar> {
@@ -215,6 +250,11 @@ fn progress_bar() -> Option<ProgressBar> {
         return None;
     }
     let bar = ProgressBar::new(1);
-    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} tasks, {msg}").ok()?);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} tasks, {msg}",
+        )
+        .ok()?,
+    );
     Some(bar)
 }

@@ -11,8 +11,8 @@ use futures::TryStreamExt;
 use keel_proto::pb::job_event::Event;
 use keel_proto::pb::job_service_client::JobServiceClient;
 use keel_proto::pb::{
-    CancelJobRequest, ClusterStatusRequest, JobCompleted, ListJobsRequest, StageProgress, SubmitJobRequest, TableRef,
-    WatchJobRequest, WorkerSummary,
+    CancelJobRequest, ClusterStatusRequest, JobCompleted, ListJobsRequest, StageProgress,
+    SubmitJobRequest, TableRef, WatchJobRequest, WorkerSummary,
 };
 use tonic::transport::Channel;
 
@@ -39,55 +39,112 @@ impl QueryResult {
 
 impl KeelClient {
     pub async fn connect(url: &str) -> Result<Self, ClientError> {
-        let unreachable = |message: String| ClientError::Unreachable { what: "scheduler".into(), url: url.to_string(), message };
+        let unreachable = |message: String| ClientError::Unreachable {
+            what: "scheduler".into(),
+            url: url.to_string(),
+            message,
+        };
         let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
             .map_err(|e| unreachable(e.to_string()))?
             .connect_timeout(Duration::from_secs(5));
-        let channel = endpoint.connect().await.map_err(|e| unreachable(source_chain(&e)))?;
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| unreachable(source_chain(&e)))?;
         let jobs = JobServiceClient::new(channel).max_decoding_message_size(64 << 20);
-        Ok(KeelClient { url: url.to_string(), jobs })
+        Ok(KeelClient {
+            url: url.to_string(),
+            jobs,
+        })
     }
 
     pub fn url(&self) -> &str {
         &self.url
     }
 
-    pub async fn submit(&self, sql: &str, tables: &[(String, String)]) -> Result<String, ClientError> {
-        let response = self.jobs.clone().submit_job(request(sql, tables)).await.map_err(ClientError::from_status)?;
+    pub async fn submit(
+        &self,
+        sql: &str,
+        tables: &[(String, String)],
+    ) -> Result<String, ClientError> {
+        let response = self
+            .jobs
+            .clone()
+            .submit_job(request(sql, tables))
+            .await
+            .map_err(ClientError::from_status)?;
         Ok(response.into_inner().job_id)
     }
 
-    pub async fn explain(&self, sql: &str, tables: &[(String, String)]) -> Result<String, ClientError> {
-        let response = self.jobs.clone().explain(request(sql, tables)).await.map_err(ClientError::from_status)?;
+    pub async fn explain(
+        &self,
+        sql: &str,
+        tables: &[(String, String)],
+    ) -> Result<String, ClientError> {
+        let response = self
+            .jobs
+            .clone()
+            .explain(request(sql, tables))
+            .await
+            .map_err(ClientError::from_status)?;
         Ok(response.into_inner().plan)
     }
 
     pub async fn cancel(&self, job_id: &str) -> Result<bool, ClientError> {
-        let r = self.jobs.clone().cancel_job(CancelJobRequest { job_id: job_id.into() }).await.map_err(ClientError::from_status)?;
+        let r = self
+            .jobs
+            .clone()
+            .cancel_job(CancelJobRequest {
+                job_id: job_id.into(),
+            })
+            .await
+            .map_err(ClientError::from_status)?;
         Ok(r.into_inner().cancelled)
     }
 
     pub async fn release(&self, job_id: &str) -> Result<(), ClientError> {
-        self.jobs.clone().release_job(CancelJobRequest { job_id: job_id.into() }).await.map_err(ClientError::from_status)?;
+        self.jobs
+            .clone()
+            .release_job(CancelJobRequest {
+                job_id: job_id.into(),
+            })
+            .await
+            .map_err(ClientError::from_status)?;
         Ok(())
     }
 
     pub async fn workers(&self) -> Result<Vec<WorkerSummary>, ClientError> {
-        let r = self.jobs.clone().cluster_status(ClusterStatusRequest {}).await.map_err(ClientError::from_status)?;
+        let r = self
+            .jobs
+            .clone()
+            .cluster_status(ClusterStatusRequest {})
+            .await
+            .map_err(ClientError::from_status)?;
         Ok(r.into_inner().workers)
     }
 
     pub async fn jobs(&self) -> Result<Vec<keel_proto::pb::JobSummary>, ClientError> {
-        let r = self.jobs.clone().list_jobs(ListJobsRequest {}).await.map_err(ClientError::from_status)?;
+        let r = self
+            .jobs
+            .clone()
+            .list_jobs(ListJobsRequest {})
+            .await
+            .map_err(ClientError::from_status)?;
         Ok(r.into_inner().jobs)
     }
 
     /// Follows a job to its end, calling `progress` on every update.
-    pub async fn wait(&self, job_id: &str, mut progress: impl FnMut(&[StageProgress])) -> Result<JobCompleted, ClientError> {
+    pub async fn wait(
+        &self,
+        job_id: &str,
+        mut progress: impl FnMut(&[StageProgress]),
+    ) -> Result<JobCompleted, ClientError> {
         let mut stream = self
             .jobs
             .clone()
-            .watch_job(WatchJobRequest { job_id: job_id.into() })
+            .watch_job(WatchJobRequest {
+                job_id: job_id.into(),
+            })
             .await
             .map_err(ClientError::from_status)?
             .into_inner();
@@ -98,7 +155,9 @@ impl KeelClient {
                     progress(&c.stages);
                     return Ok(c);
                 }
-                Some(Event::Failed(f)) => return Err(ClientError::JobFailed { message: f.message }),
+                Some(Event::Failed(f)) => {
+                    return Err(ClientError::JobFailed { message: f.message })
+                }
                 None => {}
             }
         }
@@ -110,50 +169,85 @@ impl KeelClient {
     }
 
     /// Fetches a completed job's rows from the workers holding them.
-    pub async fn fetch(&self, report: &JobCompleted) -> Result<(SchemaRef, Vec<RecordBatch>), ClientError> {
-        let schema = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(&report.schema), None)
-            .map_err(|e| ClientError::Protocol { message: format!("bad result schema: {e}") })?
-            .schema();
+    pub async fn fetch(
+        &self,
+        report: &JobCompleted,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>), ClientError> {
+        let schema =
+            arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(&report.schema), None)
+                .map_err(|e| ClientError::Protocol {
+                    message: format!("bad result schema: {e}"),
+                })?
+                .schema();
         let mut batches = vec![];
         for loc in &report.results {
-            let unreachable = |message: String| ClientError::Unreachable { what: "worker".into(), url: loc.flight_url.clone(), message };
+            let unreachable = |message: String| ClientError::Unreachable {
+                what: "worker".into(),
+                url: loc.flight_url.clone(),
+                message,
+            };
             let channel = tonic::transport::Endpoint::from_shared(loc.flight_url.clone())
                 .map_err(|e| unreachable(e.to_string()))?
                 .connect()
                 .await
                 .map_err(|e| unreachable(source_chain(&e)))?;
-            let mut flight = FlightServiceClient::new(channel).max_decoding_message_size(usize::MAX);
+            let mut flight =
+                FlightServiceClient::new(channel).max_decoding_message_size(usize::MAX);
             let stream = flight
-                .do_get(Ticket { ticket: loc.ticket.clone().into() })
+                .do_get(Ticket {
+                    ticket: loc.ticket.clone().into(),
+                })
                 .await
                 .map_err(|s| unreachable(s.message().to_string()))?
                 .into_inner();
-            let part: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(stream.map_err(|e| e.into()))
-                .try_collect()
-                .await
-                .map_err(|e| unreachable(e.to_string()))?;
+            let part: Vec<RecordBatch> =
+                FlightRecordBatchStream::new_from_flight_data(stream.map_err(|e| e.into()))
+                    .try_collect()
+                    .await
+                    .map_err(|e| unreachable(e.to_string()))?;
             for b in part {
-                batches.push(RecordBatch::try_new(schema.clone(), b.columns().to_vec()).map_err(|e| ClientError::Protocol { message: e.to_string() })?);
+                batches.push(
+                    RecordBatch::try_new(schema.clone(), b.columns().to_vec()).map_err(|e| {
+                        ClientError::Protocol {
+                            message: e.to_string(),
+                        }
+                    })?,
+                );
             }
         }
         Ok((schema, batches))
     }
 
     /// Submits, waits, fetches and releases: one query start to finish.
-    pub async fn query(&self, sql: &str, tables: &[(String, String)], progress: impl FnMut(&[StageProgress])) -> Result<QueryResult, ClientError> {
+    pub async fn query(
+        &self,
+        sql: &str,
+        tables: &[(String, String)],
+        progress: impl FnMut(&[StageProgress]),
+    ) -> Result<QueryResult, ClientError> {
         let job = self.submit(sql, tables).await?;
         let report = self.wait(&job, progress).await?;
         let fetched = self.fetch(&report).await;
         let _ = self.release(&job).await;
         let (schema, batches) = fetched?;
-        Ok(QueryResult { schema, batches, report })
+        Ok(QueryResult {
+            schema,
+            batches,
+            report,
+        })
     }
 }
 
 fn request(sql: &str, tables: &[(String, String)]) -> SubmitJobRequest {
     SubmitJobRequest {
         sql: sql.to_string(),
-        tables: tables.iter().map(|(name, path)| TableRef { name: name.clone(), path: path.clone() }).collect(),
+        tables: tables
+            .iter()
+            .map(|(name, path)| TableRef {
+                name: name.clone(),
+                path: path.clone(),
+            })
+            .collect(),
     }
 }
 

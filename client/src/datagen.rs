@@ -22,7 +22,12 @@ pub struct ImbalancedJoin {
 
 impl ImbalancedJoin {
     pub fn new(scale: f64, seed: u64) -> Self {
-        ImbalancedJoin { scale, seed, key_n: 7000, bucket_n: 40000 }
+        ImbalancedJoin {
+            scale,
+            seed,
+            key_n: 7000,
+            bucket_n: 40000,
+        }
     }
 }
 
@@ -48,7 +53,9 @@ impl Rng {
             z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
             z ^ (z >> 31)
         };
-        Rng { s: [next(), next(), next(), next()] }
+        Rng {
+            s: [next(), next(), next(), next()],
+        }
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -83,23 +90,35 @@ const ROWS_PER_FILE: u64 = 1 << 20;
 const ROWS_PER_GROUP: usize = 128 * 1024;
 
 fn writer(path: &Path, schema: Arc<Schema>) -> Result<ArrowWriter<File>, ClientError> {
-    let file = File::create(path).map_err(|e| ClientError::Io { path: path.display().to_string(), source: e })?;
+    let file = File::create(path).map_err(|e| ClientError::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(ROWS_PER_GROUP))
         .build();
-    ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| ClientError::Usage { message: format!("{}: {e}", path.display()) })
+    ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| ClientError::Usage {
+        message: format!("{}: {e}", path.display()),
+    })
 }
 
 fn write_err(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> ClientError + '_ {
-    move |e| ClientError::Usage { message: format!("writing {}: {e}", path.display()) }
+    move |e| ClientError::Usage {
+        message: format!("writing {}: {e}", path.display()),
+    }
 }
 
 pub fn generate(spec: &ImbalancedJoin, out: &Path) -> Result<Generated, ClientError> {
     if !(spec.scale > 0.0 && spec.scale.is_finite()) {
-        return Err(ClientError::Usage { message: format!("--scale must be a positive number, got {}", spec.scale) });
+        return Err(ClientError::Usage {
+            message: format!("--scale must be a positive number, got {}", spec.scale),
+        });
     }
-    let io = |p: &Path, e| ClientError::Io { path: p.display().to_string(), source: e };
+    let io = |p: &Path, e| ClientError::Io {
+        path: p.display().to_string(),
+        source: e,
+    };
     let df1_dir = out.join("df1");
     let df2_dir = out.join("df2");
     for d in [&df1_dir, &df2_dir] {
@@ -110,7 +129,11 @@ pub fn generate(spec: &ImbalancedJoin, out: &Path) -> Result<Generated, ClientEr
     let counts: Vec<u64> = (0..spec.key_n)
         .map(|_| {
             let hot = rng.uniform() < 0.05;
-            let draw = if hot { rng.expon(1_006_402.0 * s, 8_200_726.0 * s) } else { rng.expon(160.0 * s, 125_125.0 * s) };
+            let draw = if hot {
+                rng.expon(1_006_402.0 * s, 8_200_726.0 * s)
+            } else {
+                rng.expon(160.0 * s, 125_125.0 * s)
+            };
             draw as u64
         })
         .collect();
@@ -119,7 +142,11 @@ pub fn generate(spec: &ImbalancedJoin, out: &Path) -> Result<Generated, ClientEr
         ["key", "bucket", "group1", "group2", "group3", "group4"]
             .iter()
             .map(|n| Field::new(*n, DataType::Int64, false))
-            .chain(std::iter::once(Field::new("value", DataType::Float64, false)))
+            .chain(std::iter::once(Field::new(
+                "value",
+                DataType::Float64,
+                false,
+            )))
             .collect::<Vec<_>>(),
     ));
     let mut cols: [Vec<i64>; 6] = Default::default();
@@ -127,12 +154,19 @@ pub fn generate(spec: &ImbalancedJoin, out: &Path) -> Result<Generated, ClientEr
     let mut file_index = 0;
     let mut current: Option<(ArrowWriter<File>, std::path::PathBuf, u64)> = None;
     let mut total = 0u64;
-    let flush = |cols: &mut [Vec<i64>; 6], values: &mut Vec<f64>, w: &mut ArrowWriter<File>, path: &Path| -> Result<(), ClientError> {
+    let flush = |cols: &mut [Vec<i64>; 6],
+                 values: &mut Vec<f64>,
+                 w: &mut ArrowWriter<File>,
+                 path: &Path|
+     -> Result<(), ClientError> {
         let schema = schema1.clone();
         if values.is_empty() {
             return Ok(());
         }
-        let mut arrays: Vec<ArrayRef> = cols.iter_mut().map(|c| Arc::new(Int64Array::from(std::mem::take(c))) as ArrayRef).collect();
+        let mut arrays: Vec<ArrayRef> = cols
+            .iter_mut()
+            .map(|c| Arc::new(Int64Array::from(std::mem::take(c))) as ArrayRef)
+            .collect();
         arrays.push(Arc::new(Float64Array::from(std::mem::take(values))));
         let batch = RecordBatch::try_new(schema, arrays).expect("df1 batch");
         w.write(&batch).map_err(write_err(path))
@@ -187,15 +221,28 @@ pub fn generate(spec: &ImbalancedJoin, out: &Path) -> Result<Generated, ClientEr
             df2_key.push(all_keys[i] as i64);
         }
     }
-    let schema2 = Arc::new(Schema::new(vec![Field::new("df2_group", DataType::Int64, false), Field::new("key", DataType::Int64, false)]));
+    let schema2 = Arc::new(Schema::new(vec![
+        Field::new("df2_group", DataType::Int64, false),
+        Field::new("key", DataType::Int64, false),
+    ]));
     let path2 = df2_dir.join("part-00000.parquet");
     let df2_rows = df2_key.len() as u64;
-    let batch = RecordBatch::try_new(schema2.clone(), vec![Arc::new(Int64Array::from(df2_group)), Arc::new(Int64Array::from(df2_key))])
-        .expect("df2 batch");
+    let batch = RecordBatch::try_new(
+        schema2.clone(),
+        vec![
+            Arc::new(Int64Array::from(df2_group)),
+            Arc::new(Int64Array::from(df2_key)),
+        ],
+    )
+    .expect("df2 batch");
     let mut w = writer(&path2, schema2)?;
     w.write(&batch).map_err(write_err(&path2))?;
     w.close().map_err(write_err(&path2))?;
-    Ok(Generated { df1_rows: total, df2_rows, df1_files: file_index })
+    Ok(Generated {
+        df1_rows: total,
+        df2_rows,
+        df1_files: file_index,
+    })
 }
 
 #[cfg(test)]

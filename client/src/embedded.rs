@@ -25,21 +25,37 @@ impl EmbeddedCluster {
     /// Starts a scheduler and `workers` workers with `cores` task slots each,
     /// and waits until every worker has registered.
     pub async fn start(workers: usize, cores: usize) -> Result<Self, ClientError> {
-        let io = |path: &str, e: std::io::Error| ClientError::Io { path: path.to_string(), source: e };
-        let work_dir = tempfile::Builder::new().prefix("keel-embedded-").tempdir().map_err(|e| io("temp dir", e))?;
+        let io = |path: &str, e: std::io::Error| ClientError::Io {
+            path: path.to_string(),
+            source: e,
+        };
+        let work_dir = tempfile::Builder::new()
+            .prefix("keel-embedded-")
+            .tempdir()
+            .map_err(|e| io("temp dir", e))?;
         let (stop, rx) = watch::channel(false);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| io("127.0.0.1:0", e))?;
-        let url = format!("http://{}", listener.local_addr().map_err(|e| io("listener", e))?);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| io("127.0.0.1:0", e))?;
+        let url = format!(
+            "http://{}",
+            listener.local_addr().map_err(|e| io("listener", e))?
+        );
         let mut tasks = vec![];
         let srx = rx.clone();
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = keel_scheduler::server::run(SchedulerConfig::default(), listener, stopped(srx)).await {
+            if let Err(e) =
+                keel_scheduler::server::run(SchedulerConfig::default(), listener, stopped(srx))
+                    .await
+            {
                 tracing::error!(error = %e, "embedded scheduler failed");
             }
         }));
         let memory_limit = default_memory_limit() / workers.max(1);
         for i in 0..workers {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| io("127.0.0.1:0", e))?;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(|e| io("127.0.0.1:0", e))?;
             let config = WorkerConfig {
                 scheduler_url: url.clone(),
                 advertise: None,
@@ -54,8 +70,15 @@ impl EmbeddedCluster {
                 }
             }));
         }
-        let cluster = EmbeddedCluster { url, stop, tasks, _work_dir: work_dir };
-        cluster.wait_for_workers(workers, Duration::from_secs(20)).await?;
+        let cluster = EmbeddedCluster {
+            url,
+            stop,
+            tasks,
+            _work_dir: work_dir,
+        };
+        cluster
+            .wait_for_workers(workers, Duration::from_secs(20))
+            .await?;
         Ok(cluster)
     }
 

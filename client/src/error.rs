@@ -3,7 +3,11 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum ClientError {
     #[error("cannot reach the {what} at {url}: {message}")]
-    Unreachable { what: String, url: String, message: String },
+    Unreachable {
+        what: String,
+        url: String,
+        message: String,
+    },
     /// The scheduler rejected the query: the message names the problem.
     #[error("{message}")]
     Rejected { message: String },
@@ -24,9 +28,17 @@ pub enum ClientError {
 impl ClientError {
     pub fn from_status(s: tonic::Status) -> Self {
         match s.code() {
-            tonic::Code::InvalidArgument | tonic::Code::NotFound => ClientError::Rejected { message: s.message().to_string() },
-            tonic::Code::Unavailable => ClientError::Unreachable { what: "scheduler".into(), url: String::new(), message: s.message().to_string() },
-            _ => ClientError::Protocol { message: format!("{:?}: {}", s.code(), s.message()) },
+            tonic::Code::InvalidArgument | tonic::Code::NotFound => ClientError::Rejected {
+                message: s.message().to_string(),
+            },
+            tonic::Code::Unavailable => ClientError::Unreachable {
+                what: "scheduler".into(),
+                url: String::new(),
+                message: s.message().to_string(),
+            },
+            _ => ClientError::Protocol {
+                message: format!("{:?}: {}", s.code(), s.message()),
+            },
         }
     }
 }

@@ -67,12 +67,20 @@ impl BinaryOp {
     pub fn is_comparison(self) -> bool {
         matches!(
             self,
-            BinaryOp::Eq | BinaryOp::NotEq | BinaryOp::Lt | BinaryOp::LtEq | BinaryOp::Gt | BinaryOp::GtEq
+            BinaryOp::Eq
+                | BinaryOp::NotEq
+                | BinaryOp::Lt
+                | BinaryOp::LtEq
+                | BinaryOp::Gt
+                | BinaryOp::GtEq
         )
     }
 
     pub fn is_arithmetic(self) -> bool {
-        matches!(self, BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Mod)
+        matches!(
+            self,
+            BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Mod
+        )
     }
 
     pub fn symbol(self) -> &'static str {
@@ -133,27 +141,56 @@ impl Func {
 pub enum Expr {
     Column(usize),
     Literal(ScalarValue),
-    Binary { op: BinaryOp, left: Box<Expr>, right: Box<Expr> },
+    Binary {
+        op: BinaryOp,
+        left: Box<Expr>,
+        right: Box<Expr>,
+    },
     Not(Box<Expr>),
     Negative(Box<Expr>),
     IsNull(Box<Expr>),
     IsNotNull(Box<Expr>),
-    Like { expr: Box<Expr>, pattern: String, negated: bool, case_insensitive: bool },
+    Like {
+        expr: Box<Expr>,
+        pattern: String,
+        negated: bool,
+        case_insensitive: bool,
+    },
     /// `expr [NOT] IN (list)`; the binder casts the items to `expr`'s type.
-    InList { expr: Box<Expr>, list: Vec<Expr>, negated: bool },
+    InList {
+        expr: Box<Expr>,
+        list: Vec<Expr>,
+        negated: bool,
+    },
     /// Searched CASE; the simple form is rewritten to equalities by the binder.
-    Case { whens: Vec<(Expr, Expr)>, otherwise: Option<Box<Expr>> },
-    Cast { expr: Box<Expr>, to: DataType },
-    Func { func: Func, args: Vec<Expr> },
+    Case {
+        whens: Vec<(Expr, Expr)>,
+        otherwise: Option<Box<Expr>>,
+    },
+    Cast {
+        expr: Box<Expr>,
+        to: DataType,
+    },
+    Func {
+        func: Func,
+        args: Vec<Expr>,
+    },
 }
 
 impl Expr {
     pub fn binary(op: BinaryOp, left: Expr, right: Expr) -> Expr {
-        Expr::Binary { op, left: Box::new(left), right: Box::new(right) }
+        Expr::Binary {
+            op,
+            left: Box::new(left),
+            right: Box::new(right),
+        }
     }
 
     pub fn cast(self, to: DataType) -> Expr {
-        Expr::Cast { expr: Box::new(self), to }
+        Expr::Cast {
+            expr: Box::new(self),
+            to,
+        }
     }
 
     /// The type this expression produces over rows of `schema`.
@@ -162,7 +199,9 @@ impl Expr {
             Expr::Column(i) => schema
                 .fields()
                 .get(*i)
-                .ok_or_else(|| ProtoError::Type { message: format!("column #{i} out of range") })?
+                .ok_or_else(|| ProtoError::Type {
+                    message: format!("column #{i} out of range"),
+                })?
                 .data_type()
                 .clone(),
             Expr::Literal(v) => v.data_type(),
@@ -178,9 +217,11 @@ impl Expr {
                     }
                 }
             }
-            Expr::Not(_) | Expr::IsNull(_) | Expr::IsNotNull(_) | Expr::Like { .. } | Expr::InList { .. } => {
-                DataType::Boolean
-            }
+            Expr::Not(_)
+            | Expr::IsNull(_)
+            | Expr::IsNotNull(_)
+            | Expr::Like { .. }
+            | Expr::InList { .. } => DataType::Boolean,
             Expr::Negative(e) => e.data_type(schema)?,
             Expr::Case { whens, otherwise } => {
                 for (_, then) in whens {
@@ -215,7 +256,9 @@ impl Expr {
                 left.columns(out);
                 right.columns(out);
             }
-            Expr::Not(e) | Expr::Negative(e) | Expr::IsNull(e) | Expr::IsNotNull(e) => e.columns(out),
+            Expr::Not(e) | Expr::Negative(e) | Expr::IsNull(e) | Expr::IsNotNull(e) => {
+                e.columns(out)
+            }
             Expr::Like { expr, .. } | Expr::Cast { expr, .. } => expr.columns(out),
             Expr::InList { expr, list, .. } => {
                 expr.columns(out);
@@ -240,28 +283,50 @@ impl Expr {
         match self {
             Expr::Column(i) => Expr::Column(map(*i)),
             Expr::Literal(v) => Expr::Literal(v.clone()),
-            Expr::Binary { op, left, right } => Expr::Binary { op: *op, left: r(left), right: r(right) },
+            Expr::Binary { op, left, right } => Expr::Binary {
+                op: *op,
+                left: r(left),
+                right: r(right),
+            },
             Expr::Not(e) => Expr::Not(r(e)),
             Expr::Negative(e) => Expr::Negative(r(e)),
             Expr::IsNull(e) => Expr::IsNull(r(e)),
             Expr::IsNotNull(e) => Expr::IsNotNull(r(e)),
-            Expr::Like { expr, pattern, negated, case_insensitive } => Expr::Like {
+            Expr::Like {
+                expr,
+                pattern,
+                negated,
+                case_insensitive,
+            } => Expr::Like {
                 expr: r(expr),
                 pattern: pattern.clone(),
                 negated: *negated,
                 case_insensitive: *case_insensitive,
             },
-            Expr::InList { expr, list, negated } => {
-                Expr::InList { expr: r(expr), list: list.iter().map(|e| e.remap_columns(map)).collect(), negated: *negated }
-            }
+            Expr::InList {
+                expr,
+                list,
+                negated,
+            } => Expr::InList {
+                expr: r(expr),
+                list: list.iter().map(|e| e.remap_columns(map)).collect(),
+                negated: *negated,
+            },
             Expr::Case { whens, otherwise } => Expr::Case {
-                whens: whens.iter().map(|(w, t)| (w.remap_columns(map), t.remap_columns(map))).collect(),
+                whens: whens
+                    .iter()
+                    .map(|(w, t)| (w.remap_columns(map), t.remap_columns(map)))
+                    .collect(),
                 otherwise: otherwise.as_ref().map(|o| r(o)),
             },
-            Expr::Cast { expr, to } => Expr::Cast { expr: r(expr), to: to.clone() },
-            Expr::Func { func, args } => {
-                Expr::Func { func: *func, args: args.iter().map(|a| a.remap_columns(map)).collect() }
-            }
+            Expr::Cast { expr, to } => Expr::Cast {
+                expr: r(expr),
+                to: to.clone(),
+            },
+            Expr::Func { func, args } => Expr::Func {
+                func: *func,
+                args: args.iter().map(|a| a.remap_columns(map)).collect(),
+            },
         }
     }
 }
@@ -291,12 +356,30 @@ impl fmt::Display for Expr {
             Expr::Negative(e) => write!(f, "-{e}"),
             Expr::IsNull(e) => write!(f, "{e} IS NULL"),
             Expr::IsNotNull(e) => write!(f, "{e} IS NOT NULL"),
-            Expr::Like { expr, pattern, negated, .. } => {
-                write!(f, "{expr} {}LIKE '{pattern}'", if *negated { "NOT " } else { "" })
+            Expr::Like {
+                expr,
+                pattern,
+                negated,
+                ..
+            } => {
+                write!(
+                    f,
+                    "{expr} {}LIKE '{pattern}'",
+                    if *negated { "NOT " } else { "" }
+                )
             }
-            Expr::InList { expr, list, negated } => {
+            Expr::InList {
+                expr,
+                list,
+                negated,
+            } => {
                 let items: Vec<String> = list.iter().map(|v| v.to_string()).collect();
-                write!(f, "{expr} {}IN ({})", if *negated { "NOT " } else { "" }, items.join(", "))
+                write!(
+                    f,
+                    "{expr} {}IN ({})",
+                    if *negated { "NOT " } else { "" },
+                    items.join(", ")
+                )
             }
             Expr::Case { whens, otherwise } => {
                 write!(f, "CASE")?;
@@ -323,7 +406,9 @@ impl fmt::Display for Expr {
 pub fn normalize_type(t: &DataType) -> Option<DataType> {
     Some(match t {
         DataType::Boolean => DataType::Boolean,
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::UInt8 | DataType::UInt16 => DataType::Int32,
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::UInt8 | DataType::UInt16 => {
+            DataType::Int32
+        }
         DataType::Int64 | DataType::UInt32 | DataType::UInt64 => DataType::Int64,
         DataType::Float16 | DataType::Float32 | DataType::Float64 => DataType::Float64,
         DataType::Decimal128(..) | DataType::Decimal256(..) => DataType::Float64,

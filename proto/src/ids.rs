@@ -40,6 +40,10 @@ impl fmt::Display for StageId {
 
 impl fmt::Display for TaskId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "stage {} task {} attempt {}", self.stage.0, self.index, self.attempt)
+        write!(
+            f,
+            "stage {} task {} attempt {}",
+            self.stage.0, self.index, self.attempt
+        )
     }
 }

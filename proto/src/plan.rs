@@ -79,7 +79,10 @@ pub struct SortKey {
 
 impl SortKey {
     pub fn options(&self) -> SortOptions {
-        SortOptions { descending: self.descending, nulls_first: self.nulls_first }
+        SortOptions {
+            descending: self.descending,
+            nulls_first: self.nulls_first,
+        }
     }
 }
 
@@ -93,11 +96,21 @@ pub enum PlanNode {
         predicate: Option<Expr>,
     },
     /// Batches fetched from the task's `inputs[input]`.
-    ShuffleRead { input: usize, schema: Schema },
+    ShuffleRead {
+        input: usize,
+        schema: Schema,
+    },
     /// A single row with no columns, for `SELECT` without `FROM`.
     OneRow,
-    Filter { input: Box<PlanNode>, predicate: Expr },
-    Project { input: Box<PlanNode>, exprs: Vec<Expr>, schema: Schema },
+    Filter {
+        input: Box<PlanNode>,
+        predicate: Expr,
+    },
+    Project {
+        input: Box<PlanNode>,
+        exprs: Vec<Expr>,
+        schema: Schema,
+    },
     Aggregate {
         input: Box<PlanNode>,
         mode: AggMode,
@@ -120,9 +133,19 @@ pub enum PlanNode {
         schema: Schema,
     },
     /// Sort; with `fetch` it keeps only the first rows (top-k).
-    Sort { input: Box<PlanNode>, keys: Vec<SortKey>, fetch: Option<usize> },
-    Limit { input: Box<PlanNode>, skip: usize, fetch: Option<usize> },
-    Union { inputs: Vec<PlanNode> },
+    Sort {
+        input: Box<PlanNode>,
+        keys: Vec<SortKey>,
+        fetch: Option<usize>,
+    },
+    Limit {
+        input: Box<PlanNode>,
+        skip: usize,
+        fetch: Option<usize>,
+    },
+    Union {
+        inputs: Vec<PlanNode>,
+    },
 }
 
 impl PlanNode {
@@ -134,9 +157,9 @@ impl PlanNode {
             | PlanNode::Aggregate { schema, .. }
             | PlanNode::HashJoin { schema, .. } => schema.clone(),
             PlanNode::OneRow => Schema::empty(),
-            PlanNode::Filter { input, .. } | PlanNode::Sort { input, .. } | PlanNode::Limit { input, .. } => {
-                input.schema()
-            }
+            PlanNode::Filter { input, .. }
+            | PlanNode::Sort { input, .. }
+            | PlanNode::Limit { input, .. } => input.schema(),
             PlanNode::Union { inputs } => inputs[0].schema(),
         }
     }
@@ -156,12 +179,24 @@ impl PlanNode {
 
     /// One line naming this operator, for `explain`.
     pub fn describe(&self) -> String {
-        let exprs = |es: &[Expr]| es.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ");
+        let exprs = |es: &[Expr]| {
+            es.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         match self {
-            PlanNode::Scan { splits, schema, predicate } => {
+            PlanNode::Scan {
+                splits,
+                schema,
+                predicate,
+            } => {
                 let cols: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-                let groups: usize = splits.iter().map(|s| s.row_groups.len()).sum();
-                let mut s = format!("ParquetScan [{}] files={} row_groups={groups}", cols.join(", "), splits.len());
+                let mut s = format!("ParquetScan [{}]", cols.join(", "));
+                if !splits.is_empty() {
+                    let groups: usize = splits.iter().map(|s| s.row_groups.len()).sum();
+                    s.push_str(&format!(" files={} row_groups={groups}", splits.len()));
+                }
                 if let Some(p) = predicate {
                     s.push_str(&format!(" prune_by={p}"));
                 }
@@ -170,23 +205,48 @@ impl PlanNode {
             PlanNode::ShuffleRead { input, .. } => format!("ShuffleRead input={input}"),
             PlanNode::OneRow => "OneRow".into(),
             PlanNode::Filter { predicate, .. } => format!("Filter {predicate}"),
-            PlanNode::Project { exprs: es, schema, .. } => {
-                let items: Vec<String> =
-                    es.iter().zip(schema.fields()).map(|(e, f)| format!("{e} AS {}", f.name())).collect();
+            PlanNode::Project {
+                exprs: es, schema, ..
+            } => {
+                let items: Vec<String> = es
+                    .iter()
+                    .zip(schema.fields())
+                    .map(|(e, f)| format!("{e} AS {}", f.name()))
+                    .collect();
                 format!("Project {}", items.join(", "))
             }
-            PlanNode::Aggregate { mode, group_by, aggs, .. } => {
+            PlanNode::Aggregate {
+                mode,
+                group_by,
+                aggs,
+                ..
+            } => {
                 let a: Vec<String> = aggs
                     .iter()
                     .map(|a| {
-                        let arg = a.arg.as_ref().map(|e| e.to_string()).unwrap_or_else(|| "*".into());
+                        let arg = a
+                            .arg
+                            .as_ref()
+                            .map(|e| e.to_string())
+                            .unwrap_or_else(|| "*".into());
                         let d = if a.distinct { "DISTINCT " } else { "" };
                         format!("{}({d}{arg})", a.func.name())
                     })
                     .collect();
-                format!("HashAggregate({mode:?}) by [{}] aggs [{}]", exprs(group_by), a.join(", "))
+                format!(
+                    "HashAggregate({mode:?}) by [{}] aggs [{}]",
+                    exprs(group_by),
+                    a.join(", ")
+                )
             }
-            PlanNode::HashJoin { join_type, left_keys, right_keys, filter, build_left, .. } => {
+            PlanNode::HashJoin {
+                join_type,
+                left_keys,
+                right_keys,
+                filter,
+                build_left,
+                ..
+            } => {
                 let mut s = format!(
                     "HashJoin({join_type:?}) on [{}] = [{}] build={}",
                     exprs(left_keys),

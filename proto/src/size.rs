@@ -3,9 +3,13 @@
 /// Parses sizes like `512MiB`, `4GB`, `2g` or a plain byte count.
 pub fn parse_size(s: &str) -> std::result::Result<usize, String> {
     let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let value: f64 = num.parse().map_err(|_| format!("invalid size {s:?}: expected a number like 4GiB"))?;
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}: expected a number like 4GiB"))?;
     let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kb" | "kib" => 1024.0,
@@ -28,6 +32,8 @@ mod tests {
         assert_eq!(parse_size("4GB").unwrap(), 4 << 30);
         assert_eq!(parse_size("1.5g").unwrap(), 3 << 29);
         assert!(parse_size("lots").unwrap_err().contains("invalid size"));
-        assert!(parse_size("3 parsecs").unwrap_err().contains("unknown unit"));
+        assert!(parse_size("3 parsecs")
+            .unwrap_err()
+            .contains("unknown unit"));
     }
 }

@@ -62,20 +62,37 @@ mod tests {
 
     #[test]
     fn descriptor_round_trips_through_bincode() {
-        let schema = Schema::new(vec![Field::new("a", DataType::Int64, true), Field::new("s", DataType::Utf8, true)]);
+        let schema = Schema::new(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("s", DataType::Utf8, true),
+        ]);
         let plan = PlanNode::Filter {
             input: Box::new(PlanNode::Scan {
-                splits: vec![FileSplit { path: "/x.parquet".into(), row_groups: vec![0, 2] }],
+                splits: vec![FileSplit {
+                    path: "/x.parquet".into(),
+                    row_groups: vec![0, 2],
+                }],
                 schema,
                 predicate: None,
             }),
-            predicate: Expr::binary(BinaryOp::Gt, Expr::Column(0), Expr::Literal(ScalarValue::Int64(3))),
+            predicate: Expr::binary(
+                BinaryOp::Gt,
+                Expr::Column(0),
+                Expr::Literal(ScalarValue::Int64(3)),
+            ),
         };
         let task = TaskDescriptor {
             job: JobId("j1".into()),
-            task: TaskId { stage: StageId(1), index: 4, attempt: 0 },
+            task: TaskId {
+                stage: StageId(1),
+                index: 4,
+                attempt: 0,
+            },
             plan,
-            sink: Sink::Hash { keys: vec![Expr::Column(0)], partitions: 8 },
+            sink: Sink::Hash {
+                keys: vec![Expr::Column(0)],
+                partitions: 8,
+            },
             inputs: vec![],
         };
         let bytes = encode(&task).unwrap();

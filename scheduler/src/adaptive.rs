@@ -31,7 +31,10 @@ impl MapOutput {
     }
 
     fn fetch(&self, partitions: impl Iterator<Item = usize>) -> Option<FetchSpec> {
-        let parts: Vec<u32> = partitions.filter(|&p| self.partitions.get(p).is_some_and(|s| s.0 > 0)).map(|p| p as u32).collect();
+        let parts: Vec<u32> = partitions
+            .filter(|&p| self.partitions.get(p).is_some_and(|s| s.0 > 0))
+            .map(|p| p as u32)
+            .collect();
         if parts.is_empty() {
             return None;
         }
@@ -66,14 +69,21 @@ pub struct AdaptiveConfig {
 
 impl AdaptiveConfig {
     fn target(&self, total: u64) -> u64 {
-        (total / (2 * self.cores.max(1))).clamp(self.min_task_bytes, self.max_task_bytes.max(self.min_task_bytes))
+        (total / (2 * self.cores.max(1))).clamp(
+            self.min_task_bytes,
+            self.max_task_bytes.max(self.min_task_bytes),
+        )
     }
 }
 
 /// Forms the tasks of `stage` given its inputs' outputs (`outputs[i]` for
 /// `stage.inputs[i]`). May rewrite the stage's plan (broadcast conversion);
 /// returns a note for `explain`-style reporting when it does.
-pub fn plan_tasks(stage: &mut StagePlan, outputs: &[Vec<MapOutput>], config: &AdaptiveConfig) -> (Vec<TaskSpec>, Option<String>) {
+pub fn plan_tasks(
+    stage: &mut StagePlan,
+    outputs: &[Vec<MapOutput>],
+    config: &AdaptiveConfig,
+) -> (Vec<TaskSpec>, Option<String>) {
     let n_inputs = stage.inputs.len();
     let mut note = None;
     if let Some((small, big)) = broadcast_candidate(stage, outputs, config.broadcast_bytes) {
@@ -90,13 +100,22 @@ pub fn plan_tasks(stage: &mut StagePlan, outputs: &[Vec<MapOutput>], config: &Ad
     let mut tasks: Vec<TaskSpec> = match &stage.tasks {
         TaskSource::Scan(splits) => splits
             .iter()
-            .map(|s| TaskSpec { splits: Some(s.clone()), inputs: vec![ShuffleInput::default(); n_inputs] })
+            .map(|s| TaskSpec {
+                splits: Some(s.clone()),
+                inputs: vec![ShuffleInput::default(); n_inputs],
+            })
             .collect(),
-        TaskSource::Single => vec![TaskSpec { splits: None, inputs: vec![ShuffleInput::default(); n_inputs] }],
+        TaskSource::Single => vec![TaskSpec {
+            splits: None,
+            inputs: vec![ShuffleInput::default(); n_inputs],
+        }],
         TaskSource::Shuffle => shuffle_tasks(stage, outputs, config),
     };
     if tasks.is_empty() {
-        tasks.push(TaskSpec { splits: None, inputs: vec![ShuffleInput::default(); n_inputs] });
+        tasks.push(TaskSpec {
+            splits: None,
+            inputs: vec![ShuffleInput::default(); n_inputs],
+        });
     }
     for (i, input) in stage.inputs.iter().enumerate() {
         if matches!(input.mode, InputMode::Broadcast | InputMode::Gather) {
@@ -109,13 +128,25 @@ pub fn plan_tasks(stage: &mut StagePlan, outputs: &[Vec<MapOutput>], config: &Ad
     (tasks, note)
 }
 
-fn shuffle_tasks(stage: &StagePlan, outputs: &[Vec<MapOutput>], config: &AdaptiveConfig) -> Vec<TaskSpec> {
+fn shuffle_tasks(
+    stage: &StagePlan,
+    outputs: &[Vec<MapOutput>],
+    config: &AdaptiveConfig,
+) -> Vec<TaskSpec> {
     let n_inputs = stage.inputs.len();
-    let hash: Vec<usize> = (0..n_inputs).filter(|&i| stage.inputs[i].mode == InputMode::Hash).collect();
-    let slice: Vec<usize> = (0..n_inputs).filter(|&i| stage.inputs[i].mode == InputMode::Slice).collect();
+    let hash: Vec<usize> = (0..n_inputs)
+        .filter(|&i| stage.inputs[i].mode == InputMode::Hash)
+        .collect();
+    let slice: Vec<usize> = (0..n_inputs)
+        .filter(|&i| stage.inputs[i].mode == InputMode::Slice)
+        .collect();
     let mut tasks = vec![];
     if !hash.is_empty() {
-        let p = hash.iter().flat_map(|&i| outputs[i].iter().map(|o| o.partitions.len())).max().unwrap_or(0);
+        let p = hash
+            .iter()
+            .flat_map(|&i| outputs[i].iter().map(|o| o.partitions.len()))
+            .max()
+            .unwrap_or(0);
         let mut sizes = vec![0u64; p];
         for &i in &hash {
             for o in &outputs[i] {
@@ -126,16 +157,28 @@ fn shuffle_tasks(stage: &StagePlan, outputs: &[Vec<MapOutput>], config: &Adaptiv
         }
         let target = config.target(sizes.iter().sum());
         for range in coalesce(&sizes, target) {
-            let mut t = TaskSpec { splits: None, inputs: vec![ShuffleInput::default(); n_inputs] };
+            let mut t = TaskSpec {
+                splits: None,
+                inputs: vec![ShuffleInput::default(); n_inputs],
+            };
             for &i in &hash {
-                t.inputs[i].fetches = outputs[i].iter().filter_map(|o| o.fetch(range.clone())).collect();
+                t.inputs[i].fetches = outputs[i]
+                    .iter()
+                    .filter_map(|o| o.fetch(range.clone()))
+                    .collect();
             }
             tasks.push(t);
         }
     } else if !slice.is_empty() {
-        let total = slice.iter().flat_map(|&i| outputs[i].iter().map(|o| o.bytes())).sum();
+        let total = slice
+            .iter()
+            .flat_map(|&i| outputs[i].iter().map(|o| o.bytes()))
+            .sum();
         let target = config.target(total);
-        let mut current = TaskSpec { splits: None, inputs: vec![ShuffleInput::default(); n_inputs] };
+        let mut current = TaskSpec {
+            splits: None,
+            inputs: vec![ShuffleInput::default(); n_inputs],
+        };
         let mut bytes = 0;
         for &i in &slice {
             for o in &outputs[i] {
@@ -145,7 +188,10 @@ fn shuffle_tasks(stage: &StagePlan, outputs: &[Vec<MapOutput>], config: &Adaptiv
                     if bytes >= target {
                         tasks.push(std::mem::replace(
                             &mut current,
-                            TaskSpec { splits: None, inputs: vec![ShuffleInput::default(); n_inputs] },
+                            TaskSpec {
+                                splits: None,
+                                inputs: vec![ShuffleInput::default(); n_inputs],
+                            },
                         ));
                         bytes = 0;
                     }
@@ -180,12 +226,19 @@ pub fn coalesce(sizes: &[u64], target: u64) -> Vec<std::ops::Range<usize>> {
 
 /// (small input, big input) when the stage is a two-input shuffle join and
 /// one side's whole output is below `limit` bytes and may be the build side.
-fn broadcast_candidate(stage: &StagePlan, outputs: &[Vec<MapOutput>], limit: u64) -> Option<(usize, usize)> {
+fn broadcast_candidate(
+    stage: &StagePlan,
+    outputs: &[Vec<MapOutput>],
+    limit: u64,
+) -> Option<(usize, usize)> {
     if stage.inputs.len() != 2 || !stage.inputs.iter().all(|i| i.mode == InputMode::Hash) {
         return None;
     }
     let join_type = find_join(&stage.plan)?;
-    let bytes: Vec<u64> = outputs.iter().map(|o| o.iter().map(|m| m.bytes()).sum()).collect();
+    let bytes: Vec<u64> = outputs
+        .iter()
+        .map(|o| o.iter().map(|m| m.bytes()).sum())
+        .collect();
     let right_ok = bytes[1] <= limit;
     let left_ok = join_type == JoinType::Inner && bytes[0] <= limit;
     match (left_ok, right_ok) {
@@ -199,8 +252,13 @@ fn broadcast_candidate(stage: &StagePlan, outputs: &[Vec<MapOutput>], limit: u64
 /// The join a shuffle-join stage was planned around: one whose inputs are the stage's two reads.
 fn find_join(node: &PlanNode) -> Option<JoinType> {
     match node {
-        PlanNode::HashJoin { left, right, join_type, .. }
-            if matches!(**left, PlanNode::ShuffleRead { input: 0, .. }) && matches!(**right, PlanNode::ShuffleRead { input: 1, .. }) =>
+        PlanNode::HashJoin {
+            left,
+            right,
+            join_type,
+            ..
+        } if matches!(**left, PlanNode::ShuffleRead { input: 0, .. })
+            && matches!(**right, PlanNode::ShuffleRead { input: 1, .. }) =>
         {
             Some(*join_type)
         }
@@ -210,8 +268,13 @@ fn find_join(node: &PlanNode) -> Option<JoinType> {
 
 fn set_build_side(node: &mut PlanNode, left: bool) {
     match node {
-        PlanNode::HashJoin { left: l, right: r, build_left, .. }
-            if matches!(**l, PlanNode::ShuffleRead { input: 0, .. }) && matches!(**r, PlanNode::ShuffleRead { input: 1, .. }) =>
+        PlanNode::HashJoin {
+            left: l,
+            right: r,
+            build_left,
+            ..
+        } if matches!(**l, PlanNode::ShuffleRead { input: 0, .. })
+            && matches!(**r, PlanNode::ShuffleRead { input: 1, .. }) =>
         {
             *build_left = left;
         }
@@ -220,7 +283,9 @@ fn set_build_side(node: &mut PlanNode, left: bool) {
         | PlanNode::Aggregate { input, .. }
         | PlanNode::Sort { input, .. }
         | PlanNode::Limit { input, .. } => set_build_side(input, left),
-        PlanNode::HashJoin { left: l, right: r, .. } => {
+        PlanNode::HashJoin {
+            left: l, right: r, ..
+        } => {
             set_build_side(l, left);
             set_build_side(r, left);
         }

@@ -38,7 +38,11 @@ pub struct TableSource {
 
 impl TableSource {
     pub fn rows(&self) -> u64 {
-        self.files.iter().flat_map(|f| &f.row_groups).map(|g| g.rows).sum()
+        self.files
+            .iter()
+            .flat_map(|f| &f.row_groups)
+            .map(|g| g.rows)
+            .sum()
     }
 }
 
@@ -52,7 +56,13 @@ pub struct Catalog {
 
 impl Catalog {
     pub fn new(tables: HashMap<String, String>) -> Self {
-        Catalog { tables: tables.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect(), loaded: HashMap::new() }
+        Catalog {
+            tables: tables
+                .into_iter()
+                .map(|(k, v)| (k.to_lowercase(), v))
+                .collect(),
+            loaded: HashMap::new(),
+        }
     }
 
     pub fn load(&mut self, patterns: &[String]) -> Result<Arc<TableSource>> {
@@ -98,32 +108,55 @@ fn names(s: &Schema) -> String {
 /// A path, a directory (all `*.parquet` inside) or a glob.
 fn expand(pattern: &str) -> Result<Vec<String>> {
     let path = std::path::Path::new(pattern);
-    let glob_pattern = if path.is_dir() { format!("{}/**/*.parquet", pattern.trim_end_matches('/')) } else { pattern.to_string() };
+    let glob_pattern = if path.is_dir() {
+        format!("{}/**/*.parquet", pattern.trim_end_matches('/'))
+    } else {
+        pattern.to_string()
+    };
     let mut out: Vec<String> = glob::glob(&glob_pattern)
         .map_err(|e| SchedulerError::bind(format!("invalid file pattern {pattern:?}: {e}")))?
         .filter_map(|p| p.ok())
         .filter(|p| p.is_file())
         // Hidden files are other writers' temporaries.
-        .filter(|p| !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.')))
+        .filter(|p| {
+            !p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'))
+        })
         .map(|p| p.display().to_string())
         .collect();
     out.sort();
     if out.is_empty() {
-        return Err(SchedulerError::NoFiles { pattern: pattern.to_string() });
+        return Err(SchedulerError::NoFiles {
+            pattern: pattern.to_string(),
+        });
     }
     Ok(out)
 }
 
 fn read_metadata(path: &str) -> Result<(Schema, ParquetMetaData)> {
-    let perr = |message: String| SchedulerError::Parquet { path: path.to_string(), message };
+    let perr = |message: String| SchedulerError::Parquet {
+        path: path.to_string(),
+        message,
+    };
     let file = File::open(path).map_err(|e| perr(e.to_string()))?;
-    let meta = ParquetMetaDataReader::new().parse_and_finish(&file).map_err(|e| perr(e.to_string()))?;
-    let arrow = parquet_to_arrow_schema(meta.file_metadata().schema_descr(), meta.file_metadata().key_value_metadata())
+    let meta = ParquetMetaDataReader::new()
+        .parse_and_finish(&file)
         .map_err(|e| perr(e.to_string()))?;
+    let arrow = parquet_to_arrow_schema(
+        meta.file_metadata().schema_descr(),
+        meta.file_metadata().key_value_metadata(),
+    )
+    .map_err(|e| perr(e.to_string()))?;
     let mut fields = vec![];
     for f in arrow.fields() {
-        let t = normalize_type(f.data_type())
-            .ok_or_else(|| perr(format!("column {} has type {} which Keel does not support", f.name(), f.data_type())))?;
+        let t = normalize_type(f.data_type()).ok_or_else(|| {
+            perr(format!(
+                "column {} has type {} which Keel does not support",
+                f.name(),
+                f.data_type()
+            ))
+        })?;
         fields.push(Field::new(f.name(), t, true));
     }
     Ok((Schema::new(fields), meta))
@@ -135,7 +168,9 @@ fn file_meta(path: &str, schema: &Schema, meta: &ParquetMetaData) -> FileMeta {
     let leaf_of: Vec<Option<usize>> = schema
         .fields()
         .iter()
-        .map(|f| (0..descr.num_columns()).find(|&i| descr.column(i).path().parts() == [f.name().clone()]))
+        .map(|f| {
+            (0..descr.num_columns()).find(|&i| descr.column(i).path().parts() == [f.name().clone()])
+        })
         .collect();
     let row_groups = meta
         .row_groups()
@@ -144,29 +179,49 @@ fn file_meta(path: &str, schema: &Schema, meta: &ParquetMetaData) -> FileMeta {
             rows: rg.num_rows() as u64,
             column_bytes: leaf_of
                 .iter()
-                .map(|l| l.map(|i| rg.column(i).uncompressed_size() as u64).unwrap_or(0))
+                .map(|l| {
+                    l.map(|i| rg.column(i).uncompressed_size() as u64)
+                        .unwrap_or(0)
+                })
                 .collect(),
             stats: leaf_of
                 .iter()
                 .zip(schema.fields())
-                .map(|(l, f)| l.and_then(|i| rg.column(i).statistics()).and_then(|s| min_max(s, f.data_type())))
+                .map(|(l, f)| {
+                    l.and_then(|i| rg.column(i).statistics())
+                        .and_then(|s| min_max(s, f.data_type()))
+                })
                 .collect(),
         })
         .collect();
-    FileMeta { path: path.to_string(), row_groups }
+    FileMeta {
+        path: path.to_string(),
+        row_groups,
+    }
 }
 
-fn min_max(stats: &Statistics, t: &arrow::datatypes::DataType) -> Option<(ScalarValue, ScalarValue)> {
+fn min_max(
+    stats: &Statistics,
+    t: &arrow::datatypes::DataType,
+) -> Option<(ScalarValue, ScalarValue)> {
     use arrow::datatypes::DataType as D;
     match (stats, t) {
-        (Statistics::Int32(s), D::Int32) => Some((ScalarValue::Int32(*s.min_opt()?), ScalarValue::Int32(*s.max_opt()?))),
-        (Statistics::Int32(s), D::Date32) => {
-            Some((ScalarValue::Date32(*s.min_opt()?), ScalarValue::Date32(*s.max_opt()?)))
-        }
-        (Statistics::Int64(s), D::Int64) => Some((ScalarValue::Int64(*s.min_opt()?), ScalarValue::Int64(*s.max_opt()?))),
-        (Statistics::Double(s), D::Float64) => {
-            Some((ScalarValue::Float64(*s.min_opt()?), ScalarValue::Float64(*s.max_opt()?)))
-        }
+        (Statistics::Int32(s), D::Int32) => Some((
+            ScalarValue::Int32(*s.min_opt()?),
+            ScalarValue::Int32(*s.max_opt()?),
+        )),
+        (Statistics::Int32(s), D::Date32) => Some((
+            ScalarValue::Date32(*s.min_opt()?),
+            ScalarValue::Date32(*s.max_opt()?),
+        )),
+        (Statistics::Int64(s), D::Int64) => Some((
+            ScalarValue::Int64(*s.min_opt()?),
+            ScalarValue::Int64(*s.max_opt()?),
+        )),
+        (Statistics::Double(s), D::Float64) => Some((
+            ScalarValue::Float64(*s.min_opt()?),
+            ScalarValue::Float64(*s.max_opt()?),
+        )),
         (Statistics::ByteArray(s), D::Utf8) => Some((
             ScalarValue::Utf8(std::str::from_utf8(s.min_opt()?.data()).ok()?.to_string()),
             ScalarValue::Utf8(std::str::from_utf8(s.max_opt()?.data()).ok()?.to_string()),

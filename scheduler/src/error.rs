@@ -16,8 +16,14 @@ pub enum SchedulerError {
     NoFiles { pattern: String },
     #[error("cannot read Parquet file {path}: {message}")]
     Parquet { path: String, message: String },
-    #[error("Parquet files of one table disagree: {path} has columns {found}, expected {expected}")]
-    SchemaMismatch { path: String, found: String, expected: String },
+    #[error(
+        "Parquet files of one table disagree: {path} has columns {found}, expected {expected}"
+    )]
+    SchemaMismatch {
+        path: String,
+        found: String,
+        expected: String,
+    },
     #[error("no job {job}")]
     UnknownJob { job: String },
     #[error("no worker {worker}")]
@@ -28,7 +34,9 @@ pub enum SchedulerError {
 
 impl SchedulerError {
     pub fn bind(message: impl Into<String>) -> Self {
-        SchedulerError::Bind { message: message.into() }
+        SchedulerError::Bind {
+            message: message.into(),
+        }
     }
 
     pub fn unsupported(what: impl Into<String>) -> Self {
@@ -43,7 +51,9 @@ impl SchedulerError {
             | SchedulerError::Unsupported { .. }
             | SchedulerError::NoFiles { .. }
             | SchedulerError::Parquet { .. }
-            | SchedulerError::SchemaMismatch { .. } => tonic::Status::invalid_argument(self.to_string()),
+            | SchedulerError::SchemaMismatch { .. } => {
+                tonic::Status::invalid_argument(self.to_string())
+            }
             SchedulerError::UnknownJob { .. } | SchedulerError::UnknownWorker { .. } => {
                 tonic::Status::not_found(self.to_string())
             }

@@ -31,18 +31,31 @@ pub struct Handle {
 }
 
 impl Handle {
-    pub fn new(events: mpsc::Sender<Event>, total_cores: Arc<AtomicUsize>, config: SchedulerConfig) -> Self {
-        Handle { events, total_cores, config, next_job: Arc::new(AtomicU64::new(1)) }
+    pub fn new(
+        events: mpsc::Sender<Event>,
+        total_cores: Arc<AtomicUsize>,
+        config: SchedulerConfig,
+    ) -> Self {
+        Handle {
+            events,
+            total_cores,
+            config,
+            next_job: Arc::new(AtomicU64::new(1)),
+        }
     }
 
     async fn send(&self, event: Event) -> Result<(), Status> {
-        self.events.send(event).await.map_err(|_| SchedulerError::ShuttingDown.to_status())
+        self.events
+            .send(event)
+            .await
+            .map_err(|_| SchedulerError::ShuttingDown.to_status())
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Event) -> Result<T, Status> {
         let (tx, rx) = oneshot::channel();
         self.send(make(tx)).await?;
-        rx.await.map_err(|_| SchedulerError::ShuttingDown.to_status())
+        rx.await
+            .map_err(|_| SchedulerError::ShuttingDown.to_status())
     }
 
     /// Parses, binds, optimizes and plans a query (reads Parquet metadata, so off the async threads).
@@ -54,7 +67,11 @@ impl Handle {
             split_bytes: self.config.split_bytes,
         };
         tokio::task::spawn_blocking(move || {
-            let tables: HashMap<String, String> = request.tables.into_iter().map(|t| (t.name, t.path)).collect();
+            let tables: HashMap<String, String> = request
+                .tables
+                .into_iter()
+                .map(|t| (t.name, t.path))
+                .collect();
             let mut catalog = Catalog::new(tables);
             let bound = crate::sql::bind(&request.sql, &mut catalog)?;
             let logical = crate::optimizer::optimize(bound.plan);
@@ -78,74 +95,135 @@ fn job_id(id: &str) -> Result<JobId, Status> {
 
 #[tonic::async_trait]
 impl JobService for Handle {
-    async fn submit_job(&self, request: Request<SubmitJobRequest>) -> Result<Response<SubmitJobResponse>, Status> {
+    async fn submit_job(
+        &self,
+        request: Request<SubmitJobRequest>,
+    ) -> Result<Response<SubmitJobResponse>, Status> {
         let request = request.into_inner();
         let sql = request.sql.clone();
         let graph = self.plan(request).await?;
         let n = self.next_job.fetch_add(1, Ordering::Relaxed);
-        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
         let id = JobId(format!("job-{n}-{stamp:x}"));
         let job = Job::new(id.clone(), sql, graph);
-        self.send(Event::JobSubmitted { job: Box::new(job) }).await?;
+        self.send(Event::JobSubmitted { job: Box::new(job) })
+            .await?;
         Ok(Response::new(SubmitJobResponse { job_id: id.0 }))
     }
 
     type WatchJobStream = EventStream;
 
-    async fn watch_job(&self, request: Request<WatchJobRequest>) -> Result<Response<Self::WatchJobStream>, Status> {
+    async fn watch_job(
+        &self,
+        request: Request<WatchJobRequest>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
         let job = job_id(&request.into_inner().job_id)?;
         let (tx, rx) = mpsc::channel(256);
-        self.ask(|reply| Event::WatchRequested { job, events: tx, reply }).await?.map_err(|e| e.to_status())?;
+        self.ask(|reply| Event::WatchRequested {
+            job,
+            events: tx,
+            reply,
+        })
+        .await?
+        .map_err(|e| e.to_status())?;
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn cancel_job(&self, request: Request<CancelJobRequest>) -> Result<Response<CancelJobResponse>, Status> {
+    async fn cancel_job(
+        &self,
+        request: Request<CancelJobRequest>,
+    ) -> Result<Response<CancelJobResponse>, Status> {
         let job = job_id(&request.into_inner().job_id)?;
-        let cancelled = self.ask(|reply| Event::CancelRequested { job, reply }).await?.map_err(|e| e.to_status())?;
+        let cancelled = self
+            .ask(|reply| Event::CancelRequested { job, reply })
+            .await?
+            .map_err(|e| e.to_status())?;
         Ok(Response::new(CancelJobResponse { cancelled }))
     }
 
-    async fn release_job(&self, request: Request<CancelJobRequest>) -> Result<Response<CancelJobResponse>, Status> {
+    async fn release_job(
+        &self,
+        request: Request<CancelJobRequest>,
+    ) -> Result<Response<CancelJobResponse>, Status> {
         let job = job_id(&request.into_inner().job_id)?;
-        let released = self.ask(|reply| Event::ReleaseRequested { job, reply }).await?.map_err(|e| e.to_status())?;
-        Ok(Response::new(CancelJobResponse { cancelled: released }))
+        let released = self
+            .ask(|reply| Event::ReleaseRequested { job, reply })
+            .await?
+            .map_err(|e| e.to_status())?;
+        Ok(Response::new(CancelJobResponse {
+            cancelled: released,
+        }))
     }
 
-    async fn explain(&self, request: Request<SubmitJobRequest>) -> Result<Response<ExplainResponse>, Status> {
+    async fn explain(
+        &self,
+        request: Request<SubmitJobRequest>,
+    ) -> Result<Response<ExplainResponse>, Status> {
         let graph = self.plan(request.into_inner()).await?;
-        Ok(Response::new(ExplainResponse { plan: graph.explain() }))
+        Ok(Response::new(ExplainResponse {
+            plan: graph.explain(),
+        }))
     }
 
-    async fn list_jobs(&self, _: Request<ListJobsRequest>) -> Result<Response<ListJobsResponse>, Status> {
+    async fn list_jobs(
+        &self,
+        _: Request<ListJobsRequest>,
+    ) -> Result<Response<ListJobsResponse>, Status> {
         let jobs = self.ask(|reply| Event::JobsListed { reply }).await?;
         Ok(Response::new(ListJobsResponse { jobs }))
     }
 
-    async fn cluster_status(&self, _: Request<ClusterStatusRequest>) -> Result<Response<ClusterStatusResponse>, Status> {
-        Ok(Response::new(self.ask(|reply| Event::ClusterStatusRequested { reply }).await?))
+    async fn cluster_status(
+        &self,
+        _: Request<ClusterStatusRequest>,
+    ) -> Result<Response<ClusterStatusResponse>, Status> {
+        Ok(Response::new(
+            self.ask(|reply| Event::ClusterStatusRequested { reply })
+                .await?,
+        ))
     }
 }
 
 #[tonic::async_trait]
 impl WorkerService for Handle {
-    async fn register_worker(&self, request: Request<RegisterWorkerRequest>) -> Result<Response<RegisterWorkerResponse>, Status> {
+    async fn register_worker(
+        &self,
+        request: Request<RegisterWorkerRequest>,
+    ) -> Result<Response<RegisterWorkerResponse>, Status> {
         let r = request.into_inner();
         if r.flight_url.is_empty() {
             return Err(Status::invalid_argument("flight_url is required"));
         }
         let id = self
-            .ask(|reply| Event::WorkerRegistered { flight_url: r.flight_url, cores: r.cores, memory_limit: r.memory_limit, reply })
+            .ask(|reply| Event::WorkerRegistered {
+                flight_url: r.flight_url,
+                cores: r.cores,
+                memory_limit: r.memory_limit,
+                reply,
+            })
             .await?;
         Ok(Response::new(RegisterWorkerResponse { worker_id: id.0 }))
     }
 
     type OpenCommandsStream = CommandStream;
 
-    async fn open_commands(&self, request: Request<ConnectRequest>) -> Result<Response<Self::OpenCommandsStream>, Status> {
+    async fn open_commands(
+        &self,
+        request: Request<ConnectRequest>,
+    ) -> Result<Response<Self::OpenCommandsStream>, Status> {
         let worker = WorkerId(request.into_inner().worker_id);
         let (tx, rx) = mpsc::channel::<WorkerCommand>(4096);
         let watch = tx.clone();
-        let known = self.ask(|reply| Event::WorkerConnected { worker: worker.clone(), commands: tx, reply }).await?;
+        let known = self
+            .ask(|reply| Event::WorkerConnected {
+                worker: worker.clone(),
+                commands: tx,
+                reply,
+            })
+            .await?;
         if !known {
             return Err(SchedulerError::UnknownWorker { worker: worker.0 }.to_status());
         }
@@ -159,15 +237,26 @@ impl WorkerService for Handle {
         Ok(Response::new(Box::pin(stream)))
     }
 
-    async fn heartbeat(&self, request: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
+    async fn heartbeat(
+        &self,
+        request: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
         let r = request.into_inner();
         let known = self
-            .ask(|reply| Event::HeartbeatReceived { worker: WorkerId(r.worker_id), memory_used: r.memory_used, running: r.running_tasks, reply })
+            .ask(|reply| Event::HeartbeatReceived {
+                worker: WorkerId(r.worker_id),
+                memory_used: r.memory_used,
+                running: r.running_tasks,
+                reply,
+            })
             .await?;
         Ok(Response::new(HeartbeatResponse { known }))
     }
 
-    async fn report_task(&self, request: Request<TaskStatus>) -> Result<Response<ReportTaskResponse>, Status> {
+    async fn report_task(
+        &self,
+        request: Request<TaskStatus>,
+    ) -> Result<Response<ReportTaskResponse>, Status> {
         let status = request.into_inner();
         if status.job_id.is_empty() || status.result.is_none() {
             return Err(Status::invalid_argument("job_id and result are required"));

@@ -23,8 +23,16 @@ use crate::planner::stages::{StageGraph, StagePlan};
 #[derive(Debug, Clone)]
 pub enum TaskState {
     Pending,
-    Running { worker: WorkerId, attempt: u32 },
-    Done { worker: WorkerId, attempt: u32, flight_url: String, stats: TaskSucceeded },
+    Running {
+        worker: WorkerId,
+        attempt: u32,
+    },
+    Done {
+        worker: WorkerId,
+        attempt: u32,
+        flight_url: String,
+        stats: TaskSucceeded,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -89,7 +97,11 @@ impl Job {
         let stages = graph
             .stages
             .into_iter()
-            .map(|plan| StageRun { plan, state: StageState::Waiting, tasks: vec![] })
+            .map(|plan| StageRun {
+                plan,
+                state: StageState::Waiting,
+                tasks: vec![],
+            })
             .collect();
         Job {
             id,
@@ -111,13 +123,20 @@ impl Job {
     }
 
     fn outputs_of(&self, stage: StageId) -> Vec<MapOutput> {
-        let Some(i) = self.index(stage) else { return vec![] };
+        let Some(i) = self.index(stage) else {
+            return vec![];
+        };
         self.stages[i]
             .tasks
             .iter()
             .enumerate()
             .filter_map(|(t, task)| match &task.state {
-                TaskState::Done { attempt, flight_url, stats, .. } => Some(MapOutput {
+                TaskState::Done {
+                    attempt,
+                    flight_url,
+                    stats,
+                    ..
+                } => Some(MapOutput {
                     stage,
                     map_task: t as u32,
                     attempt: *attempt,
@@ -139,12 +158,18 @@ impl Job {
                 continue;
             }
             let ready = self.stages[i].plan.inputs.iter().all(|input| {
-                self.index(input.stage).is_some_and(|j| matches!(self.stages[j].state, StageState::Done { .. }))
+                self.index(input.stage)
+                    .is_some_and(|j| matches!(self.stages[j].state, StageState::Done { .. }))
             });
             if !ready {
                 continue;
             }
-            let outputs: Vec<Vec<MapOutput>> = self.stages[i].plan.inputs.iter().map(|inp| self.outputs_of(inp.stage)).collect();
+            let outputs: Vec<Vec<MapOutput>> = self.stages[i]
+                .plan
+                .inputs
+                .iter()
+                .map(|inp| self.outputs_of(inp.stage))
+                .collect();
             let (specs, note) = plan_tasks(&mut self.stages[i].plan, &outputs, config);
             if let Some(n) = note {
                 tracing::info!(job = %self.id, "{n}");
@@ -153,11 +178,21 @@ impl Job {
             let stage = &mut self.stages[i];
             stage.tasks = specs
                 .into_iter()
-                .map(|spec| TaskRun { spec, state: TaskState::Pending, attempts: 0, failures: 0 })
+                .map(|spec| TaskRun {
+                    spec,
+                    state: TaskState::Pending,
+                    attempts: 0,
+                    failures: 0,
+                })
                 .collect();
-            stage.state = StageState::Running { started: Instant::now() };
+            stage.state = StageState::Running {
+                started: Instant::now(),
+            };
         }
-        if matches!(self.stages.last().map(|s| &s.state), Some(StageState::Done { .. })) {
+        if matches!(
+            self.stages.last().map(|s| &s.state),
+            Some(StageState::Done { .. })
+        ) {
             self.state = JobState::Succeeded;
             self.finished = Some(Instant::now());
         }
@@ -188,21 +223,33 @@ impl Job {
         let task = &mut stage.tasks[t];
         let attempt = task.attempts;
         task.attempts += 1;
-        task.state = TaskState::Running { worker: worker.clone(), attempt };
+        task.state = TaskState::Running {
+            worker: worker.clone(),
+            attempt,
+        };
         let plan = match &task.spec.splits {
             Some(splits) => with_splits(&stage.plan.plan, splits),
             None => stage.plan.plan.clone(),
         };
         TaskDescriptor {
             job: self.id.clone(),
-            task: TaskId { stage: stage.plan.id, index: t as u32, attempt },
+            task: TaskId {
+                stage: stage.plan.id,
+                index: t as u32,
+                attempt,
+            },
             plan,
             sink: stage.plan.sink.clone(),
             inputs: task.spec.inputs.clone(),
         }
     }
 
-    fn running_task(&mut self, stage: u32, task: u32, attempt: u32) -> Option<(usize, &mut TaskRun)> {
+    fn running_task(
+        &mut self,
+        stage: u32,
+        task: u32,
+        attempt: u32,
+    ) -> Option<(usize, &mut TaskRun)> {
         let s = self.index(StageId(stage))?;
         let run = self.stages[s].tasks.get_mut(task as usize)?;
         match &run.state {
@@ -211,39 +258,75 @@ impl Job {
         }
     }
 
-    pub fn task_succeeded(&mut self, stage: u32, task: u32, attempt: u32, flight_url: String, stats: TaskSucceeded, config: &AdaptiveConfig) -> Outcome {
+    pub fn task_succeeded(
+        &mut self,
+        stage: u32,
+        task: u32,
+        attempt: u32,
+        flight_url: String,
+        stats: TaskSucceeded,
+        config: &AdaptiveConfig,
+    ) -> Outcome {
         if self.state != JobState::Running {
             return Outcome::Ignored;
         }
-        let Some((s, run)) = self.running_task(stage, task, attempt) else { return Outcome::Ignored };
+        let Some((s, run)) = self.running_task(stage, task, attempt) else {
+            return Outcome::Ignored;
+        };
         let worker = match &run.state {
             TaskState::Running { worker, .. } => worker.clone(),
             _ => unreachable!("running"),
         };
-        run.state = TaskState::Done { worker, attempt, flight_url, stats };
+        run.state = TaskState::Done {
+            worker,
+            attempt,
+            flight_url,
+            stats,
+        };
         let stage_run = &mut self.stages[s];
-        if stage_run.tasks.iter().all(|t| matches!(t.state, TaskState::Done { .. })) {
+        if stage_run
+            .tasks
+            .iter()
+            .all(|t| matches!(t.state, TaskState::Done { .. }))
+        {
             if let StageState::Running { started } = stage_run.state {
-                stage_run.state = StageState::Done { started, finished: Instant::now() };
+                stage_run.state = StageState::Done {
+                    started,
+                    finished: Instant::now(),
+                };
             }
             self.advance(config);
         }
         Outcome::Progressed
     }
 
-    pub fn task_failed(&mut self, stage: u32, task: u32, attempt: u32, message: &str, max_attempts: u32) -> Outcome {
+    pub fn task_failed(
+        &mut self,
+        stage: u32,
+        task: u32,
+        attempt: u32,
+        message: &str,
+        max_attempts: u32,
+    ) -> Outcome {
         if self.state != JobState::Running {
             return Outcome::Ignored;
         }
-        let Some((_, run)) = self.running_task(stage, task, attempt) else { return Outcome::Ignored };
+        let Some((_, run)) = self.running_task(stage, task, attempt) else {
+            return Outcome::Ignored;
+        };
         run.failures += 1;
         if run.failures >= max_attempts {
-            let msg = format!("stage {stage} task {task} failed after {} attempts: {message}", run.failures);
+            let msg = format!(
+                "stage {stage} task {task} failed after {} attempts: {message}",
+                run.failures
+            );
             self.fail(msg);
             return Outcome::JobFailed;
         }
         run.state = TaskState::Pending;
-        self.retries.push(format!("stage {stage} task {task} attempt {attempt}: {message}"));
+        self.retries.push(format!(
+            "stage {stage} task {task} attempt {attempt}: {message}"
+        ));
         Outcome::Retrying
     }
 
@@ -254,7 +337,10 @@ impl Job {
             for (t, task) in stage.tasks.iter_mut().enumerate() {
                 if matches!(&task.state, TaskState::Running { worker: w, .. } if w == worker) {
                     task.state = TaskState::Pending;
-                    self.retries.push(format!("stage {} task {t}: worker {worker} was lost", stage.plan.id.0));
+                    self.retries.push(format!(
+                        "stage {} task {t}: worker {worker} was lost",
+                        stage.plan.id.0
+                    ));
                     n += 1;
                 }
             }
@@ -283,7 +369,9 @@ impl Job {
             .iter()
             .flat_map(|s| s.tasks.iter())
             .filter_map(|t| match &t.state {
-                TaskState::Running { worker, .. } | TaskState::Done { worker, .. } => Some(worker.clone()),
+                TaskState::Running { worker, .. } | TaskState::Done { worker, .. } => {
+                    Some(worker.clone())
+                }
                 TaskState::Pending => None,
             })
             .collect();
@@ -317,7 +405,9 @@ impl Job {
                 p.elapsed_ms = match s.state {
                     StageState::Waiting => 0,
                     StageState::Running { started } => started.elapsed().as_millis() as u64,
-                    StageState::Done { started, finished } => (finished - started).as_millis() as u64,
+                    StageState::Done { started, finished } => {
+                        (finished - started).as_millis() as u64
+                    }
                 };
                 p
             })
@@ -329,14 +419,30 @@ impl Job {
         if self.copy_to.is_some() {
             return vec![];
         }
-        let Some(last) = self.stages.last() else { return vec![] };
+        let Some(last) = self.stages.last() else {
+            return vec![];
+        };
         last.tasks
             .iter()
             .enumerate()
             .filter_map(|(t, task)| match &task.state {
-                TaskState::Done { attempt, flight_url, stats, .. } if stats.rows_out > 0 => {
-                    let ticket = PartitionTicket { job: self.id.clone(), stage: last.plan.id, map_task: t as u32, attempt: *attempt, partition: 0 };
-                    Some(ResultLocation { flight_url: flight_url.clone(), ticket: encode(&ticket).ok()? })
+                TaskState::Done {
+                    attempt,
+                    flight_url,
+                    stats,
+                    ..
+                } if stats.rows_out > 0 => {
+                    let ticket = PartitionTicket {
+                        job: self.id.clone(),
+                        stage: last.plan.id,
+                        map_task: t as u32,
+                        attempt: *attempt,
+                        partition: 0,
+                    };
+                    Some(ResultLocation {
+                        flight_url: flight_url.clone(),
+                        ticket: encode(&ticket).ok()?,
+                    })
                 }
                 _ => None,
             })
@@ -351,12 +457,22 @@ impl Job {
             JobState::Cancelled => "cancelled".to_string(),
         };
         let end = self.finished.unwrap_or_else(Instant::now);
-        JobSummary { job_id: self.id.0.clone(), sql: self.sql.clone(), state, elapsed_ms: (end - self.submitted).as_millis() as u64 }
+        JobSummary {
+            job_id: self.id.0.clone(),
+            sql: self.sql.clone(),
+            state,
+            elapsed_ms: (end - self.submitted).as_millis() as u64,
+        }
     }
 }
 
 fn partition_sizes(stats: &TaskSucceeded) -> Vec<(u64, u64)> {
-    let n = stats.partitions.iter().map(|p| p.partition as usize + 1).max().unwrap_or(0);
+    let n = stats
+        .partitions
+        .iter()
+        .map(|p| p.partition as usize + 1)
+        .max()
+        .unwrap_or(0);
     let mut out = vec![(0, 0); n];
     for p in &stats.partitions {
         out[p.partition as usize] = (p.rows, p.bytes);

@@ -19,9 +19,21 @@ pub enum LogicalPlan {
         filters: Vec<Expr>,
     },
     OneRow,
-    Filter { input: Box<LogicalPlan>, predicate: Expr },
-    Project { input: Box<LogicalPlan>, exprs: Vec<Expr>, schema: Schema },
-    Aggregate { input: Box<LogicalPlan>, group_by: Vec<Expr>, aggs: Vec<AggExpr>, schema: Schema },
+    Filter {
+        input: Box<LogicalPlan>,
+        predicate: Expr,
+    },
+    Project {
+        input: Box<LogicalPlan>,
+        exprs: Vec<Expr>,
+        schema: Schema,
+    },
+    Aggregate {
+        input: Box<LogicalPlan>,
+        group_by: Vec<Expr>,
+        aggs: Vec<AggExpr>,
+        schema: Schema,
+    },
     Join {
         left: Box<LogicalPlan>,
         right: Box<LogicalPlan>,
@@ -31,28 +43,52 @@ pub enum LogicalPlan {
         /// Extra ON predicates over left ++ right columns.
         filter: Option<Expr>,
     },
-    Sort { input: Box<LogicalPlan>, keys: Vec<SortKey> },
-    Limit { input: Box<LogicalPlan>, skip: usize, fetch: Option<usize> },
-    Union { inputs: Vec<LogicalPlan> },
+    Sort {
+        input: Box<LogicalPlan>,
+        keys: Vec<SortKey>,
+    },
+    Limit {
+        input: Box<LogicalPlan>,
+        skip: usize,
+        fetch: Option<usize>,
+    },
+    Union {
+        inputs: Vec<LogicalPlan>,
+    },
 }
 
 impl LogicalPlan {
     pub fn schema(&self) -> Schema {
         match self {
-            LogicalPlan::Scan { table, columns, .. } => {
-                Schema::new(columns.iter().map(|&i| table.schema.field(i).clone()).collect::<Vec<_>>())
-            }
+            LogicalPlan::Scan { table, columns, .. } => Schema::new(
+                columns
+                    .iter()
+                    .map(|&i| table.schema.field(i).clone())
+                    .collect::<Vec<_>>(),
+            ),
             LogicalPlan::OneRow => Schema::empty(),
-            LogicalPlan::Filter { input, .. } | LogicalPlan::Sort { input, .. } | LogicalPlan::Limit { input, .. } => {
-                input.schema()
+            LogicalPlan::Filter { input, .. }
+            | LogicalPlan::Sort { input, .. }
+            | LogicalPlan::Limit { input, .. } => input.schema(),
+            LogicalPlan::Project { schema, .. } | LogicalPlan::Aggregate { schema, .. } => {
+                schema.clone()
             }
-            LogicalPlan::Project { schema, .. } | LogicalPlan::Aggregate { schema, .. } => schema.clone(),
-            LogicalPlan::Join { left, right, join_type, .. } => {
+            LogicalPlan::Join {
+                left,
+                right,
+                join_type,
+                ..
+            } => {
                 let l = left.schema();
                 match join_type {
                     JoinType::Semi | JoinType::Anti => l,
                     _ => {
-                        let fields: Vec<_> = l.fields().iter().chain(right.schema().fields().iter()).cloned().collect();
+                        let fields: Vec<_> = l
+                            .fields()
+                            .iter()
+                            .chain(right.schema().fields().iter())
+                            .cloned()
+                            .collect();
                         Schema::new(fields)
                     }
                 }

@@ -14,7 +14,11 @@ pub fn optimize(plan: LogicalPlan) -> LogicalPlan {
 
 fn conjuncts(e: Expr, out: &mut Vec<Expr>) {
     match e {
-        Expr::Binary { op: BinaryOp::And, left, right } => {
+        Expr::Binary {
+            op: BinaryOp::And,
+            left,
+            right,
+        } => {
             conjuncts(*left, out);
             conjuncts(*right, out);
         }
@@ -23,8 +27,15 @@ fn conjuncts(e: Expr, out: &mut Vec<Expr>) {
 }
 
 fn and_all(mut es: Vec<Expr>) -> Option<Expr> {
-    let first = if es.is_empty() { return None } else { es.remove(0) };
-    Some(es.into_iter().fold(first, |a, b| Expr::binary(BinaryOp::And, a, b)))
+    let first = if es.is_empty() {
+        return None;
+    } else {
+        es.remove(0)
+    };
+    Some(
+        es.into_iter()
+            .fold(first, |a, b| Expr::binary(BinaryOp::And, a, b)),
+    )
 }
 
 fn columns(e: &Expr) -> Vec<usize> {
@@ -35,7 +46,10 @@ fn columns(e: &Expr) -> Vec<usize> {
 
 fn filtered(input: LogicalPlan, preds: Vec<Expr>) -> LogicalPlan {
     match and_all(preds) {
-        Some(predicate) => LogicalPlan::Filter { input: Box::new(input), predicate },
+        Some(predicate) => LogicalPlan::Filter {
+            input: Box::new(input),
+            predicate,
+        },
         None => input,
     }
 }
@@ -47,7 +61,14 @@ fn push_filters(plan: LogicalPlan) -> LogicalPlan {
             conjuncts(predicate, &mut preds);
             push_into(*input, preds)
         }
-        LogicalPlan::Join { left, right, join_type, left_keys, right_keys, filter } => {
+        LogicalPlan::Join {
+            left,
+            right,
+            join_type,
+            left_keys,
+            right_keys,
+            filter,
+        } => {
             let nl = left.schema().fields().len();
             let mut keep = vec![];
             let (mut to_left, mut to_right) = (vec![], vec![]);
@@ -59,7 +80,10 @@ fn push_filters(plan: LogicalPlan) -> LogicalPlan {
                     if !cols.is_empty() && cols.iter().all(|&c| c >= nl) {
                         // Filters the build rows a probe row may match: valid for every join type here.
                         to_right.push(p.remap_columns(&|c| c - nl));
-                    } else if join_type == JoinType::Inner && !cols.is_empty() && cols.iter().all(|&c| c < nl) {
+                    } else if join_type == JoinType::Inner
+                        && !cols.is_empty()
+                        && cols.iter().all(|&c| c < nl)
+                    {
                         to_left.push(p);
                     } else {
                         keep.push(p);
@@ -87,11 +111,29 @@ fn push_into(plan: LogicalPlan, preds: Vec<Expr>) -> LogicalPlan {
             conjuncts(predicate, &mut all);
             push_into(*input, all)
         }
-        LogicalPlan::Scan { table, columns, mut filters } => {
+        LogicalPlan::Scan {
+            table,
+            columns,
+            mut filters,
+        } => {
             filters.extend(preds.iter().cloned());
-            filtered(LogicalPlan::Scan { table, columns, filters }, preds)
+            filtered(
+                LogicalPlan::Scan {
+                    table,
+                    columns,
+                    filters,
+                },
+                preds,
+            )
         }
-        LogicalPlan::Join { left, right, join_type, left_keys, right_keys, filter } => {
+        LogicalPlan::Join {
+            left,
+            right,
+            join_type,
+            left_keys,
+            right_keys,
+            filter,
+        } => {
             let nl = left.schema().fields().len();
             let (mut to_left, mut to_right, mut keep) = (vec![], vec![], vec![]);
             for p in preds {
@@ -121,17 +163,57 @@ fn push_into(plan: LogicalPlan, preds: Vec<Expr>) -> LogicalPlan {
 fn map_children(plan: LogicalPlan, f: fn(LogicalPlan) -> LogicalPlan) -> LogicalPlan {
     let b = |p: Box<LogicalPlan>| Box::new(f(*p));
     match plan {
-        LogicalPlan::Filter { input, predicate } => LogicalPlan::Filter { input: b(input), predicate },
-        LogicalPlan::Project { input, exprs, schema } => LogicalPlan::Project { input: b(input), exprs, schema },
-        LogicalPlan::Aggregate { input, group_by, aggs, schema } => {
-            LogicalPlan::Aggregate { input: b(input), group_by, aggs, schema }
-        }
-        LogicalPlan::Join { left, right, join_type, left_keys, right_keys, filter } => {
-            LogicalPlan::Join { left: b(left), right: b(right), join_type, left_keys, right_keys, filter }
-        }
-        LogicalPlan::Sort { input, keys } => LogicalPlan::Sort { input: b(input), keys },
-        LogicalPlan::Limit { input, skip, fetch } => LogicalPlan::Limit { input: b(input), skip, fetch },
-        LogicalPlan::Union { inputs } => LogicalPlan::Union { inputs: inputs.into_iter().map(f).collect() },
+        LogicalPlan::Filter { input, predicate } => LogicalPlan::Filter {
+            input: b(input),
+            predicate,
+        },
+        LogicalPlan::Project {
+            input,
+            exprs,
+            schema,
+        } => LogicalPlan::Project {
+            input: b(input),
+            exprs,
+            schema,
+        },
+        LogicalPlan::Aggregate {
+            input,
+            group_by,
+            aggs,
+            schema,
+        } => LogicalPlan::Aggregate {
+            input: b(input),
+            group_by,
+            aggs,
+            schema,
+        },
+        LogicalPlan::Join {
+            left,
+            right,
+            join_type,
+            left_keys,
+            right_keys,
+            filter,
+        } => LogicalPlan::Join {
+            left: b(left),
+            right: b(right),
+            join_type,
+            left_keys,
+            right_keys,
+            filter,
+        },
+        LogicalPlan::Sort { input, keys } => LogicalPlan::Sort {
+            input: b(input),
+            keys,
+        },
+        LogicalPlan::Limit { input, skip, fetch } => LogicalPlan::Limit {
+            input: b(input),
+            skip,
+            fetch,
+        },
+        LogicalPlan::Union { inputs } => LogicalPlan::Union {
+            inputs: inputs.into_iter().map(f).collect(),
+        },
         leaf @ (LogicalPlan::Scan { .. } | LogicalPlan::OneRow) => leaf,
     }
 }
@@ -172,14 +254,30 @@ fn mapping_of(keep: &[bool]) -> Mapping {
 
 fn prune(plan: LogicalPlan, required: &[bool]) -> (LogicalPlan, Mapping) {
     match plan {
-        LogicalPlan::Scan { table, columns: cols, filters } => {
+        LogicalPlan::Scan {
+            table,
+            columns: cols,
+            filters,
+        } => {
             let mut keep = required.to_vec();
             filters.iter().for_each(|f| require(&mut keep, f));
             at_least_one(&mut keep);
             let map = mapping_of(&keep);
-            let new_cols = cols.iter().zip(&keep).filter(|(_, k)| **k).map(|(c, _)| *c).collect();
+            let new_cols = cols
+                .iter()
+                .zip(&keep)
+                .filter(|(_, k)| **k)
+                .map(|(c, _)| *c)
+                .collect();
             let filters = filters.iter().map(|f| remap(f, &map)).collect();
-            (LogicalPlan::Scan { table, columns: new_cols, filters }, map)
+            (
+                LogicalPlan::Scan {
+                    table,
+                    columns: new_cols,
+                    filters,
+                },
+                map,
+            )
         }
         LogicalPlan::OneRow => (LogicalPlan::OneRow, vec![]),
         LogicalPlan::Filter { input, predicate } => {
@@ -187,27 +285,66 @@ fn prune(plan: LogicalPlan, required: &[bool]) -> (LogicalPlan, Mapping) {
             require(&mut req, &predicate);
             let (child, map) = prune(*input, &req);
             let predicate = remap(&predicate, &map);
-            (LogicalPlan::Filter { input: Box::new(child), predicate }, map)
+            (
+                LogicalPlan::Filter {
+                    input: Box::new(child),
+                    predicate,
+                },
+                map,
+            )
         }
-        LogicalPlan::Project { input, exprs, schema } => {
+        LogicalPlan::Project {
+            input,
+            exprs,
+            schema,
+        } => {
             let mut keep = required.to_vec();
             at_least_one(&mut keep);
             let n_in = input.schema().fields().len();
             let mut req = vec![false; n_in];
-            exprs.iter().zip(&keep).filter(|(_, k)| **k).for_each(|(e, _)| require(&mut req, e));
+            exprs
+                .iter()
+                .zip(&keep)
+                .filter(|(_, k)| **k)
+                .for_each(|(e, _)| require(&mut req, e));
             at_least_one(&mut req);
             let (child, cmap) = prune(*input, &req);
             let map = mapping_of(&keep);
-            let new_exprs = exprs.iter().zip(&keep).filter(|(_, k)| **k).map(|(e, _)| remap(e, &cmap)).collect();
-            let fields: Vec<_> = schema.fields().iter().zip(&keep).filter(|(_, k)| **k).map(|(f, _)| f.clone()).collect();
+            let new_exprs = exprs
+                .iter()
+                .zip(&keep)
+                .filter(|(_, k)| **k)
+                .map(|(e, _)| remap(e, &cmap))
+                .collect();
+            let fields: Vec<_> = schema
+                .fields()
+                .iter()
+                .zip(&keep)
+                .filter(|(_, k)| **k)
+                .map(|(f, _)| f.clone())
+                .collect();
             let schema = arrow::datatypes::Schema::new(fields);
-            (LogicalPlan::Project { input: Box::new(child), exprs: new_exprs, schema }, map)
+            (
+                LogicalPlan::Project {
+                    input: Box::new(child),
+                    exprs: new_exprs,
+                    schema,
+                },
+                map,
+            )
         }
-        LogicalPlan::Aggregate { input, group_by, aggs, schema } => {
+        LogicalPlan::Aggregate {
+            input,
+            group_by,
+            aggs,
+            schema,
+        } => {
             let n_in = input.schema().fields().len();
             let mut req = vec![false; n_in];
             group_by.iter().for_each(|g| require(&mut req, g));
-            aggs.iter().filter_map(|a| a.arg.as_ref()).for_each(|a| require(&mut req, a));
+            aggs.iter()
+                .filter_map(|a| a.arg.as_ref())
+                .for_each(|a| require(&mut req, a));
             at_least_one(&mut req);
             let (child, cmap) = prune(*input, &req);
             let group_by = group_by.iter().map(|g| remap(g, &cmap)).collect();
@@ -219,9 +356,24 @@ fn prune(plan: LogicalPlan, required: &[bool]) -> (LogicalPlan, Mapping) {
                 })
                 .collect();
             let n = schema.fields().len();
-            (LogicalPlan::Aggregate { input: Box::new(child), group_by, aggs, schema }, (0..n).map(Some).collect())
+            (
+                LogicalPlan::Aggregate {
+                    input: Box::new(child),
+                    group_by,
+                    aggs,
+                    schema,
+                },
+                (0..n).map(Some).collect(),
+            )
         }
-        LogicalPlan::Join { left, right, join_type, left_keys, right_keys, filter } => {
+        LogicalPlan::Join {
+            left,
+            right,
+            join_type,
+            left_keys,
+            right_keys,
+            filter,
+        } => {
             let nl = left.schema().fields().len();
             let nr = right.schema().fields().len();
             let mut lreq = vec![false; nl];
@@ -278,11 +430,24 @@ fn prune(plan: LogicalPlan, required: &[bool]) -> (LogicalPlan, Mapping) {
                     k
                 })
                 .collect();
-            (LogicalPlan::Sort { input: Box::new(child), keys }, map)
+            (
+                LogicalPlan::Sort {
+                    input: Box::new(child),
+                    keys,
+                },
+                map,
+            )
         }
         LogicalPlan::Limit { input, skip, fetch } => {
             let (child, map) = prune(*input, required);
-            (LogicalPlan::Limit { input: Box::new(child), skip, fetch }, map)
+            (
+                LogicalPlan::Limit {
+                    input: Box::new(child),
+                    skip,
+                    fetch,
+                },
+                map,
+            )
         }
         LogicalPlan::Union { inputs } => {
             // Every input must keep the same columns; keep them all.

@@ -14,7 +14,11 @@ use crate::grpc::Handle;
 use crate::state::{run_event_loop, Event, SchedulerConfig, SchedulerState};
 
 /// Runs the scheduler on `listener` until `shutdown` resolves.
-pub async fn run(config: SchedulerConfig, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), tonic::transport::Error> {
+pub async fn run(
+    config: SchedulerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
     let total_cores = Arc::new(AtomicUsize::new(1));
     let (tx, rx) = tokio::sync::mpsc::channel(4096);
     let state = SchedulerState::new(config.clone(), total_cores.clone());

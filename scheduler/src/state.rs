@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use keel_proto::ids::{JobId, WorkerId};
 use keel_proto::pb::{
-    job_event, task_status, worker_command, ClusterStatusResponse, JobCompleted, JobEvent, JobFailed, JobProgress,
-    JobSummary, TaskStatus, WorkerCommand, WorkerSummary,
+    job_event, task_status, worker_command, ClusterStatusResponse, JobCompleted, JobEvent,
+    JobFailed, JobProgress, JobSummary, TaskStatus, WorkerCommand, WorkerSummary,
 };
 use keel_proto::task::encode;
 use tokio::sync::{mpsc, oneshot};
@@ -59,17 +59,49 @@ impl Default for SchedulerConfig {
 pub type JobEvents = mpsc::Sender<Result<JobEvent, Status>>;
 
 pub enum Event {
-    WorkerRegistered { flight_url: String, cores: u32, memory_limit: u64, reply: oneshot::Sender<WorkerId> },
-    WorkerConnected { worker: WorkerId, commands: mpsc::Sender<WorkerCommand>, reply: oneshot::Sender<bool> },
-    WorkerDisconnected { worker: WorkerId },
-    HeartbeatReceived { worker: WorkerId, memory_used: u64, running: u32, reply: oneshot::Sender<bool> },
+    WorkerRegistered {
+        flight_url: String,
+        cores: u32,
+        memory_limit: u64,
+        reply: oneshot::Sender<WorkerId>,
+    },
+    WorkerConnected {
+        worker: WorkerId,
+        commands: mpsc::Sender<WorkerCommand>,
+        reply: oneshot::Sender<bool>,
+    },
+    WorkerDisconnected {
+        worker: WorkerId,
+    },
+    HeartbeatReceived {
+        worker: WorkerId,
+        memory_used: u64,
+        running: u32,
+        reply: oneshot::Sender<bool>,
+    },
     TaskReported(TaskStatus),
-    JobSubmitted { job: Box<Job> },
-    WatchRequested { job: JobId, events: JobEvents, reply: oneshot::Sender<Result<(), SchedulerError>> },
-    CancelRequested { job: JobId, reply: oneshot::Sender<Result<bool, SchedulerError>> },
-    ReleaseRequested { job: JobId, reply: oneshot::Sender<Result<bool, SchedulerError>> },
-    JobsListed { reply: oneshot::Sender<Vec<JobSummary>> },
-    ClusterStatusRequested { reply: oneshot::Sender<ClusterStatusResponse> },
+    JobSubmitted {
+        job: Box<Job>,
+    },
+    WatchRequested {
+        job: JobId,
+        events: JobEvents,
+        reply: oneshot::Sender<Result<(), SchedulerError>>,
+    },
+    CancelRequested {
+        job: JobId,
+        reply: oneshot::Sender<Result<bool, SchedulerError>>,
+    },
+    ReleaseRequested {
+        job: JobId,
+        reply: oneshot::Sender<Result<bool, SchedulerError>>,
+    },
+    JobsListed {
+        reply: oneshot::Sender<Vec<JobSummary>>,
+    },
+    ClusterStatusRequested {
+        reply: oneshot::Sender<ClusterStatusResponse>,
+    },
     TimerTicked,
 }
 
@@ -103,7 +135,14 @@ pub struct SchedulerState {
 
 impl SchedulerState {
     pub fn new(config: SchedulerConfig, total_cores: Arc<AtomicUsize>) -> Self {
-        SchedulerState { config, workers: HashMap::new(), jobs: HashMap::new(), order: VecDeque::new(), next_worker: 1, total_cores }
+        SchedulerState {
+            config,
+            workers: HashMap::new(),
+            jobs: HashMap::new(),
+            order: VecDeque::new(),
+            next_worker: 1,
+            total_cores,
+        }
     }
 
     fn adaptive(&self) -> AdaptiveConfig {
@@ -117,18 +156,35 @@ impl SchedulerState {
 
     pub fn handle(&mut self, event: Event) {
         match event {
-            Event::WorkerRegistered { flight_url, cores, memory_limit, reply } => {
+            Event::WorkerRegistered {
+                flight_url,
+                cores,
+                memory_limit,
+                reply,
+            } => {
                 let id = WorkerId(format!("worker-{}", self.next_worker));
                 self.next_worker += 1;
                 tracing::info!(worker = %id, %flight_url, cores, memory_limit, "worker registered");
                 self.workers.insert(
                     id.clone(),
-                    WorkerEntry { flight_url, cores: cores.max(1), memory_limit, memory_used: 0, assigned: 0, last_seen: Instant::now(), commands: None },
+                    WorkerEntry {
+                        flight_url,
+                        cores: cores.max(1),
+                        memory_limit,
+                        memory_used: 0,
+                        assigned: 0,
+                        last_seen: Instant::now(),
+                        commands: None,
+                    },
                 );
                 self.update_cores();
                 let _ = reply.send(id);
             }
-            Event::WorkerConnected { worker, commands, reply } => {
+            Event::WorkerConnected {
+                worker,
+                commands,
+                reply,
+            } => {
                 let known = match self.workers.get_mut(&worker) {
                     Some(w) => {
                         w.commands = Some(commands);
@@ -139,8 +195,15 @@ impl SchedulerState {
                 };
                 let _ = reply.send(known);
             }
-            Event::WorkerDisconnected { worker } => self.lose_worker(&worker, "its connection closed"),
-            Event::HeartbeatReceived { worker, memory_used, running, reply } => {
+            Event::WorkerDisconnected { worker } => {
+                self.lose_worker(&worker, "its connection closed")
+            }
+            Event::HeartbeatReceived {
+                worker,
+                memory_used,
+                running,
+                reply,
+            } => {
                 let known = match self.workers.get_mut(&worker) {
                     Some(w) => {
                         w.last_seen = Instant::now();
@@ -159,7 +222,14 @@ impl SchedulerState {
                 job.advance(&self.adaptive());
                 let id = job.id.clone();
                 self.order.push_back(id.clone());
-                self.jobs.insert(id.clone(), JobEntry { job, watchers: vec![], cleaned: false });
+                self.jobs.insert(
+                    id.clone(),
+                    JobEntry {
+                        job,
+                        watchers: vec![],
+                        cleaned: false,
+                    },
+                );
                 self.publish(&id);
             }
             Event::WatchRequested { job, events, reply } => match self.jobs.get_mut(&job) {
@@ -198,7 +268,12 @@ impl SchedulerState {
                 let _ = reply.send(result);
             }
             Event::JobsListed { reply } => {
-                let jobs = self.order.iter().filter_map(|id| self.jobs.get(id)).map(|e| e.job.summary()).collect();
+                let jobs = self
+                    .order
+                    .iter()
+                    .filter_map(|id| self.jobs.get(id))
+                    .map(|e| e.job.summary())
+                    .collect();
                 let _ = reply.send(jobs);
             }
             Event::ClusterStatusRequested { reply } => {
@@ -224,13 +299,18 @@ impl SchedulerState {
 
     fn update_cores(&self) {
         let cores: u32 = self.workers.values().map(|w| w.cores).sum();
-        self.total_cores.store(cores.max(1) as usize, Ordering::Relaxed);
+        self.total_cores
+            .store(cores.max(1) as usize, Ordering::Relaxed);
     }
 
     fn tick(&mut self) {
         let timeout = self.config.heartbeat_timeout;
-        let silent: Vec<WorkerId> =
-            self.workers.iter().filter(|(_, w)| w.last_seen.elapsed() > timeout).map(|(id, _)| id.clone()).collect();
+        let silent: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.last_seen.elapsed() > timeout)
+            .map(|(id, _)| id.clone())
+            .collect();
         for w in silent {
             self.lose_worker(&w, "it stopped sending heartbeats");
         }
@@ -254,7 +334,11 @@ impl SchedulerState {
         self.update_cores();
         let ids: Vec<JobId> = self.order.iter().cloned().collect();
         for id in ids {
-            let n = self.jobs.get_mut(&id).map(|e| e.job.worker_lost(worker)).unwrap_or(0);
+            let n = self
+                .jobs
+                .get_mut(&id)
+                .map(|e| e.job.worker_lost(worker))
+                .unwrap_or(0);
             if n > 0 {
                 self.publish(&id);
             }
@@ -273,14 +357,25 @@ impl SchedulerState {
         };
         let adaptive = self.adaptive();
         let max_attempts = self.config.max_attempts;
-        let Some(entry) = self.jobs.get_mut(&job_id) else { return };
+        let Some(entry) = self.jobs.get_mut(&job_id) else {
+            return;
+        };
         let outcome = match status.result {
-            Some(task_status::Result::Succeeded(stats)) => {
-                entry.job.task_succeeded(status.stage_id, status.task, status.attempt, flight_url, stats, &adaptive)
-            }
-            Some(task_status::Result::Failed(f)) => {
-                entry.job.task_failed(status.stage_id, status.task, status.attempt, &f.message, max_attempts)
-            }
+            Some(task_status::Result::Succeeded(stats)) => entry.job.task_succeeded(
+                status.stage_id,
+                status.task,
+                status.attempt,
+                flight_url,
+                stats,
+                &adaptive,
+            ),
+            Some(task_status::Result::Failed(f)) => entry.job.task_failed(
+                status.stage_id,
+                status.task,
+                status.attempt,
+                &f.message,
+                max_attempts,
+            ),
             None => Outcome::Ignored,
         };
         if outcome != Outcome::Ignored {
@@ -297,7 +392,9 @@ impl SchedulerState {
                 None => continue,
             };
             for (s, t) in pending {
-                let Some(worker) = self.pick_worker() else { return };
+                let Some(worker) = self.pick_worker() else {
+                    return;
+                };
                 let entry = self.jobs.get_mut(&id).expect("job");
                 let descriptor = entry.job.start(s, t, &worker);
                 let bytes = match encode(&descriptor) {
@@ -310,10 +407,12 @@ impl SchedulerState {
                 };
                 let w = self.workers.get_mut(&worker).expect("picked");
                 w.assigned += 1;
-                let sent = w
-                    .commands
-                    .as_ref()
-                    .is_some_and(|c| c.try_send(WorkerCommand { command: Some(worker_command::Command::LaunchTask(bytes)) }).is_ok());
+                let sent = w.commands.as_ref().is_some_and(|c| {
+                    c.try_send(WorkerCommand {
+                        command: Some(worker_command::Command::LaunchTask(bytes)),
+                    })
+                    .is_ok()
+                });
                 if !sent {
                     self.lose_worker(&worker, "its command stream is closed");
                 }
@@ -332,7 +431,9 @@ impl SchedulerState {
 
     /// Sends watchers the job's progress, or its end; ends of jobs clean up.
     fn publish(&mut self, id: &JobId) {
-        let Some(entry) = self.jobs.get_mut(id) else { return };
+        let Some(entry) = self.jobs.get_mut(id) else {
+            return;
+        };
         let stages = entry.job.progress();
         let event = match &entry.job.state {
             JobState::Running => job_event::Event::Progress(JobProgress { stages }),
@@ -340,16 +441,32 @@ impl SchedulerState {
                 schema: schema_bytes(&entry.job.output_schema),
                 results: entry.job.result_locations(),
                 stages,
-                elapsed_ms: entry.job.finished.map(|f| (f - entry.job.submitted).as_millis() as u64).unwrap_or(0),
+                elapsed_ms: entry
+                    .job
+                    .finished
+                    .map(|f| (f - entry.job.submitted).as_millis() as u64)
+                    .unwrap_or(0),
                 tasks_retried: entry.job.retries.len() as u32,
                 retry_reasons: entry.job.retries.clone(),
                 notes: entry.job.notes.clone(),
             }),
-            JobState::Failed(m) => job_event::Event::Failed(JobFailed { message: m.clone(), stages }),
-            JobState::Cancelled => job_event::Event::Failed(JobFailed { message: format!("job {id} was cancelled"), stages }),
+            JobState::Failed(m) => job_event::Event::Failed(JobFailed {
+                message: m.clone(),
+                stages,
+            }),
+            JobState::Cancelled => job_event::Event::Failed(JobFailed {
+                message: format!("job {id} was cancelled"),
+                stages,
+            }),
         };
         let done = entry.job.state != JobState::Running;
-        entry.watchers.retain(|w| w.try_send(Ok(JobEvent { event: Some(event.clone()) })).is_ok() || !done);
+        entry.watchers.retain(|w| {
+            w.try_send(Ok(JobEvent {
+                event: Some(event.clone()),
+            }))
+            .is_ok()
+                || !done
+        });
         if done {
             entry.watchers.clear();
             // Results stay until the client releases them; everything else goes now.
@@ -362,14 +479,18 @@ impl SchedulerState {
 
     /// Tells every worker to stop the job's tasks and delete its files.
     fn cleanup(&mut self, id: &JobId) {
-        let Some(entry) = self.jobs.get_mut(id) else { return };
+        let Some(entry) = self.jobs.get_mut(id) else {
+            return;
+        };
         if entry.cleaned {
             return;
         }
         entry.cleaned = true;
         for w in self.workers.values() {
             if let Some(c) = &w.commands {
-                let _ = c.try_send(WorkerCommand { command: Some(worker_command::Command::RemoveJob(id.0.clone())) });
+                let _ = c.try_send(WorkerCommand {
+                    command: Some(worker_command::Command::RemoveJob(id.0.clone())),
+                });
             }
         }
     }

@@ -16,18 +16,28 @@ pub fn bin_dir() -> PathBuf {
         return PathBuf::from(dir);
     }
     let exe = std::env::current_exe().expect("test executable path");
-    exe.parent().and_then(|p| p.parent()).expect("target dir").to_path_buf()
+    exe.parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .to_path_buf()
 }
 
 pub fn bin(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
-    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        path.display()
+    );
     path
 }
 
 /// Runs `keel ARGS…` to completion.
 pub fn keel(args: &[&str]) -> Output {
-    Command::new(bin("keel")).args(args).output().expect("run keel")
+    Command::new(bin("keel"))
+        .args(args)
+        .output()
+        .expect("run keel")
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -42,7 +52,10 @@ pub fn stderr(o: &Output) -> String {
 pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !condition() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(25));
     }
 }
@@ -50,10 +63,20 @@ pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bo
 /// Starts a process and reads the address from its first line
 /// (`keel-scheduler listening on ADDR`).
 fn spawn(cmd: &mut Command, prefix: &str) -> (Child, String) {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
     let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().expect("stdout")).read_line(&mut line).expect("first line");
-    let addr = line.strip_prefix(prefix).unwrap_or_else(|| panic!("unexpected first line {line:?}")).trim().to_string();
+    BufReader::new(child.stdout.as_mut().expect("stdout"))
+        .read_line(&mut line)
+        .expect("first line");
+    let addr = line
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .trim()
+        .to_string();
     (child, addr)
 }
 
@@ -72,10 +95,18 @@ impl TestCluster {
 
     pub fn start_with(workers: usize, scheduler_args: &[&str]) -> Self {
         let (scheduler, addr) = spawn(
-            Command::new(bin("keel-scheduler")).args(["--bind", "127.0.0.1:0"]).args(scheduler_args),
+            Command::new(bin("keel-scheduler"))
+                .args(["--bind", "127.0.0.1:0"])
+                .args(scheduler_args),
             "keel-scheduler listening on ",
         );
-        let mut cluster = TestCluster { url: format!("http://{addr}"), scheduler, workers: vec![], worker_urls: vec![], work_dirs: vec![] };
+        let mut cluster = TestCluster {
+            url: format!("http://{addr}"),
+            scheduler,
+            workers: vec![],
+            worker_urls: vec![],
+            work_dirs: vec![],
+        };
         for _ in 0..workers {
             cluster.add_worker();
         }
@@ -86,7 +117,17 @@ impl TestCluster {
     pub fn add_worker(&mut self) {
         let dir = tempfile::tempdir().expect("work dir");
         let (child, addr) = spawn(
-            Command::new(bin("keel-worker")).args(["--scheduler", &self.url, "--bind", "127.0.0.1:0", "--cores", "2", "--work-dir"]).arg(dir.path()),
+            Command::new(bin("keel-worker"))
+                .args([
+                    "--scheduler",
+                    &self.url,
+                    "--bind",
+                    "127.0.0.1:0",
+                    "--cores",
+                    "2",
+                    "--work-dir",
+                ])
+                .arg(dir.path()),
             "keel-worker listening on ",
         );
         self.workers.push(child);
@@ -96,11 +137,19 @@ impl TestCluster {
 
     pub fn live_workers(&self) -> usize {
         let out = keel(&["health", "--scheduler", &self.url]);
-        stdout(&out).strip_prefix("ok: ").and_then(|s| s.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or(0)
+        stdout(&out)
+            .strip_prefix("ok: ")
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
     }
 
     pub fn wait_for_workers(&self, n: usize) {
-        wait_for(&format!("{n} workers to register"), Duration::from_secs(20), || self.live_workers() >= n);
+        wait_for(
+            &format!("{n} workers to register"),
+            Duration::from_secs(20),
+            || self.live_workers() >= n,
+        );
     }
 
     pub fn kill_workers(&mut self) {
@@ -121,6 +170,13 @@ impl Drop for TestCluster {
 
 /// Generates story 1 at a small scale with `keel datagen` into `dir`.
 pub fn story1_data(dir: &std::path::Path, scale: &str) {
-    let out = keel(&["datagen", "imbalanced-join", "--scale", scale, "--out", dir.to_str().expect("utf-8 path")]);
+    let out = keel(&[
+        "datagen",
+        "imbalanced-join",
+        "--scale",
+        scale,
+        "--out",
+        dir.to_str().expect("utf-8 path"),
+    ]);
     assert!(out.status.success(), "datagen failed: {}", stderr(&out));
 }

@@ -37,7 +37,10 @@ fn story1_through_processes_matches_duckdb() {
     assert!(out.status.success(), "{}", stderr(&out));
     let (groups, total) = parse_csv_row(&stdout(&out));
     assert_eq!(groups, STORY1_GROUPS);
-    assert!((total - STORY1_TOTAL).abs() < 1e-6 * STORY1_TOTAL, "{total}");
+    assert!(
+        (total - STORY1_TOTAL).abs() < 1e-6 * STORY1_TOTAL,
+        "{total}"
+    );
 }
 
 #[test]
@@ -52,7 +55,10 @@ fn embedded_cluster_gives_the_same_answer() {
     assert!(out.status.success(), "{}", stderr(&out));
     let (groups, total) = parse_csv_row(&stdout(&out));
     assert_eq!(groups, STORY1_GROUPS);
-    assert!((total - STORY1_TOTAL).abs() < 1e-6 * STORY1_TOTAL, "{total}");
+    assert!(
+        (total - STORY1_TOTAL).abs() < 1e-6 * STORY1_TOTAL,
+        "{total}"
+    );
 }
 
 #[test]
@@ -99,7 +105,16 @@ fn explain_shows_stages_and_exchanges() {
     let out = keel(&args);
     assert!(out.status.success(), "{}", stderr(&out));
     let plan = stdout(&out);
-    for needle in ["Stage 1", "ParquetScan", "HashJoin", "HashAggregate(Partial)", "hash exchange", "HashAggregate(Final)", "Broadcast", "results to client"] {
+    for needle in [
+        "Stage 1",
+        "ParquetScan",
+        "HashJoin",
+        "HashAggregate(Partial)",
+        "hash exchange",
+        "HashAggregate(Final)",
+        "Broadcast",
+        "results to client",
+    ] {
         assert!(plan.contains(needle), "explain lacks {needle}:\n{plan}");
     }
 }
@@ -110,18 +125,32 @@ fn copy_writes_complete_parquet_files_only() {
     story1_data(data.path(), "0.00002");
     let cluster = TestCluster::start(2);
     let out_dir = data.path().join("out");
-    let sql = format!("COPY (SELECT key, count(*) AS n FROM df1 GROUP BY key) TO '{}' (FORMAT parquet)", out_dir.display());
+    let sql = format!(
+        "COPY (SELECT key, count(*) AS n FROM df1 GROUP BY key) TO '{}' (FORMAT parquet)",
+        out_dir.display()
+    );
     let mut args = vec!["sql", "--scheduler", &cluster.url];
     let t = tables(data.path());
     args.extend(t.iter().map(|s| s.as_str()));
     args.push(&sql);
     let out = keel(&args);
     assert!(out.status.success(), "{}", stderr(&out));
-    let names: Vec<String> = std::fs::read_dir(&out_dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let names: Vec<String> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     assert!(!names.is_empty());
-    assert!(names.iter().all(|n| n.starts_with("part-") && n.ends_with(".parquet")), "{names:?}");
+    assert!(
+        names
+            .iter()
+            .all(|n| n.starts_with("part-") && n.ends_with(".parquet")),
+        "{names:?}"
+    );
     // Reading the output back gives every key once.
-    let q = format!("SELECT count(*), sum(n) FROM read_parquet('{}/*.parquet')", out_dir.display());
+    let q = format!(
+        "SELECT count(*), sum(n) FROM read_parquet('{}/*.parquet')",
+        out_dir.display()
+    );
     let out = keel(&["sql", "--scheduler", &cluster.url, "--format", "csv", &q]);
     assert!(out.status.success(), "{}", stderr(&out));
     let line = stdout(&out).lines().nth(1).unwrap().to_string();

@@ -21,20 +21,59 @@ fn query_errors_name_the_problem() {
     story1_data(data.path(), "0.00001");
     let cluster = TestCluster::start(1);
     let df1 = format!("df1={}", data.path().join("df1").display());
-    let run = |sql: &str, needles: &[&str]| fails_with(&["sql", "--scheduler", &cluster.url, "--table", &df1, sql], needles);
+    let run = |sql: &str, needles: &[&str]| {
+        fails_with(
+            &["sql", "--scheduler", &cluster.url, "--table", &df1, sql],
+            needles,
+        )
+    };
 
-    run("SELEC key FROM df1", &["syntax error", "Line: 1, Column: 1"]);
+    run(
+        "SELEC key FROM df1",
+        &["syntax error", "Line: 1, Column: 1"],
+    );
     run("SELECT key FROM df1 WHERE", &["syntax error", "found: EOF"]);
-    run("SELECT key FROM nope", &["Table with name nope does not exist", "--table nope=PATH"]);
-    run("SELECT nope FROM df1", &["Referenced column \"nope\" not found", "candidates", "df1.key"]);
+    run(
+        "SELECT key FROM nope",
+        &["Table with name nope does not exist", "--table nope=PATH"],
+    );
+    run(
+        "SELECT nope FROM df1",
+        &[
+            "Referenced column \"nope\" not found",
+            "candidates",
+            "df1.key",
+        ],
+    );
     run("SELECT frob(key) FROM df1", &["Unknown function frob()"]);
-    run("SELECT CAST(key AS VARCHAR) + 1 FROM df1", &["Cannot apply + to VARCHAR and BIGINT"]);
-    run("SELECT key FROM df1 WHERE group1 + 'x' > 1", &["Could not convert string 'x' to BIGINT"]);
-    run("SELECT key FROM df1 WHERE key = DATE '2024-13-45'", &["invalid DATE literal '2024-13-45'"]);
-    run("SELECT key FROM df1 WHERE value LIKE 'a%'", &["LIKE needs VARCHAR, got DOUBLE"]);
-    run("SELECT key, sum(value) FROM df1", &["column \"key\" must appear in the GROUP BY clause"]);
-    run("SELECT sum(key) FROM df1 WHERE count(*) > 1", &["aggregates are not allowed in WHERE"]);
-    run("SELECT key FROM df1 CROSS JOIN df1 AS b", &["not supported", "CROSS"]);
+    run(
+        "SELECT CAST(key AS VARCHAR) + 1 FROM df1",
+        &["Cannot apply + to VARCHAR and BIGINT"],
+    );
+    run(
+        "SELECT key FROM df1 WHERE group1 + 'x' > 1",
+        &["Could not convert string 'x' to BIGINT"],
+    );
+    run(
+        "SELECT key FROM df1 WHERE key = DATE '2024-13-45'",
+        &["invalid DATE literal '2024-13-45'"],
+    );
+    run(
+        "SELECT key FROM df1 WHERE value LIKE 'a%'",
+        &["LIKE needs VARCHAR, got DOUBLE"],
+    );
+    run(
+        "SELECT key, sum(value) FROM df1",
+        &["column \"key\" must appear in the GROUP BY clause"],
+    );
+    run(
+        "SELECT sum(key) FROM df1 WHERE count(*) > 1",
+        &["aggregates are not allowed in WHERE"],
+    );
+    run(
+        "SELECT key FROM df1 CROSS JOIN df1 AS b",
+        &["not supported", "CROSS"],
+    );
     run("SELECT key % 0 FROM df1", &["Division by zero"]);
     run("DELETE FROM df1", &["not supported", "DELETE"]);
 }
@@ -45,7 +84,12 @@ fn missing_and_corrupt_files_fail_with_the_file_name() {
     story1_data(data.path(), "0.00001");
     let cluster = TestCluster::start(1);
     fails_with(
-        &["sql", "--scheduler", &cluster.url, "SELECT * FROM read_parquet('/nonexistent/x.parquet')"],
+        &[
+            "sql",
+            "--scheduler",
+            &cluster.url,
+            "SELECT * FROM read_parquet('/nonexistent/x.parquet')",
+        ],
         &["no Parquet files match /nonexistent/x.parquet"],
     );
 
@@ -53,24 +97,39 @@ fn missing_and_corrupt_files_fail_with_the_file_name() {
     let garbage = data.path().join("garbage.parquet");
     std::fs::write(&garbage, b"this is not parquet").unwrap();
     let sql = format!("SELECT count(*) FROM read_parquet('{}')", garbage.display());
-    fails_with(&["sql", "--scheduler", &cluster.url, &sql], &["cannot read Parquet file", "garbage.parquet"]);
+    fails_with(
+        &["sql", "--scheduler", &cluster.url, &sql],
+        &["cannot read Parquet file", "garbage.parquet"],
+    );
 
     // A valid footer over corrupt pages: fails in the workers, after the retries.
     let file = data.path().join("df1").join("part-00000.parquet");
     let corrupt = data.path().join("corrupt.parquet");
     std::fs::copy(&file, &corrupt).unwrap();
-    let mut f = std::fs::OpenOptions::new().write(true).open(&corrupt).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&corrupt)
+        .unwrap();
     f.seek(SeekFrom::Start(4)).unwrap();
     f.write_all(&[0xff; 64]).unwrap();
     drop(f);
     let sql = format!("SELECT sum(key) FROM read_parquet('{}')", corrupt.display());
-    fails_with(&["sql", "--scheduler", &cluster.url, &sql], &["job failed", "failed after 3 attempts", "corrupt.parquet"]);
+    fails_with(
+        &["sql", "--scheduler", &cluster.url, &sql],
+        &["job failed", "failed after 3 attempts", "corrupt.parquet"],
+    );
 }
 
 #[test]
 fn unreachable_scheduler_is_reported() {
-    fails_with(&["sql", "--scheduler", "http://127.0.0.1:1", "SELECT 1"], &["cannot reach the scheduler at http://127.0.0.1:1"]);
-    fails_with(&["health", "--scheduler", "http://127.0.0.1:1"], &["cannot reach the scheduler"]);
+    fails_with(
+        &["sql", "--scheduler", "http://127.0.0.1:1", "SELECT 1"],
+        &["cannot reach the scheduler at http://127.0.0.1:1"],
+    );
+    fails_with(
+        &["health", "--scheduler", "http://127.0.0.1:1"],
+        &["cannot reach the scheduler"],
+    );
 }
 
 #[test]
@@ -82,16 +141,39 @@ fn unreachable_worker_is_reported() {
         let job = client.submit("SELECT 42 AS answer", &[]).await.unwrap();
         let report = client.wait(&job, |_| {}).await.unwrap();
         cluster.kill_workers();
-        let err = client.fetch(&report).await.err().expect("fetch from a dead worker fails");
+        let err = client
+            .fetch(&report)
+            .await
+            .err()
+            .expect("fetch from a dead worker fails");
         let msg = err.to_string();
-        assert!(msg.contains("cannot reach the worker at http://127.0.0.1:"), "{msg}");
+        assert!(
+            msg.contains("cannot reach the worker at http://127.0.0.1:"),
+            "{msg}"
+        );
     });
 }
 
 #[test]
 fn bad_command_lines_are_rejected() {
-    fails_with(&["sql", "--table", "nonsense", "SELECT 1"], &["expected NAME=PATH"]);
-    fails_with(&["sql", "--workers", "0", "SELECT 1"], &["--workers must be at least 1"]);
+    fails_with(
+        &["sql", "--table", "nonsense", "SELECT 1"],
+        &["expected NAME=PATH"],
+    );
+    fails_with(
+        &["sql", "--workers", "0", "SELECT 1"],
+        &["--workers must be at least 1"],
+    );
     fails_with(&["sql"], &["give a query, or --file FILE"]);
-    fails_with(&["datagen", "imbalanced-join", "--scale", "0", "--out", "/tmp/x"], &["--scale must be a positive number"]);
+    fails_with(
+        &[
+            "datagen",
+            "imbalanced-join",
+            "--scale",
+            "0",
+            "--out",
+            "/tmp/x",
+        ],
+        &["--scale must be a positive number"],
+    );
 }

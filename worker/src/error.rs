@@ -32,9 +32,18 @@ pub enum WorkerError {
         source: std::io::Error,
     },
     #[error("cannot fetch stage {stage} task {map_task} output from {url}: {message}")]
-    Fetch { url: String, stage: u32, map_task: u32, message: String },
+    Fetch {
+        url: String,
+        stage: u32,
+        map_task: u32,
+        message: String,
+    },
     #[error("task would use {requested} bytes but the worker's memory limit is {limit} bytes ({used} in use)")]
-    MemoryExhausted { requested: usize, used: usize, limit: usize },
+    MemoryExhausted {
+        requested: usize,
+        used: usize,
+        limit: usize,
+    },
     #[error("{message}")]
     Eval { message: String },
     #[error(transparent)]
@@ -47,11 +56,16 @@ pub enum WorkerError {
 
 impl WorkerError {
     pub fn eval(message: impl Into<String>) -> Self {
-        WorkerError::Eval { message: message.into() }
+        WorkerError::Eval {
+            message: message.into(),
+        }
     }
 
     pub fn io(path: impl std::fmt::Display, source: std::io::Error) -> Self {
-        WorkerError::Io { path: path.to_string(), source }
+        WorkerError::Io {
+            path: path.to_string(),
+            source,
+        }
     }
 }
 
@@ -62,6 +76,9 @@ pub trait ArrowContext<T> {
 
 impl<T> ArrowContext<T> for Result<T, ArrowError> {
     fn context(self, what: &str) -> Result<T> {
-        self.map_err(|source| WorkerError::Arrow { context: what.to_string(), source })
+        self.map_err(|source| WorkerError::Arrow {
+            context: what.to_string(),
+            source,
+        })
     }
 }

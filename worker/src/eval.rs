@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    new_null_array, Array, ArrayRef, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array,
-    RecordBatch, Scalar, StringArray, TimestampMicrosecondArray,
+    new_null_array, Array, ArrayRef, BooleanArray, Date32Array, Float64Array, Int32Array,
+    Int64Array, RecordBatch, Scalar, StringArray, TimestampMicrosecondArray,
 };
 use arrow::compute::kernels::{boolean, cmp, comparison, numeric, zip::zip};
 use arrow::compute::{cast_with_options, prep_null_mask_filter, CastOptions};
@@ -73,7 +73,11 @@ pub fn evaluate(expr: &Expr, batch: &RecordBatch) -> Result<ArrayRef> {
 pub fn evaluate_predicate(expr: &Expr, batch: &RecordBatch) -> Result<BooleanArray> {
     let array = evaluate(expr, batch)?;
     let mask = as_bool(&array)?;
-    Ok(if mask.null_count() > 0 { prep_null_mask_filter(mask) } else { mask.clone() })
+    Ok(if mask.null_count() > 0 {
+        prep_null_mask_filter(mask)
+    } else {
+        mask.clone()
+    })
 }
 
 fn as_bool(array: &ArrayRef) -> Result<&BooleanArray> {
@@ -88,7 +92,9 @@ pub fn eval(expr: &Expr, batch: &RecordBatch) -> Result<Value> {
     Ok(match expr {
         Expr::Column(i) => Value::Array(batch.column(*i).clone()),
         Expr::Literal(v) => Value::Scalar(scalar_array(v)),
-        Expr::Binary { op, left, right } => binary(*op, eval(left, batch)?, eval(right, batch)?, rows)?,
+        Expr::Binary { op, left, right } => {
+            binary(*op, eval(left, batch)?, eval(right, batch)?, rows)?
+        }
         Expr::Not(e) => {
             let a = evaluate(e, batch)?;
             Value::Array(Arc::new(boolean::not(as_bool(&a)?).context("NOT")?))
@@ -97,11 +103,18 @@ pub fn eval(expr: &Expr, batch: &RecordBatch) -> Result<Value> {
             let a = evaluate(e, batch)?;
             Value::Array(numeric::neg(a.as_ref()).context("negation")?)
         }
-        Expr::IsNull(e) => Value::Array(Arc::new(boolean::is_null(evaluate(e, batch)?.as_ref()).context("IS NULL")?)),
-        Expr::IsNotNull(e) => {
-            Value::Array(Arc::new(boolean::is_not_null(evaluate(e, batch)?.as_ref()).context("IS NOT NULL")?))
-        }
-        Expr::Like { expr, pattern, negated, case_insensitive } => {
+        Expr::IsNull(e) => Value::Array(Arc::new(
+            boolean::is_null(evaluate(e, batch)?.as_ref()).context("IS NULL")?,
+        )),
+        Expr::IsNotNull(e) => Value::Array(Arc::new(
+            boolean::is_not_null(evaluate(e, batch)?.as_ref()).context("IS NOT NULL")?,
+        )),
+        Expr::Like {
+            expr,
+            pattern,
+            negated,
+            case_insensitive,
+        } => {
             let a = evaluate(expr, batch)?;
             let p = StringArray::from(vec![pattern.as_str()]);
             let p = Scalar::new(&p);
@@ -114,7 +127,11 @@ pub fn eval(expr: &Expr, batch: &RecordBatch) -> Result<Value> {
             .context("LIKE")?;
             Value::Array(Arc::new(out))
         }
-        Expr::InList { expr, list, negated } => {
+        Expr::InList {
+            expr,
+            list,
+            negated,
+        } => {
             let value = eval(expr, batch)?;
             let mut acc: Option<BooleanArray> = None;
             for item in list {
@@ -126,7 +143,11 @@ pub fn eval(expr: &Expr, batch: &RecordBatch) -> Result<Value> {
                 });
             }
             let acc = acc.unwrap_or_else(|| BooleanArray::from(vec![false; rows]));
-            let acc = if *negated { boolean::not(&acc).context("NOT IN")? } else { acc };
+            let acc = if *negated {
+                boolean::not(&acc).context("NOT IN")?
+            } else {
+                acc
+            };
             Value::Array(Arc::new(acc))
         }
         Expr::Case { whens, otherwise } => {
@@ -149,14 +170,23 @@ pub fn eval(expr: &Expr, batch: &RecordBatch) -> Result<Value> {
             let from = v.data_type().clone();
             let cast_one = |a: &ArrayRef| -> Result<ArrayRef> {
                 // SQL rounds a double to the nearest integer; Arrow truncates.
-                let a = if from == DataType::Float64 && matches!(to, DataType::Int32 | DataType::Int64) {
+                let a = if from == DataType::Float64
+                    && matches!(to, DataType::Int32 | DataType::Int64)
+                {
                     let f = a.as_any().downcast_ref::<Float64Array>().expect("float64");
                     Arc::new(f.unary::<_, Float64Type>(|x| x.round())) as ArrayRef
                 } else {
                     a.clone()
                 };
-                cast_with_options(&a, to, &CastOptions { safe: false, ..Default::default() })
-                    .map_err(|e| WorkerError::eval(format!("cannot cast {from} to {to}: {e}")))
+                cast_with_options(
+                    &a,
+                    to,
+                    &CastOptions {
+                        safe: false,
+                        ..Default::default()
+                    },
+                )
+                .map_err(|e| WorkerError::eval(format!("cannot cast {from} to {to}: {e}")))
             };
             match &v {
                 Value::Array(a) => Value::Array(cast_one(a)?),
@@ -200,8 +230,12 @@ fn binary(op: BinaryOp, l: Value, r: Value, rows: usize) -> Result<Value> {
     if matches!(op, BinaryOp::And | BinaryOp::Or) {
         let (l, r) = (l.into_array(rows)?, r.into_array(rows)?);
         let (l, r) = (as_bool(&l)?, as_bool(&r)?);
-        let out = if op == BinaryOp::And { boolean::and_kleene(l, r) } else { boolean::or_kleene(l, r) }
-            .context(op.symbol())?;
+        let out = if op == BinaryOp::And {
+            boolean::and_kleene(l, r)
+        } else {
+            boolean::or_kleene(l, r)
+        }
+        .context(op.symbol())?;
         return Ok(Value::Array(Arc::new(out)));
     }
     // As in DuckDB: `/` is IEEE float division (x / 0 is ±inf), `%` by zero is an error.
@@ -224,7 +258,11 @@ fn binary(op: BinaryOp, l: Value, r: Value, rows: usize) -> Result<Value> {
         _ => unreachable!("not arithmetic"),
     }
     .map_err(|e| WorkerError::eval(format!("arithmetic {}: {e}", op.symbol())))?;
-    Ok(if scalar { Value::Scalar(out) } else { Value::Array(out) })
+    Ok(if scalar {
+        Value::Scalar(out)
+    } else {
+        Value::Array(out)
+    })
 }
 
 fn zero_of(t: &DataType) -> Result<ArrayRef> {
@@ -232,7 +270,11 @@ fn zero_of(t: &DataType) -> Result<ArrayRef> {
         DataType::Int32 => Arc::new(Int32Array::from(vec![0])),
         DataType::Int64 => Arc::new(Int64Array::from(vec![0])),
         DataType::Float64 => Arc::new(Float64Array::from(vec![0.0])),
-        other => return Err(WorkerError::eval(format!("cannot divide values of type {other}"))),
+        other => {
+            return Err(WorkerError::eval(format!(
+                "cannot divide values of type {other}"
+            )))
+        }
     })
 }
 
@@ -242,9 +284,15 @@ fn function(func: Func, args: &[Expr], batch: &RecordBatch) -> Result<ArrayRef> 
         Func::Abs => {
             let a = arg(0)?;
             Ok(match a.data_type() {
-                DataType::Int32 => Arc::new(downcast::<Int32Array>(&a)?.unary::<_, Int32Type>(|x| x.wrapping_abs())),
-                DataType::Int64 => Arc::new(downcast::<Int64Array>(&a)?.unary::<_, Int64Type>(|x| x.wrapping_abs())),
-                DataType::Float64 => Arc::new(downcast::<Float64Array>(&a)?.unary::<_, Float64Type>(|x| x.abs())),
+                DataType::Int32 => Arc::new(
+                    downcast::<Int32Array>(&a)?.unary::<_, Int32Type>(|x| x.wrapping_abs()),
+                ),
+                DataType::Int64 => Arc::new(
+                    downcast::<Int64Array>(&a)?.unary::<_, Int64Type>(|x| x.wrapping_abs()),
+                ),
+                DataType::Float64 => {
+                    Arc::new(downcast::<Float64Array>(&a)?.unary::<_, Float64Type>(|x| x.abs()))
+                }
                 other => return Err(WorkerError::eval(format!("abs() of {other}"))),
             })
         }
@@ -253,14 +301,21 @@ fn function(func: Func, args: &[Expr], batch: &RecordBatch) -> Result<ArrayRef> 
             let digits = match args.get(1) {
                 Some(Expr::Literal(ScalarValue::Int64(d))) => *d as i32,
                 Some(Expr::Literal(ScalarValue::Int32(d))) => *d,
-                Some(other) => return Err(WorkerError::eval(format!("round() digits must be a constant, got {other}"))),
+                Some(other) => {
+                    return Err(WorkerError::eval(format!(
+                        "round() digits must be a constant, got {other}"
+                    )))
+                }
                 None => 0,
             };
             Ok(match a.data_type() {
                 DataType::Float64 => {
                     let scale = 10f64.powi(digits);
                     // f64::round rounds half away from zero, as DuckDB does.
-                    Arc::new(downcast::<Float64Array>(&a)?.unary::<_, Float64Type>(|x| (x * scale).round() / scale))
+                    Arc::new(
+                        downcast::<Float64Array>(&a)?
+                            .unary::<_, Float64Type>(|x| (x * scale).round() / scale),
+                    )
                 }
                 DataType::Int32 | DataType::Int64 => a,
                 other => return Err(WorkerError::eval(format!("round() of {other}"))),
@@ -280,7 +335,10 @@ fn function(func: Func, args: &[Expr], batch: &RecordBatch) -> Result<ArrayRef> 
             let a = arg(0)?;
             let s = downcast::<StringArray>(&a)?;
             // Characters, not bytes, as in DuckDB.
-            let out: Int64Array = s.iter().map(|v| v.map(|s| s.chars().count() as i64)).collect();
+            let out: Int64Array = s
+                .iter()
+                .map(|v| v.map(|s| s.chars().count() as i64))
+                .collect();
             Ok(Arc::new(out))
         }
         Func::Coalesce => {
@@ -315,7 +373,12 @@ mod tests {
             Arc::new(schema),
             vec![
                 Arc::new(Int64Array::from(vec![Some(1), None, Some(3), Some(0)])),
-                Arc::new(StringArray::from(vec![Some("Apple"), Some("bob"), None, Some("ÄX")])),
+                Arc::new(StringArray::from(vec![
+                    Some("Apple"),
+                    Some("bob"),
+                    None,
+                    Some("ÄX"),
+                ])),
             ],
         )
         .unwrap()
@@ -351,25 +414,43 @@ mod tests {
         let out = out.as_any().downcast_ref::<Int64Array>().unwrap();
         assert_eq!(out.values().to_vec(), vec![1, -1, 3, 0]);
 
-        let len = Expr::Func { func: Func::Length, args: vec![Expr::Column(1)] };
+        let len = Expr::Func {
+            func: Func::Length,
+            args: vec![Expr::Column(1)],
+        };
         let out = evaluate(&len, &batch()).unwrap();
         let out = out.as_any().downcast_ref::<Int64Array>().unwrap();
-        assert_eq!(out.iter().collect::<Vec<_>>(), vec![Some(5), Some(3), None, Some(2)]);
+        assert_eq!(
+            out.iter().collect::<Vec<_>>(),
+            vec![Some(5), Some(3), None, Some(2)]
+        );
 
-        let upper = Expr::Func { func: Func::Upper, args: vec![Expr::Column(1)] };
+        let upper = Expr::Func {
+            func: Func::Upper,
+            args: vec![Expr::Column(1)],
+        };
         let out = evaluate(&upper, &batch()).unwrap();
-        assert_eq!(out.as_any().downcast_ref::<StringArray>().unwrap().value(1), "BOB");
+        assert_eq!(
+            out.as_any().downcast_ref::<StringArray>().unwrap().value(1),
+            "BOB"
+        );
     }
 
     #[test]
     fn in_list_has_sql_null_semantics() {
         let e = Expr::InList {
             expr: Box::new(Expr::Column(0)),
-            list: vec![lit(3), Expr::Literal(ScalarValue::Null).cast(DataType::Int64)],
+            list: vec![
+                lit(3),
+                Expr::Literal(ScalarValue::Null).cast(DataType::Int64),
+            ],
             negated: true,
         };
         let out = evaluate(&e, &batch()).unwrap();
         let out = out.as_any().downcast_ref::<BooleanArray>().unwrap();
-        assert_eq!(out.iter().collect::<Vec<_>>(), vec![None, None, Some(false), None]);
+        assert_eq!(
+            out.iter().collect::<Vec<_>>(),
+            vec![None, None, Some(false), None]
+        );
     }
 }

@@ -18,7 +18,10 @@ pub struct MemoryPool {
 
 impl MemoryPool {
     pub fn new(limit: usize) -> Arc<Self> {
-        Arc::new(MemoryPool { limit, used: AtomicUsize::new(0) })
+        Arc::new(MemoryPool {
+            limit,
+            used: AtomicUsize::new(0),
+        })
     }
 
     pub fn limit(&self) -> usize {
@@ -34,9 +37,18 @@ impl MemoryPool {
         loop {
             let next = current + bytes;
             if next > self.limit {
-                return Err(WorkerError::MemoryExhausted { requested: bytes, used: current, limit: self.limit });
+                return Err(WorkerError::MemoryExhausted {
+                    requested: bytes,
+                    used: current,
+                    limit: self.limit,
+                });
             }
-            match self.used.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Relaxed) {
+            match self.used.compare_exchange_weak(
+                current,
+                next,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return Ok(()),
                 Err(actual) => current = actual,
             }
@@ -58,7 +70,11 @@ pub struct TaskMemory {
 
 impl TaskMemory {
     pub fn new(pool: Arc<MemoryPool>) -> Arc<Self> {
-        Arc::new(TaskMemory { pool, current: AtomicUsize::new(0), peak: AtomicUsize::new(0) })
+        Arc::new(TaskMemory {
+            pool,
+            current: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+        })
     }
 
     pub fn peak(&self) -> usize {
@@ -66,7 +82,10 @@ impl TaskMemory {
     }
 
     pub fn reservation(self: &Arc<Self>) -> Reservation {
-        Reservation { task: Arc::clone(self), size: 0 }
+        Reservation {
+            task: Arc::clone(self),
+            size: 0,
+        }
     }
 }
 

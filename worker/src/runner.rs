@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::{StreamExt, TryStreamExt};
-use keel_proto::pb::{task_status, FetchFailure, PartitionStats, TaskFailed, TaskStatus, TaskSucceeded};
+use keel_proto::pb::{
+    task_status, FetchFailure, PartitionStats, TaskFailed, TaskStatus, TaskSucceeded,
+};
 use keel_proto::task::TaskDescriptor;
 use tracing::Instrument;
 
@@ -31,7 +33,11 @@ pub struct TaskOutcome {
     pub peak_memory: usize,
 }
 
-pub async fn run_task(env: Arc<TaskEnv>, task: TaskDescriptor, cancelled: Arc<AtomicBool>) -> TaskStatus {
+pub async fn run_task(
+    env: Arc<TaskEnv>,
+    task: TaskDescriptor,
+    cancelled: Arc<AtomicBool>,
+) -> TaskStatus {
     let span = tracing::info_span!("task", job = %task.job, stage = task.task.stage.0, task = task.task.index, attempt = task.task.attempt);
     let started = Instant::now();
     let mut status = TaskStatus {
@@ -49,7 +55,11 @@ pub async fn run_task(env: Arc<TaskEnv>, task: TaskDescriptor, cancelled: Arc<At
                 .partitions
                 .iter()
                 .enumerate()
-                .map(|(p, s)| PartitionStats { partition: p as u32, rows: s.rows, bytes: s.bytes })
+                .map(|(p, s)| PartitionStats {
+                    partition: p as u32,
+                    rows: s.rows,
+                    bytes: s.bytes,
+                })
                 .collect();
             let duration_ms = started.elapsed().as_millis() as u64;
             tracing::debug!(duration_ms, peak = outcome.peak_memory, "task finished");
@@ -64,18 +74,32 @@ pub async fn run_task(env: Arc<TaskEnv>, task: TaskDescriptor, cancelled: Arc<At
         Err(e) => {
             tracing::warn!(error = %e, "task failed");
             let fetch_failure = match &e {
-                WorkerError::Fetch { url, stage, map_task, .. } => {
-                    Some(FetchFailure { flight_url: url.clone(), stage_id: *stage, task: *map_task })
-                }
+                WorkerError::Fetch {
+                    url,
+                    stage,
+                    map_task,
+                    ..
+                } => Some(FetchFailure {
+                    flight_url: url.clone(),
+                    stage_id: *stage,
+                    task: *map_task,
+                }),
                 _ => None,
             };
-            task_status::Result::Failed(TaskFailed { message: e.to_string(), fetch_failure })
+            task_status::Result::Failed(TaskFailed {
+                message: e.to_string(),
+                fetch_failure,
+            })
         }
     });
     status
 }
 
-async fn execute(env: Arc<TaskEnv>, task: TaskDescriptor, cancelled: Arc<AtomicBool>) -> Result<TaskOutcome> {
+async fn execute(
+    env: Arc<TaskEnv>,
+    task: TaskDescriptor,
+    cancelled: Arc<AtomicBool>,
+) -> Result<TaskOutcome> {
     let memory = TaskMemory::new(env.pool.clone());
     let mut input_reservation = memory.reservation();
     let mut inputs = Vec::with_capacity(task.inputs.len());
@@ -95,7 +119,11 @@ async fn execute(env: Arc<TaskEnv>, task: TaskDescriptor, cancelled: Arc<AtomicB
     let env2 = env.clone();
     let memory2 = memory.clone();
     let handle = tokio::task::spawn_blocking(move || -> Result<Vec<PartitionStat>> {
-        let mut ctx = ExecContext { memory: memory2, inputs, cancelled };
+        let mut ctx = ExecContext {
+            memory: memory2,
+            inputs,
+            cancelled,
+        };
         let iter = operators::build(&task.plan, &mut ctx)?;
         let schema = Arc::new(task.plan.schema());
         let mut sink = TaskSink::open(&task.sink, &env2.work_dir, &task.job, task.task, schema)?;
@@ -111,7 +139,12 @@ async fn execute(env: Arc<TaskEnv>, task: TaskDescriptor, cancelled: Arc<AtomicB
         }
         sink.finish()
     });
-    let partitions = handle.await.map_err(|e| WorkerError::eval(format!("task panicked: {e}")))??;
+    let partitions = handle
+        .await
+        .map_err(|e| WorkerError::eval(format!("task panicked: {e}")))??;
     drop(input_reservation);
-    Ok(TaskOutcome { partitions, peak_memory: memory.peak() })
+    Ok(TaskOutcome {
+        partitions,
+        peak_memory: memory.peak(),
+    })
 }

@@ -49,7 +49,12 @@ struct Running {
 impl Running {
     fn add(&self, job: &JobId) -> Arc<AtomicBool> {
         let flag = Arc::new(AtomicBool::new(false));
-        self.jobs.lock().expect("running").entry(job.clone()).or_default().push(flag.clone());
+        self.jobs
+            .lock()
+            .expect("running")
+            .entry(job.clone())
+            .or_default()
+            .push(flag.clone());
         flag
     }
 
@@ -76,16 +81,31 @@ impl Running {
     }
 
     fn count(&self) -> usize {
-        self.jobs.lock().expect("running").values().map(|v| v.len()).sum()
+        self.jobs
+            .lock()
+            .expect("running")
+            .values()
+            .map(|v| v.len())
+            .sum()
     }
 }
 
 /// Runs the worker until `shutdown` resolves.
-pub async fn run(config: WorkerConfig, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<()> {
-    let local = listener.local_addr().map_err(|e| WorkerError::io("listener", e))?;
-    let advertise = config.advertise.clone().unwrap_or_else(|| default_advertise(local));
+pub async fn run(
+    config: WorkerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let local = listener
+        .local_addr()
+        .map_err(|e| WorkerError::io("listener", e))?;
+    let advertise = config
+        .advertise
+        .clone()
+        .unwrap_or_else(|| default_advertise(local));
     let flight_url = format!("http://{advertise}");
-    std::fs::create_dir_all(&config.work_dir).map_err(|e| WorkerError::io(config.work_dir.display(), e))?;
+    std::fs::create_dir_all(&config.work_dir)
+        .map_err(|e| WorkerError::io(config.work_dir.display(), e))?;
     let pool = MemoryPool::new(config.memory_limit);
     let env = Arc::new(TaskEnv {
         work_dir: config.work_dir.clone(),
@@ -94,10 +114,14 @@ pub async fn run(config: WorkerConfig, listener: TcpListener, shutdown: impl Fut
     });
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<FlightServiceServer<KeelFlight>>().await;
-    let flight = FlightServiceServer::new(KeelFlight { work_dir: config.work_dir.clone() })
-        .max_decoding_message_size(usize::MAX)
-        .max_encoding_message_size(usize::MAX);
+    health
+        .set_serving::<FlightServiceServer<KeelFlight>>()
+        .await;
+    let flight = FlightServiceServer::new(KeelFlight {
+        work_dir: config.work_dir.clone(),
+    })
+    .max_decoding_message_size(usize::MAX)
+    .max_encoding_message_size(usize::MAX);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = Server::builder()
         .add_service(health_service)
@@ -110,7 +134,14 @@ pub async fn run(config: WorkerConfig, listener: TcpListener, shutdown: impl Fut
 
     let running = Arc::new(Running::default());
     let slots = Arc::new(tokio::sync::Semaphore::new(config.cores.max(1)));
-    let control = control_loop(config.clone(), flight_url, env, pool, running.clone(), slots);
+    let control = control_loop(
+        config.clone(),
+        flight_url,
+        env,
+        pool,
+        running.clone(),
+        slots,
+    );
     tokio::select! {
         _ = shutdown => tracing::info!("worker shutting down"),
         _ = control => {}
@@ -181,12 +212,19 @@ async fn session(
         .worker_id;
     tracing::info!(%worker_id, "registered with scheduler");
     let mut commands = client
-        .open_commands(ConnectRequest { worker_id: worker_id.clone() })
+        .open_commands(ConnectRequest {
+            worker_id: worker_id.clone(),
+        })
         .await
         .map_err(|s| unreachable(&s.message()))?
         .into_inner();
 
-    let heartbeat = tokio::spawn(heartbeats(channel.clone(), worker_id.clone(), pool.clone(), running.clone()));
+    let heartbeat = tokio::spawn(heartbeats(
+        channel.clone(),
+        worker_id.clone(),
+        pool.clone(),
+        running.clone(),
+    ));
     let result = loop {
         let command = match commands.message().await {
             Ok(Some(c)) => c,
@@ -195,7 +233,14 @@ async fn session(
         };
         match command.command {
             Some(Command::LaunchTask(bytes)) => match decode::<TaskDescriptor>(&bytes) {
-                Ok(task) => launch(channel.clone(), worker_id.clone(), env.clone(), running.clone(), slots.clone(), task),
+                Ok(task) => launch(
+                    channel.clone(),
+                    worker_id.clone(),
+                    env.clone(),
+                    running.clone(),
+                    slots.clone(),
+                    task,
+                ),
                 Err(e) => tracing::error!(error = %e, "scheduler sent a malformed task"),
             },
             Some(Command::CancelJob(job)) => running.cancel(&JobId(job)),
@@ -228,7 +273,9 @@ fn launch(
     let cancelled = running.add(&job);
     tokio::spawn(async move {
         // The scheduler sends at most --cores tasks; the semaphore makes that a guarantee.
-        let Ok(_slot) = slots.acquire_owned().await else { return };
+        let Ok(_slot) = slots.acquire_owned().await else {
+            return;
+        };
         let mut status = run_task(env, task, cancelled.clone()).await;
         running.remove(&job, &cancelled);
         if cancelled.load(Ordering::Relaxed) {
@@ -242,7 +289,12 @@ fn launch(
     });
 }
 
-async fn heartbeats(channel: Channel, worker_id: String, pool: Arc<MemoryPool>, running: Arc<Running>) {
+async fn heartbeats(
+    channel: Channel,
+    worker_id: String,
+    pool: Arc<MemoryPool>,
+    running: Arc<Running>,
+) {
     let mut client = WorkerServiceClient::new(channel);
     let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
     loop {
@@ -262,11 +314,15 @@ async fn heartbeats(channel: Channel, worker_id: String, pool: Arc<MemoryPool>, 
 /// less a reserve for the process itself.
 pub fn default_memory_limit() -> usize {
     use sysinfo::{MemoryRefreshKind, RefreshKind, System};
-    let Ok(sys) = System::new_with_specifics(RefreshKind::nothing().with_memory(MemoryRefreshKind::everything()))
-    else {
+    let Ok(sys) = System::new_with_specifics(
+        RefreshKind::nothing().with_memory(MemoryRefreshKind::everything()),
+    ) else {
         return 4 << 30;
     };
-    let total = sys.cgroup_limits().map(|c| c.total_memory).unwrap_or_else(|| sys.total_memory()) as usize;
+    let total = sys
+        .cgroup_limits()
+        .map(|c| c.total_memory)
+        .unwrap_or_else(|| sys.total_memory()) as usize;
     let reserve = (total / 10).max(256 << 20);
     total.saturating_sub(reserve).max(256 << 20)
 }

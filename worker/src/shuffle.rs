@@ -32,11 +32,14 @@ pub fn job_dir(work_dir: &Path, job: &JobId) -> PathBuf {
 }
 
 pub fn map_dir(work_dir: &Path, job: &JobId, stage: StageId, task: u32, attempt: u32) -> PathBuf {
-    job_dir(work_dir, job).join(format!("stage-{}", stage.0)).join(format!("map-{task}-{attempt}"))
+    job_dir(work_dir, job)
+        .join(format!("stage-{}", stage.0))
+        .join(format!("map-{task}-{attempt}"))
 }
 
 pub fn partition_path(work_dir: &Path, t: &PartitionTicket) -> PathBuf {
-    map_dir(work_dir, &t.job, t.stage, t.map_task, t.attempt).join(format!("part-{}.arrow", t.partition))
+    map_dir(work_dir, &t.job, t.stage, t.map_task, t.attempt)
+        .join(format!("part-{}.arrow", t.partition))
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -61,7 +64,11 @@ impl ShuffleWriter {
     pub fn new(dir: PathBuf, schema: SchemaRef, keys: Vec<Expr>, partitions: u32) -> Result<Self> {
         std::fs::create_dir_all(&dir).map_err(|e| WorkerError::io(dir.display(), e))?;
         let n = partitions.max(1) as usize;
-        let keys = if n > 1 { Some(KeyEncoder::new(keys, &schema)?) } else { None };
+        let keys = if n > 1 {
+            Some(KeyEncoder::new(keys, &schema)?)
+        } else {
+            None
+        };
         Ok(ShuffleWriter {
             dir,
             schema,
@@ -90,7 +97,8 @@ impl ShuffleWriter {
             if idx.is_empty() {
                 continue;
             }
-            let part = take_record_batch(&batch, &UInt32Array::from(idx)).context("partitioning")?;
+            let part =
+                take_record_batch(&batch, &UInt32Array::from(idx)).context("partitioning")?;
             self.buffer(p, part)?;
         }
         Ok(())
@@ -120,11 +128,17 @@ impl ShuffleWriter {
         if self.writers[p].is_none() {
             let path = self.dir.join(format!("part-{p}.arrow"));
             let file = File::create(&path).map_err(|e| WorkerError::io(path.display(), e))?;
-            self.writers[p] =
-                Some(StreamWriter::try_new(BufWriter::new(file), &self.schema).context("opening shuffle file")?);
+            self.writers[p] = Some(
+                StreamWriter::try_new(BufWriter::new(file), &self.schema)
+                    .context("opening shuffle file")?,
+            );
         }
         self.stats[p].rows += batch.num_rows() as u64;
-        self.writers[p].as_mut().expect("open").write(&batch).context("writing shuffle file")
+        self.writers[p]
+            .as_mut()
+            .expect("open")
+            .write(&batch)
+            .context("writing shuffle file")
     }
 
     pub fn finish(mut self) -> Result<Vec<PartitionStat>> {
@@ -133,7 +147,9 @@ impl ShuffleWriter {
             if let Some(mut w) = self.writers[p].take() {
                 w.finish().context("closing shuffle file")?;
                 let path = self.dir.join(format!("part-{p}.arrow"));
-                self.stats[p].bytes = std::fs::metadata(&path).map_err(|e| WorkerError::io(path.display(), e))?.len();
+                self.stats[p].bytes = std::fs::metadata(&path)
+                    .map_err(|e| WorkerError::io(path.display(), e))?
+                    .len();
             }
         }
         Ok(self.stats)
@@ -144,9 +160,16 @@ pub fn read_local(path: &Path) -> std::io::Result<Result<Vec<RecordBatch>>> {
     let file = File::open(path)?;
     let reader = match StreamReader::try_new(std::io::BufReader::new(file), None) {
         Ok(r) => r,
-        Err(e) => return Ok(Err(WorkerError::Arrow { context: format!("reading {}", path.display()), source: e })),
+        Err(e) => {
+            return Ok(Err(WorkerError::Arrow {
+                context: format!("reading {}", path.display()),
+                source: e,
+            }))
+        }
     };
-    Ok(reader.collect::<Result<Vec<_>, _>>().context(&format!("reading {}", path.display())))
+    Ok(reader
+        .collect::<Result<Vec<_>, _>>()
+        .context(&format!("reading {}", path.display())))
 }
 
 /// Fetches shuffle partitions: from local disk when this worker wrote them,
@@ -159,7 +182,11 @@ pub struct ShuffleReader {
 
 impl ShuffleReader {
     pub fn new(work_dir: PathBuf, own_url: String) -> Self {
-        ShuffleReader { work_dir, own_url, channels: Mutex::new(HashMap::new()) }
+        ShuffleReader {
+            work_dir,
+            own_url,
+            channels: Mutex::new(HashMap::new()),
+        }
     }
 
     pub async fn fetch(&self, job: &JobId, spec: &FetchSpec) -> Result<Vec<RecordBatch>> {
@@ -186,14 +213,24 @@ impl ShuffleReader {
                 out.extend(read.map_err(|e| fail(e.to_string()))??);
                 continue;
             }
-            let channel = self.channel(&spec.flight_url).map_err(|e| fail(e.to_string()))?;
-            let mut client = FlightServiceClient::new(channel).max_decoding_message_size(usize::MAX);
-            let ticket = Ticket { ticket: encode(&ticket)?.into() };
-            let stream = client.do_get(ticket).await.map_err(|s| fail(s.message().to_string()))?.into_inner();
-            let batches: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(stream.map_err(|e| e.into()))
-                .try_collect()
-                .await
+            let channel = self
+                .channel(&spec.flight_url)
                 .map_err(|e| fail(e.to_string()))?;
+            let mut client =
+                FlightServiceClient::new(channel).max_decoding_message_size(usize::MAX);
+            let ticket = Ticket {
+                ticket: encode(&ticket)?.into(),
+            };
+            let stream = client
+                .do_get(ticket)
+                .await
+                .map_err(|s| fail(s.message().to_string()))?
+                .into_inner();
+            let batches: Vec<RecordBatch> =
+                FlightRecordBatchStream::new_from_flight_data(stream.map_err(|e| e.into()))
+                    .try_collect()
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
             out.extend(batches);
         }
         Ok(out)

@@ -17,11 +17,22 @@ use crate::shuffle::{map_dir, PartitionStat, ShuffleWriter};
 
 pub enum TaskSink {
     Shuffle(ShuffleWriter),
-    Parquet { writer: ArrowWriter<File>, tmp: PathBuf, target: PathBuf, rows: u64 },
+    Parquet {
+        writer: ArrowWriter<File>,
+        tmp: PathBuf,
+        target: PathBuf,
+        rows: u64,
+    },
 }
 
 impl TaskSink {
-    pub fn open(sink: &Sink, work_dir: &Path, job: &JobId, task: TaskId, schema: SchemaRef) -> Result<Self> {
+    pub fn open(
+        sink: &Sink,
+        work_dir: &Path,
+        job: &JobId,
+        task: TaskId,
+        schema: SchemaRef,
+    ) -> Result<Self> {
         Ok(match sink {
             Sink::Hash { keys, partitions } => {
                 let dir = map_dir(work_dir, job, task.stage, task.index, task.attempt);
@@ -37,14 +48,26 @@ impl TaskSink {
                 let target = dir.join(format!("part-{:05}.parquet", task.index));
                 // Hidden, attempt-specific temporary name: readers skip it and
                 // two attempts of one task never write the same file.
-                let tmp = dir.join(format!(".part-{:05}-{}-{}.parquet.tmp", task.index, job.0, task.attempt));
+                let tmp = dir.join(format!(
+                    ".part-{:05}-{}-{}.parquet.tmp",
+                    task.index, job.0, task.attempt
+                ));
                 let file = File::create(&tmp).map_err(|e| WorkerError::io(tmp.display(), e))?;
                 let props = WriterProperties::builder()
                     .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("level 1")))
                     .build();
-                let writer = ArrowWriter::try_new(file, schema, Some(props))
-                    .map_err(|source| WorkerError::ParquetWrite { path: tmp.display().to_string(), source })?;
-                TaskSink::Parquet { writer, tmp, target, rows: 0 }
+                let writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(|source| {
+                    WorkerError::ParquetWrite {
+                        path: tmp.display().to_string(),
+                        source,
+                    }
+                })?;
+                TaskSink::Parquet {
+                    writer,
+                    tmp,
+                    target,
+                    rows: 0,
+                }
             }
         })
     }
@@ -52,11 +75,16 @@ impl TaskSink {
     pub fn write(&mut self, batch: RecordBatch) -> Result<()> {
         match self {
             TaskSink::Shuffle(w) => w.write(batch),
-            TaskSink::Parquet { writer, tmp, rows, .. } => {
+            TaskSink::Parquet {
+                writer, tmp, rows, ..
+            } => {
                 *rows += batch.num_rows() as u64;
                 writer
                     .write(&batch)
-                    .map_err(|source| WorkerError::ParquetWrite { path: tmp.display().to_string(), source })
+                    .map_err(|source| WorkerError::ParquetWrite {
+                        path: tmp.display().to_string(),
+                        source,
+                    })
             }
         }
     }
@@ -64,11 +92,19 @@ impl TaskSink {
     pub fn finish(self) -> Result<Vec<PartitionStat>> {
         match self {
             TaskSink::Shuffle(w) => w.finish(),
-            TaskSink::Parquet { writer, tmp, target, rows } => {
-                writer
-                    .close()
-                    .map_err(|source| WorkerError::ParquetWrite { path: tmp.display().to_string(), source })?;
-                let bytes = std::fs::metadata(&tmp).map_err(|e| WorkerError::io(tmp.display(), e))?.len();
+            TaskSink::Parquet {
+                writer,
+                tmp,
+                target,
+                rows,
+            } => {
+                writer.close().map_err(|source| WorkerError::ParquetWrite {
+                    path: tmp.display().to_string(),
+                    source,
+                })?;
+                let bytes = std::fs::metadata(&tmp)
+                    .map_err(|e| WorkerError::io(tmp.display(), e))?
+                    .len();
                 std::fs::rename(&tmp, &target).map_err(|e| WorkerError::io(target.display(), e))?;
                 Ok(vec![PartitionStat { rows, bytes }])
             }

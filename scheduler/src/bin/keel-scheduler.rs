@@ -1,9 +1,9 @@
 use std::time::Duration;
 
 use clap::Parser;
+use keel_proto::size::parse_size;
 use keel_scheduler::server::run;
 use keel_scheduler::state::SchedulerConfig;
-use keel_proto::size::parse_size;
 
 /// The Keel scheduler: plans SQL into stages and tasks and runs them on workers.
 #[derive(Parser)]
@@ -35,7 +35,9 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
@@ -52,7 +54,9 @@ async fn main() -> anyhow::Result<()> {
         split_bytes: args.split_bytes.map(|b| b as u64),
         ..Default::default()
     };
-    let listener = tokio::net::TcpListener::bind(&args.bind).await.map_err(|e| anyhow::anyhow!("cannot bind {}: {e}", args.bind))?;
+    let listener = tokio::net::TcpListener::bind(&args.bind)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot bind {}: {e}", args.bind))?;
     // Tests and scripts read the bound address from this line (the port may be 0).
     println!("keel-scheduler listening on {}", listener.local_addr()?);
     run(config, listener, shutdown_signal()).await?;
@@ -61,7 +65,8 @@ async fn main() -> anyhow::Result<()> {
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = ctrl_c => {}
         _ = term.recv() => {}

@@ -35,7 +35,12 @@ pub struct PlannerConfig {
 
 impl Default for PlannerConfig {
     fn default() -> Self {
-        PlannerConfig { total_cores: 2, shuffle_partitions: 64, broadcast_bytes: 32 << 20, split_bytes: None }
+        PlannerConfig {
+            total_cores: 2,
+            shuffle_partitions: 64,
+            broadcast_bytes: 32 << 20,
+            split_bytes: None,
+        }
     }
 }
 
@@ -62,7 +67,10 @@ pub struct Planner {
 }
 
 pub fn plan(logical: &LogicalPlan, copy_to: Option<String>, config: PlannerConfig) -> StageGraph {
-    let mut planner = Planner { config, stages: vec![] };
+    let mut planner = Planner {
+        config,
+        stages: vec![],
+    };
     let output_schema = logical.schema();
     let top = planner.fragment(logical);
     let sink = match &copy_to {
@@ -70,7 +78,11 @@ pub fn plan(logical: &LogicalPlan, copy_to: Option<String>, config: PlannerConfi
         None => Sink::Single,
     };
     planner.finish(top, sink);
-    StageGraph { stages: planner.stages, output_schema, copy_to }
+    StageGraph {
+        stages: planner.stages,
+        output_schema,
+        copy_to,
+    }
 }
 
 impl Planner {
@@ -109,7 +121,12 @@ impl Planner {
 
     fn hash_exchange(&mut self, f: Fragment, keys: Vec<Expr>) -> Fragment {
         let partitions = self.config.shuffle_partitions;
-        self.exchange(f, Sink::Hash { keys, partitions }, InputMode::Hash, Source::Hash)
+        self.exchange(
+            f,
+            Sink::Hash { keys, partitions },
+            InputMode::Hash,
+            Source::Hash,
+        )
     }
 
     fn gather(&mut self, f: Fragment) -> Fragment {
@@ -120,43 +137,96 @@ impl Planner {
     }
 
     fn wrap(f: Fragment, node: impl FnOnce(Box<PlanNode>) -> PlanNode) -> Fragment {
-        Fragment { node: node(Box::new(f.node)), ..f }
+        Fragment {
+            node: node(Box::new(f.node)),
+            ..f
+        }
     }
 
     fn fragment(&mut self, plan: &LogicalPlan) -> Fragment {
         match plan {
-            LogicalPlan::Scan { table, columns, filters } => self.scan(table, columns, filters),
-            LogicalPlan::OneRow => Fragment { node: PlanNode::OneRow, inputs: vec![], source: Source::Single, rows: 1.0, bytes: 0.0 },
+            LogicalPlan::Scan {
+                table,
+                columns,
+                filters,
+            } => self.scan(table, columns, filters),
+            LogicalPlan::OneRow => Fragment {
+                node: PlanNode::OneRow,
+                inputs: vec![],
+                source: Source::Single,
+                rows: 1.0,
+                bytes: 0.0,
+            },
             LogicalPlan::Filter { input, predicate } => {
                 let f = self.fragment(input);
-                let mut f = Self::wrap(f, |i| PlanNode::Filter { input: i, predicate: predicate.clone() });
+                let mut f = Self::wrap(f, |i| PlanNode::Filter {
+                    input: i,
+                    predicate: predicate.clone(),
+                });
                 f.rows *= 0.5;
                 f.bytes *= 0.5;
                 f
             }
-            LogicalPlan::Project { input, exprs, schema } => {
+            LogicalPlan::Project {
+                input,
+                exprs,
+                schema,
+            } => {
                 let f = self.fragment(input);
-                Self::wrap(f, |i| PlanNode::Project { input: i, exprs: exprs.clone(), schema: schema.clone() })
+                Self::wrap(f, |i| PlanNode::Project {
+                    input: i,
+                    exprs: exprs.clone(),
+                    schema: schema.clone(),
+                })
             }
-            LogicalPlan::Aggregate { input, group_by, aggs, schema } => self.aggregate(input, group_by, aggs, schema),
-            LogicalPlan::Join { left, right, join_type, left_keys, right_keys, filter } => {
-                self.join(plan, left, right, *join_type, left_keys, right_keys, filter)
-            }
+            LogicalPlan::Aggregate {
+                input,
+                group_by,
+                aggs,
+                schema,
+            } => self.aggregate(input, group_by, aggs, schema),
+            LogicalPlan::Join {
+                left,
+                right,
+                join_type,
+                left_keys,
+                right_keys,
+                filter,
+            } => self.join(plan, left, right, *join_type, left_keys, right_keys, filter),
             LogicalPlan::Sort { input, keys } => self.sort(input, keys, None),
             LogicalPlan::Limit { input, skip, fetch } => {
-                if let (LogicalPlan::Sort { input: sorted, keys }, Some(n)) = (input.as_ref(), fetch) {
+                if let (
+                    LogicalPlan::Sort {
+                        input: sorted,
+                        keys,
+                    },
+                    Some(n),
+                ) = (input.as_ref(), fetch)
+                {
                     let f = self.sort(sorted, keys, Some(skip + n));
-                    return Self::wrap(f, |i| PlanNode::Limit { input: i, skip: *skip, fetch: *fetch });
+                    return Self::wrap(f, |i| PlanNode::Limit {
+                        input: i,
+                        skip: *skip,
+                        fetch: *fetch,
+                    });
                 }
                 let f = self.fragment(input);
                 let f = if matches!(f.source, Source::Single) {
                     f
                 } else {
                     let local_fetch = fetch.map(|n| n + skip);
-                    let local = Self::wrap(f, |i| PlanNode::Limit { input: i, skip: 0, fetch: local_fetch });
+                    let local = Self::wrap(f, |i| PlanNode::Limit {
+                        input: i,
+                        skip: 0,
+                        fetch: local_fetch,
+                    });
                     self.gather(local)
                 };
-                Self::wrap(f, |i| PlanNode::Limit { input: i, skip: *skip, fetch: *fetch })
+                Self::wrap(f, |i| PlanNode::Limit {
+                    input: i,
+                    skip: *skip,
+                    fetch: *fetch,
+                })
             }
             LogicalPlan::Union { inputs } => {
                 let mut nodes = vec![];
@@ -168,32 +238,53 @@ impl Planner {
                     bytes += f.bytes;
                     let schema = f.node.schema();
                     let stage = self.finish(f, Sink::Single);
-                    stage_inputs.push(StageInput { stage, mode: InputMode::Slice });
+                    stage_inputs.push(StageInput {
+                        stage,
+                        mode: InputMode::Slice,
+                    });
                     nodes.push(PlanNode::ShuffleRead { input: i, schema });
                 }
-                Fragment { node: PlanNode::Union { inputs: nodes }, inputs: stage_inputs, source: Source::Slice, rows, bytes }
+                Fragment {
+                    node: PlanNode::Union { inputs: nodes },
+                    inputs: stage_inputs,
+                    source: Source::Slice,
+                    rows,
+                    bytes,
+                }
             }
         }
     }
 
-    fn scan(&mut self, table: &crate::catalog::TableSource, columns: &[usize], filters: &[Expr]) -> Fragment {
-        let schema = Schema::new(columns.iter().map(|&c| table.schema.field(c).clone()).collect::<Vec<_>>());
+    fn scan(
+        &mut self,
+        table: &crate::catalog::TableSource,
+        columns: &[usize],
+        filters: &[Expr],
+    ) -> Fragment {
+        let schema = Schema::new(
+            columns
+                .iter()
+                .map(|&c| table.schema.field(c).clone())
+                .collect::<Vec<_>>(),
+        );
         // Surviving row groups with their estimated bytes, in file order.
         let mut groups: Vec<(usize, usize, u64, u64)> = vec![];
         for (fi, file) in table.files.iter().enumerate() {
             for (gi, rg) in file.row_groups.iter().enumerate() {
                 if prune::may_match(rg, columns, filters) {
-                    let bytes: u64 = columns.iter().map(|&c| rg.column_bytes.get(c).copied().unwrap_or(0)).sum();
+                    let bytes: u64 = columns
+                        .iter()
+                        .map(|&c| rg.column_bytes.get(c).copied().unwrap_or(0))
+                        .sum();
                     groups.push((fi, gi, bytes.max(1), rg.rows));
                 }
             }
         }
         let total: u64 = groups.iter().map(|g| g.2).sum();
         let rows: u64 = groups.iter().map(|g| g.3).sum();
-        let target = self
-            .config
-            .split_bytes
-            .unwrap_or_else(|| (total / (2 * self.config.total_cores.max(1) as u64)).clamp(8 << 20, 128 << 20));
+        let target = self.config.split_bytes.unwrap_or_else(|| {
+            (total / (2 * self.config.total_cores.max(1) as u64)).clamp(8 << 20, 128 << 20)
+        });
         let mut tasks: Vec<Vec<FileSplit>> = vec![];
         let mut current: Vec<FileSplit> = vec![];
         let mut current_bytes = 0;
@@ -201,7 +292,10 @@ impl Planner {
             let path = &table.files[fi].path;
             match current.last_mut() {
                 Some(s) if &s.path == path => s.row_groups.push(gi),
-                _ => current.push(FileSplit { path: path.clone(), row_groups: vec![gi] }),
+                _ => current.push(FileSplit {
+                    path: path.clone(),
+                    row_groups: vec![gi],
+                }),
             }
             current_bytes += bytes;
             if current_bytes >= target {
@@ -214,7 +308,11 @@ impl Planner {
         }
         let predicate = crate::sql::types::conjunction_of(filters);
         Fragment {
-            node: PlanNode::Scan { splits: vec![], schema, predicate },
+            node: PlanNode::Scan {
+                splits: vec![],
+                schema,
+                predicate,
+            },
             inputs: vec![],
             source: Source::Scan(tasks),
             rows: rows as f64,
@@ -222,7 +320,13 @@ impl Planner {
         }
     }
 
-    fn aggregate(&mut self, input: &LogicalPlan, group_by: &[Expr], aggs: &[AggExpr], schema: &Schema) -> Fragment {
+    fn aggregate(
+        &mut self,
+        input: &LogicalPlan,
+        group_by: &[Expr],
+        aggs: &[AggExpr],
+        schema: &Schema,
+    ) -> Fragment {
         let f = self.fragment(input);
         let (rows, bytes) = (f.rows, f.bytes);
         let single = |f: Fragment| {
@@ -238,7 +342,11 @@ impl Planner {
             single(f)
         } else if aggs.iter().any(|a| a.distinct) {
             // DISTINCT states are sets: shuffle raw rows by group, aggregate once.
-            let f = if group_by.is_empty() { self.gather(f) } else { self.hash_exchange(f, group_by.to_vec()) };
+            let f = if group_by.is_empty() {
+                self.gather(f)
+            } else {
+                self.hash_exchange(f, group_by.to_vec())
+            };
             single(f)
         } else {
             let input_schema = f.node.schema();
@@ -252,7 +360,11 @@ impl Planner {
             });
             let g = group_by.len();
             let keys: Vec<Expr> = (0..g).map(Expr::Column).collect();
-            let exchanged = if g == 0 { self.gather(partial) } else { self.hash_exchange(partial, keys.clone()) };
+            let exchanged = if g == 0 {
+                self.gather(partial)
+            } else {
+                self.hash_exchange(partial, keys.clone())
+            };
             Self::wrap(exchanged, |i| PlanNode::Aggregate {
                 input: i,
                 mode: AggMode::Final,
@@ -301,31 +413,73 @@ impl Planner {
             let build = self.broadcast(r);
             let mut probe = l;
             let input = probe.inputs.len();
-            probe.inputs.push(StageInput { stage: build.0, mode: InputMode::Broadcast });
-            let read = PlanNode::ShuffleRead { input, schema: build.1 };
-            Fragment { node: node(probe.node, read, false), ..probe }
+            probe.inputs.push(StageInput {
+                stage: build.0,
+                mode: InputMode::Broadcast,
+            });
+            let read = PlanNode::ShuffleRead {
+                input,
+                schema: build.1,
+            };
+            Fragment {
+                node: node(probe.node, read, false),
+                ..probe
+            }
         } else if join_type == JoinType::Inner && l.bytes <= limit {
             let build = self.broadcast(l);
             let mut probe = r;
             let input = probe.inputs.len();
-            probe.inputs.push(StageInput { stage: build.0, mode: InputMode::Broadcast });
-            let read = PlanNode::ShuffleRead { input, schema: build.1 };
-            Fragment { node: node(read, probe.node, true), ..probe }
+            probe.inputs.push(StageInput {
+                stage: build.0,
+                mode: InputMode::Broadcast,
+            });
+            let read = PlanNode::ShuffleRead {
+                input,
+                schema: build.1,
+            };
+            Fragment {
+                node: node(read, probe.node, true),
+                ..probe
+            }
         } else {
             let build_left = join_type == JoinType::Inner && l.bytes < r.bytes;
             let partitions = self.config.shuffle_partitions;
             let (ls, rs) = (l.node.schema(), r.node.schema());
-            let lstage = self.finish(l, Sink::Hash { keys: left_keys.to_vec(), partitions });
-            let rstage = self.finish(r, Sink::Hash { keys: right_keys.to_vec(), partitions });
+            let lstage = self.finish(
+                l,
+                Sink::Hash {
+                    keys: left_keys.to_vec(),
+                    partitions,
+                },
+            );
+            let rstage = self.finish(
+                r,
+                Sink::Hash {
+                    keys: right_keys.to_vec(),
+                    partitions,
+                },
+            );
             Fragment {
                 node: node(
-                    PlanNode::ShuffleRead { input: 0, schema: ls },
-                    PlanNode::ShuffleRead { input: 1, schema: rs },
+                    PlanNode::ShuffleRead {
+                        input: 0,
+                        schema: ls,
+                    },
+                    PlanNode::ShuffleRead {
+                        input: 1,
+                        schema: rs,
+                    },
                     build_left,
                 ),
                 inputs: vec![
-                    StageInput { stage: lstage, mode: InputMode::Hash },
-                    StageInput { stage: rstage, mode: InputMode::Hash },
+                    StageInput {
+                        stage: lstage,
+                        mode: InputMode::Hash,
+                    },
+                    StageInput {
+                        stage: rstage,
+                        mode: InputMode::Hash,
+                    },
                 ],
                 source: Source::Hash,
                 rows: 0.0,
@@ -347,26 +501,48 @@ impl Planner {
         let f = if matches!(f.source, Source::Single) {
             f
         } else {
-            let local = Self::wrap(f, |i| PlanNode::Sort { input: i, keys: keys.to_vec(), fetch });
+            let local = Self::wrap(f, |i| PlanNode::Sort {
+                input: i,
+                keys: keys.to_vec(),
+                fetch,
+            });
             self.gather(local)
         };
-        Self::wrap(f, |i| PlanNode::Sort { input: i, keys: keys.to_vec(), fetch })
+        Self::wrap(f, |i| PlanNode::Sort {
+            input: i,
+            keys: keys.to_vec(),
+            fetch,
+        })
     }
 }
 
 /// Group columns, then each aggregate's state columns.
-fn partial_schema(group_by: &[Expr], aggs: &[AggExpr], input: &Schema, final_schema: &Schema) -> Schema {
-    let mut fields: Vec<Field> = final_schema.fields()[..group_by.len()].iter().map(|f| f.as_ref().clone()).collect();
+fn partial_schema(
+    group_by: &[Expr],
+    aggs: &[AggExpr],
+    input: &Schema,
+    final_schema: &Schema,
+) -> Schema {
+    let mut fields: Vec<Field> = final_schema.fields()[..group_by.len()]
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
     for (k, a) in aggs.iter().enumerate() {
         let name = format!("__state_{k}");
         match a.func {
-            AggFunc::CountStar | AggFunc::Count => fields.push(Field::new(name, DataType::Int64, true)),
+            AggFunc::CountStar | AggFunc::Count => {
+                fields.push(Field::new(name, DataType::Int64, true))
+            }
             AggFunc::Avg => {
                 fields.push(Field::new(format!("{name}_sum"), DataType::Float64, true));
                 fields.push(Field::new(format!("{name}_count"), DataType::Int64, true));
             }
             AggFunc::Sum | AggFunc::Min | AggFunc::Max => {
-                let t = a.arg.as_ref().and_then(|e| e.data_type(input).ok()).unwrap_or(DataType::Float64);
+                let t = a
+                    .arg
+                    .as_ref()
+                    .and_then(|e| e.data_type(input).ok())
+                    .unwrap_or(DataType::Float64);
                 fields.push(Field::new(name, t, true));
             }
         }

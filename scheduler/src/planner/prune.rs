@@ -15,7 +15,9 @@ pub fn may_match(rg: &RowGroupMeta, columns: &[usize], filters: &[Expr]) -> bool
 }
 
 fn conjunct_may_match(rg: &RowGroupMeta, columns: &[usize], f: &Expr) -> bool {
-    let Expr::Binary { op, left, right } = f else { return true };
+    let Expr::Binary { op, left, right } = f else {
+        return true;
+    };
     if !op.is_comparison() {
         return true;
     }
@@ -26,20 +28,23 @@ fn conjunct_may_match(rg: &RowGroupMeta, columns: &[usize], f: &Expr) -> bool {
             _ => return true,
         },
     };
-    let Some(Some((min, max))) = columns.get(col).and_then(|&t| rg.stats.get(t)) else { return true };
+    let Some(Some((min, max))) = columns.get(col).and_then(|&t| rg.stats.get(t)) else {
+        return true;
+    };
     let value = match coerce(&value, min) {
         Some(v) => v,
         None => return true,
     };
-    let (Some(vs_min), Some(vs_max)) = (compare_scalars(&value, min), compare_scalars(&value, max)) else {
+    let (Some(vs_min), Some(vs_max)) = (compare_scalars(&value, min), compare_scalars(&value, max))
+    else {
         return true;
     };
     match op {
         BinaryOp::Eq => vs_min != Ordering::Less && vs_max != Ordering::Greater,
-        BinaryOp::Lt => vs_min == Ordering::Greater,       // col < v needs min < v
-        BinaryOp::LtEq => vs_min != Ordering::Less,        // min <= v
-        BinaryOp::Gt => vs_max == Ordering::Less,          // max > v
-        BinaryOp::GtEq => vs_max != Ordering::Greater,     // max >= v
+        BinaryOp::Lt => vs_min == Ordering::Greater, // col < v needs min < v
+        BinaryOp::LtEq => vs_min != Ordering::Less,  // min <= v
+        BinaryOp::Gt => vs_max == Ordering::Less,    // max > v
+        BinaryOp::GtEq => vs_max != Ordering::Greater, // max >= v
         _ => true,
     }
 }
@@ -84,7 +89,11 @@ mod tests {
     use super::*;
 
     fn rg(min: i64, max: i64) -> RowGroupMeta {
-        RowGroupMeta { rows: 10, column_bytes: vec![80], stats: vec![Some((ScalarValue::Int64(min), ScalarValue::Int64(max)))] }
+        RowGroupMeta {
+            rows: 10,
+            column_bytes: vec![80],
+            stats: vec![Some((ScalarValue::Int64(min), ScalarValue::Int64(max)))],
+        }
     }
 
     fn cmp(op: BinaryOp, v: i64) -> Expr {
@@ -101,7 +110,11 @@ mod tests {
         assert!(!may_match(&g, &[0], &[cmp(BinaryOp::Lt, 10)]));
         assert!(may_match(&g, &[0], &[cmp(BinaryOp::LtEq, 10)]));
         // 25 > col  <=>  col < 25
-        let flipped = Expr::binary(BinaryOp::Gt, Expr::Literal(ScalarValue::Int64(5)), Expr::Column(0));
+        let flipped = Expr::binary(
+            BinaryOp::Gt,
+            Expr::Literal(ScalarValue::Int64(5)),
+            Expr::Column(0),
+        );
         assert!(!may_match(&g, &[0], &[flipped]));
     }
 }

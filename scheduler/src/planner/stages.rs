@@ -65,14 +65,28 @@ impl StageGraph {
         let mut out = String::new();
         for s in &self.stages {
             let tasks = match &s.tasks {
-                TaskSource::Scan(splits) => format!("{} scan tasks", splits.len()),
+                TaskSource::Scan(splits) => {
+                    let mut files: Vec<&str> =
+                        splits.iter().flatten().map(|s| s.path.as_str()).collect();
+                    files.sort_unstable();
+                    files.dedup();
+                    let groups: usize = splits.iter().flatten().map(|s| s.row_groups.len()).sum();
+                    format!(
+                        "{} scan tasks over {} files, {groups} row groups",
+                        splits.len(),
+                        files.len()
+                    )
+                }
                 TaskSource::Shuffle => "reduce tasks chosen from map output sizes".to_string(),
                 TaskSource::Single => "1 task".to_string(),
             };
             let sink = match &s.sink {
                 Sink::Hash { keys, partitions } => {
                     let k: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
-                    format!("hash exchange on [{}] into {partitions} partitions", k.join(", "))
+                    format!(
+                        "hash exchange on [{}] into {partitions} partitions",
+                        k.join(", ")
+                    )
                 }
                 Sink::Single if s.id == self.final_stage().id => "results to client".to_string(),
                 Sink::Single => "single partition".to_string(),
@@ -85,7 +99,10 @@ impl StageGraph {
                 human_bytes(s.estimated_bytes)
             ));
             for (i, input) in s.inputs.iter().enumerate() {
-                out.push_str(&format!("  input {i}: stage {} ({:?})\n", input.stage.0, input.mode));
+                out.push_str(&format!(
+                    "  input {i}: stage {} ({:?})\n",
+                    input.stage.0, input.mode
+                ));
             }
             render(&s.plan, 1, &mut out);
         }

@@ -8,10 +8,14 @@
 use arrow::datatypes::DataType;
 use keel_proto::expr::{BinaryOp, Expr, Func, ScalarValue};
 use keel_proto::plan::{AggExpr, AggFunc};
-use sqlparser::ast::{self, BinaryOperator, FunctionArg, FunctionArgExpr, FunctionArguments, UnaryOperator};
+use sqlparser::ast::{
+    self, BinaryOperator, FunctionArg, FunctionArgExpr, FunctionArguments, UnaryOperator,
+};
 
 use super::scope::Scope;
-use super::types::{self, binary, cast_if_needed, common_type, from_sql, sql_name, temporal_literal};
+use super::types::{
+    self, binary, cast_if_needed, common_type, from_sql, sql_name, temporal_literal,
+};
 use crate::error::{Result, SchedulerError};
 
 pub type Typed = (Expr, DataType);
@@ -60,16 +64,27 @@ pub fn contains_aggregate(e: &ast::Expr) -> bool {
         | E::Cast { expr, .. }
         | E::Like { expr, .. }
         | E::ILike { expr, .. } => contains_aggregate(expr),
-        E::Between { expr, low, high, .. } => {
-            contains_aggregate(expr) || contains_aggregate(low) || contains_aggregate(high)
+        E::Between {
+            expr, low, high, ..
+        } => contains_aggregate(expr) || contains_aggregate(low) || contains_aggregate(high),
+        E::InList { expr, list, .. } => {
+            contains_aggregate(expr) || list.iter().any(contains_aggregate)
         }
-        E::InList { expr, list, .. } => contains_aggregate(expr) || list.iter().any(contains_aggregate),
-        E::Case { operand, conditions, else_result, .. } => {
+        E::Case {
+            operand,
+            conditions,
+            else_result,
+            ..
+        } => {
             operand.as_deref().is_some_and(contains_aggregate)
-                || conditions.iter().any(|c| contains_aggregate(&c.condition) || contains_aggregate(&c.result))
+                || conditions
+                    .iter()
+                    .any(|c| contains_aggregate(&c.condition) || contains_aggregate(&c.result))
                 || else_result.as_deref().is_some_and(contains_aggregate)
         }
-        E::Function(f) => function_args(f).map(|args| args.iter().any(|a| contains_aggregate(a))).unwrap_or(false),
+        E::Function(f) => function_args(f)
+            .map(|args| args.iter().any(|a| contains_aggregate(a)))
+            .unwrap_or(false),
         _ => false,
     }
 }
@@ -83,10 +98,14 @@ fn function_args(f: &ast::Function) -> Result<Vec<&ast::Expr>> {
             .iter()
             .map(|a| match a {
                 FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Ok(e),
-                other => Err(SchedulerError::unsupported(format!("function argument {other} in {f}"))),
+                other => Err(SchedulerError::unsupported(format!(
+                    "function argument {other} in {f}"
+                ))),
             })
             .collect(),
-        FunctionArguments::Subquery(_) => Err(SchedulerError::unsupported(format!("subquery argument in {f}"))),
+        FunctionArguments::Subquery(_) => Err(SchedulerError::unsupported(format!(
+            "subquery argument in {f}"
+        ))),
     }
 }
 
@@ -94,7 +113,9 @@ fn function_args(f: &ast::Function) -> Result<Vec<&ast::Expr>> {
 pub fn output_name(e: &ast::Expr) -> String {
     match e {
         ast::Expr::Identifier(i) => i.value.clone(),
-        ast::Expr::CompoundIdentifier(parts) => parts.last().map(|p| p.value.clone()).unwrap_or_default(),
+        ast::Expr::CompoundIdentifier(parts) => {
+            parts.last().map(|p| p.value.clone()).unwrap_or_default()
+        }
         other => other.to_string(),
     }
 }
@@ -105,7 +126,10 @@ impl<'a> ExprBinder<'a> {
     }
 
     pub fn with_aggregates(scope: &'a Scope, agg: &'a mut AggContext) -> Self {
-        ExprBinder { scope, agg: Some(agg) }
+        ExprBinder {
+            scope,
+            agg: Some(agg),
+        }
     }
 
     pub fn bind(&mut self, e: &ast::Expr) -> Result<Typed> {
@@ -127,12 +151,20 @@ impl<'a> ExprBinder<'a> {
                             return Ok((x, t));
                         }
                     }
-                    Err(err) if matches!(e, ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_)) => {
+                    Err(err)
+                        if matches!(
+                            e,
+                            ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_)
+                        ) =>
+                    {
                         return Err(err)
                     }
                     Err(_) => {}
                 }
-                if matches!(e, ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_)) {
+                if matches!(
+                    e,
+                    ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_)
+                ) {
                     return Err(SchedulerError::bind(format!(
                         "column \"{e}\" must appear in the GROUP BY clause or be used in an aggregate function"
                     )));
@@ -155,7 +187,10 @@ impl<'a> ExprBinder<'a> {
             Some(c) => {
                 let (c, t) = plain.bind(c)?;
                 if !matches!(t, DataType::Boolean | DataType::Null) {
-                    return Err(SchedulerError::bind(format!("FILTER needs a BOOLEAN condition, got {} in {f}", sql_name(&t))));
+                    return Err(SchedulerError::bind(format!(
+                        "FILTER needs a BOOLEAN condition, got {} in {f}",
+                        sql_name(&t)
+                    )));
                 }
                 Some(c)
             }
@@ -163,25 +198,44 @@ impl<'a> ExprBinder<'a> {
         };
         let (func, arg, out_type) = if star {
             if name != "count" {
-                return Err(SchedulerError::bind(format!("{name}(*) is not a function; did you mean count(*)?")));
+                return Err(SchedulerError::bind(format!(
+                    "{name}(*) is not a function; did you mean count(*)?"
+                )));
             }
-            let arg = filter.clone().map(|c| (Expr::Literal(ScalarValue::Int64(1)), c));
+            let arg = filter
+                .clone()
+                .map(|c| (Expr::Literal(ScalarValue::Int64(1)), c));
             match arg {
                 // count(*) FILTER (WHERE c) counts rows where c holds.
-                Some((one, c)) => (AggFunc::Count, Some(Expr::Case { whens: vec![(c, one)], otherwise: None }), DataType::Int64),
+                Some((one, c)) => (
+                    AggFunc::Count,
+                    Some(Expr::Case {
+                        whens: vec![(c, one)],
+                        otherwise: None,
+                    }),
+                    DataType::Int64,
+                ),
                 None => (AggFunc::CountStar, None, DataType::Int64),
             }
         } else {
             let args = function_args(f)?;
             if args.len() != 1 {
-                return Err(SchedulerError::bind(format!("{name}() takes exactly one argument, got {} in {f}", args.len())));
+                return Err(SchedulerError::bind(format!(
+                    "{name}() takes exactly one argument, got {} in {f}",
+                    args.len()
+                )));
             }
             if contains_aggregate(args[0]) {
-                return Err(SchedulerError::bind(format!("aggregate function calls cannot be nested: {f}")));
+                return Err(SchedulerError::bind(format!(
+                    "aggregate function calls cannot be nested: {f}"
+                )));
             }
             let (mut arg, t) = plain.bind(args[0])?;
             if let Some(c) = &filter {
-                arg = Expr::Case { whens: vec![(c.clone(), arg)], otherwise: None };
+                arg = Expr::Case {
+                    whens: vec![(c.clone(), arg)],
+                    otherwise: None,
+                };
             }
             match name.as_str() {
                 "count" => (AggFunc::Count, Some(arg), DataType::Int64),
@@ -189,20 +243,39 @@ impl<'a> ExprBinder<'a> {
                     let target = match &t {
                         DataType::Int32 | DataType::Int64 => DataType::Int64,
                         DataType::Float64 | DataType::Null => DataType::Float64,
-                        other => return Err(SchedulerError::bind(format!("sum() of {} is not defined in {f}", sql_name(other)))),
+                        other => {
+                            return Err(SchedulerError::bind(format!(
+                                "sum() of {} is not defined in {f}",
+                                sql_name(other)
+                            )))
+                        }
                     };
                     (AggFunc::Sum, Some(cast_if_needed(arg, &t, &target)), target)
                 }
                 "avg" => {
                     if !(types::is_numeric(&t) || t == DataType::Null) {
-                        return Err(SchedulerError::bind(format!("avg() of {} is not defined in {f}", sql_name(&t))));
+                        return Err(SchedulerError::bind(format!(
+                            "avg() of {} is not defined in {f}",
+                            sql_name(&t)
+                        )));
                     }
-                    (AggFunc::Avg, Some(cast_if_needed(arg, &t, &DataType::Float64)), DataType::Float64)
+                    (
+                        AggFunc::Avg,
+                        Some(cast_if_needed(arg, &t, &DataType::Float64)),
+                        DataType::Float64,
+                    )
                 }
                 "min" | "max" => {
-                    let func = if name == "min" { AggFunc::Min } else { AggFunc::Max };
+                    let func = if name == "min" {
+                        AggFunc::Min
+                    } else {
+                        AggFunc::Max
+                    };
                     if matches!(t, DataType::Boolean | DataType::Null) {
-                        return Err(SchedulerError::unsupported(format!("{name}() of {}", sql_name(&t))));
+                        return Err(SchedulerError::unsupported(format!(
+                            "{name}() of {}",
+                            sql_name(&t)
+                        )));
                     }
                     (func, Some(arg), t)
                 }
@@ -210,9 +283,15 @@ impl<'a> ExprBinder<'a> {
             }
         };
         if distinct && func != AggFunc::Count {
-            return Err(SchedulerError::unsupported(format!("{name}(DISTINCT …); only count(DISTINCT …) is")));
+            return Err(SchedulerError::unsupported(format!(
+                "{name}(DISTINCT …); only count(DISTINCT …) is"
+            )));
         }
-        let agg = AggExpr { func, arg, distinct };
+        let agg = AggExpr {
+            func,
+            arg,
+            distinct,
+        };
         let ctx = self.agg.as_mut().expect("agg mode");
         let k = match ctx.aggs.iter().position(|a| *a == agg) {
             Some(k) => k,
@@ -236,7 +315,11 @@ impl<'a> ExprBinder<'a> {
             E::CompoundIdentifier(parts) => {
                 let (q, n) = match parts.as_slice() {
                     [q, n] => (q, n),
-                    _ => return Err(SchedulerError::bind(format!("cannot resolve {e}: use table.column"))),
+                    _ => {
+                        return Err(SchedulerError::bind(format!(
+                            "cannot resolve {e}: use table.column"
+                        )))
+                    }
                 };
                 let i = self.scope.resolve(Some(&q.value), &n.value)?;
                 (Expr::Column(i), self.scope.columns[i].data_type.clone())
@@ -267,14 +350,19 @@ impl<'a> ExprBinder<'a> {
                 } else if op == BinaryOp::Div {
                     DataType::Float64
                 } else {
-                    common_type(&lt, &rt, true, true).filter(|t| *t != DataType::Null).unwrap_or(DataType::Float64)
+                    common_type(&lt, &rt, true, true)
+                        .filter(|t| *t != DataType::Null)
+                        .unwrap_or(DataType::Float64)
                 };
                 (out, t)
             }
             E::UnaryOp { op, expr } => {
                 let (x, t) = self.bind(expr)?;
                 match op {
-                    UnaryOperator::Not => (Expr::Not(Box::new(cast_if_needed(x, &t, &DataType::Boolean))), DataType::Boolean),
+                    UnaryOperator::Not => (
+                        Expr::Not(Box::new(cast_if_needed(x, &t, &DataType::Boolean))),
+                        DataType::Boolean,
+                    ),
                     UnaryOperator::Minus => {
                         if let Expr::Literal(v) = &x {
                             if let Some(n) = negate(v) {
@@ -282,7 +370,10 @@ impl<'a> ExprBinder<'a> {
                             }
                         }
                         if !types::is_numeric(&t) {
-                            return Err(SchedulerError::bind(format!("cannot negate {} in {e}", sql_name(&t))));
+                            return Err(SchedulerError::bind(format!(
+                                "cannot negate {} in {e}",
+                                sql_name(&t)
+                            )));
                         }
                         (Expr::Negative(Box::new(x)), t)
                     }
@@ -290,9 +381,20 @@ impl<'a> ExprBinder<'a> {
                     other => return Err(SchedulerError::unsupported(format!("operator {other}"))),
                 }
             }
-            E::IsNull(inner) => (Expr::IsNull(Box::new(self.bind(inner)?.0)), DataType::Boolean),
-            E::IsNotNull(inner) => (Expr::IsNotNull(Box::new(self.bind(inner)?.0)), DataType::Boolean),
-            E::Between { expr, negated, low, high } => {
+            E::IsNull(inner) => (
+                Expr::IsNull(Box::new(self.bind(inner)?.0)),
+                DataType::Boolean,
+            ),
+            E::IsNotNull(inner) => (
+                Expr::IsNotNull(Box::new(self.bind(inner)?.0)),
+                DataType::Boolean,
+            ),
+            E::Between {
+                expr,
+                negated,
+                low,
+                high,
+            } => {
                 let (x, xt) = self.bind(expr)?;
                 let (lo, lt) = self.bind(low)?;
                 let (hi, ht) = self.bind(high)?;
@@ -300,9 +402,20 @@ impl<'a> ExprBinder<'a> {
                 let ge = binary(BinaryOp::GtEq, x.clone(), &xt, lo, &lt, &shown)?;
                 let le = binary(BinaryOp::LtEq, x, &xt, hi, &ht, &shown)?;
                 let both = Expr::binary(BinaryOp::And, ge, le);
-                (if *negated { Expr::Not(Box::new(both)) } else { both }, DataType::Boolean)
+                (
+                    if *negated {
+                        Expr::Not(Box::new(both))
+                    } else {
+                        both
+                    },
+                    DataType::Boolean,
+                )
             }
-            E::InList { expr, list, negated } => {
+            E::InList {
+                expr,
+                list,
+                negated,
+            } => {
                 let (x, xt) = self.bind(expr)?;
                 let mut items = vec![];
                 for item in list {
@@ -311,23 +424,70 @@ impl<'a> ExprBinder<'a> {
                     binary(BinaryOp::Eq, x.clone(), &xt, v.clone(), &vt, &e.to_string())?;
                     items.push(cast_if_needed(v, &vt, &xt));
                 }
-                (Expr::InList { expr: Box::new(x), list: items, negated: *negated }, DataType::Boolean)
+                (
+                    Expr::InList {
+                        expr: Box::new(x),
+                        list: items,
+                        negated: *negated,
+                    },
+                    DataType::Boolean,
+                )
             }
             E::InSubquery { .. } => {
                 return Err(SchedulerError::unsupported(format!(
                     "{e} here; IN (subquery) is supported as a condition of WHERE"
                 )))
             }
-            E::Like { negated, expr, pattern, escape_char, any } => self.like(e, *negated, expr, pattern, escape_char.is_some() || *any, false)?,
-            E::ILike { negated, expr, pattern, escape_char, any } => self.like(e, *negated, expr, pattern, escape_char.is_some() || *any, true)?,
-            E::Case { operand, conditions, else_result, .. } => self.case(e, operand.as_deref(), conditions, else_result.as_deref())?,
-            E::Cast { expr, data_type, kind, .. } => {
+            E::Like {
+                negated,
+                expr,
+                pattern,
+                escape_char,
+                any,
+            } => self.like(
+                e,
+                *negated,
+                expr,
+                pattern,
+                escape_char.is_some() || *any,
+                false,
+            )?,
+            E::ILike {
+                negated,
+                expr,
+                pattern,
+                escape_char,
+                any,
+            } => self.like(
+                e,
+                *negated,
+                expr,
+                pattern,
+                escape_char.is_some() || *any,
+                true,
+            )?,
+            E::Case {
+                operand,
+                conditions,
+                else_result,
+                ..
+            } => self.case(e, operand.as_deref(), conditions, else_result.as_deref())?,
+            E::Cast {
+                expr,
+                data_type,
+                kind,
+                ..
+            } => {
                 if matches!(kind, ast::CastKind::TryCast | ast::CastKind::SafeCast) {
                     return Err(SchedulerError::unsupported(format!("{e}")));
                 }
                 let (x, t) = self.bind(expr)?;
                 let to = from_sql(data_type)?;
-                if let (Expr::Literal(ScalarValue::Utf8(s)), DataType::Date32 | DataType::Timestamp(..)) = (&x, &to) {
+                if let (
+                    Expr::Literal(ScalarValue::Utf8(s)),
+                    DataType::Date32 | DataType::Timestamp(..),
+                ) = (&x, &to)
+                {
                     return Ok((Expr::Literal(temporal_literal(s, &to)?), to));
                 }
                 (cast_if_needed(x, &t, &to), to)
@@ -337,19 +497,44 @@ impl<'a> ExprBinder<'a> {
         })
     }
 
-    fn like(&mut self, e: &ast::Expr, negated: bool, expr: &ast::Expr, pattern: &ast::Expr, extra: bool, ci: bool) -> Result<Typed> {
+    fn like(
+        &mut self,
+        e: &ast::Expr,
+        negated: bool,
+        expr: &ast::Expr,
+        pattern: &ast::Expr,
+        extra: bool,
+        ci: bool,
+    ) -> Result<Typed> {
         if extra {
-            return Err(SchedulerError::unsupported(format!("{e}: LIKE with ESCAPE or ANY")));
+            return Err(SchedulerError::unsupported(format!(
+                "{e}: LIKE with ESCAPE or ANY"
+            )));
         }
         let (x, t) = self.bind(expr)?;
         if !matches!(t, DataType::Utf8 | DataType::Null) {
-            return Err(SchedulerError::bind(format!("LIKE needs VARCHAR, got {} in {e}", sql_name(&t))));
+            return Err(SchedulerError::bind(format!(
+                "LIKE needs VARCHAR, got {} in {e}",
+                sql_name(&t)
+            )));
         }
         let pattern = match self.bind(pattern)?.0 {
             Expr::Literal(ScalarValue::Utf8(p)) => p,
-            _ => return Err(SchedulerError::unsupported(format!("{e}: the LIKE pattern must be a string literal"))),
+            _ => {
+                return Err(SchedulerError::unsupported(format!(
+                    "{e}: the LIKE pattern must be a string literal"
+                )))
+            }
         };
-        Ok((Expr::Like { expr: Box::new(x), pattern, negated, case_insensitive: ci }, DataType::Boolean))
+        Ok((
+            Expr::Like {
+                expr: Box::new(x),
+                pattern,
+                negated,
+                case_insensitive: ci,
+            },
+            DataType::Boolean,
+        ))
     }
 
     fn case(
@@ -368,7 +553,10 @@ impl<'a> ExprBinder<'a> {
                 Some((o, ot)) => binary(BinaryOp::Eq, o.clone(), ot, cond, &ct, &e.to_string())?,
                 None => {
                     if !matches!(ct, DataType::Boolean | DataType::Null) {
-                        return Err(SchedulerError::bind(format!("CASE WHEN needs a BOOLEAN condition, got {} in {e}", sql_name(&ct))));
+                        return Err(SchedulerError::bind(format!(
+                            "CASE WHEN needs a BOOLEAN condition, got {} in {e}",
+                            sql_name(&ct)
+                        )));
                     }
                     cond
                 }
@@ -380,10 +568,18 @@ impl<'a> ExprBinder<'a> {
         let mut t = DataType::Null;
         for (_, rt) in results.iter().chain(otherwise.iter()) {
             t = common_type(&t, rt, false, false).ok_or_else(|| {
-                SchedulerError::bind(format!("CASE branches have incompatible types {} and {} in {e}", sql_name(&t), sql_name(rt)))
+                SchedulerError::bind(format!(
+                    "CASE branches have incompatible types {} and {} in {e}",
+                    sql_name(&t),
+                    sql_name(rt)
+                ))
             })?;
         }
-        let whens = whens.into_iter().zip(results).map(|(w, (r, rt))| (w, cast_if_needed(r, &rt, &t))).collect();
+        let whens = whens
+            .into_iter()
+            .zip(results)
+            .map(|(w, (r, rt))| (w, cast_if_needed(r, &rt, &t)))
+            .collect();
         let otherwise = otherwise.map(|(o, ot)| Box::new(cast_if_needed(o, &ot, &t)));
         Ok((Expr::Case { whens, otherwise }, t))
     }
@@ -401,35 +597,77 @@ impl<'a> ExprBinder<'a> {
             ))
         })?;
         let args = function_args(f)?;
-        let bound = args.iter().map(|a| self.bind(a)).collect::<Result<Vec<_>>>()?;
-        let arity_error = |expected: &str| SchedulerError::bind(format!("{name}() takes {expected} argument(s), got {} in {e}", bound.len()));
+        let bound = args
+            .iter()
+            .map(|a| self.bind(a))
+            .collect::<Result<Vec<_>>>()?;
+        let arity_error = |expected: &str| {
+            SchedulerError::bind(format!(
+                "{name}() takes {expected} argument(s), got {} in {e}",
+                bound.len()
+            ))
+        };
         match func {
             Func::Abs => {
-                let [(x, t)] = bound.as_slice() else { return Err(arity_error("1")) };
+                let [(x, t)] = bound.as_slice() else {
+                    return Err(arity_error("1"));
+                };
                 if !types::is_numeric(t) {
-                    return Err(SchedulerError::bind(format!("abs() needs a number, got {} in {e}", sql_name(t))));
+                    return Err(SchedulerError::bind(format!(
+                        "abs() needs a number, got {} in {e}",
+                        sql_name(t)
+                    )));
                 }
-                Ok((Expr::Func { func, args: vec![x.clone()] }, t.clone()))
+                Ok((
+                    Expr::Func {
+                        func,
+                        args: vec![x.clone()],
+                    },
+                    t.clone(),
+                ))
             }
             Func::Round => {
                 let (x, t) = bound.first().ok_or_else(|| arity_error("1 or 2"))?;
                 if bound.len() > 2 || !types::is_numeric(t) {
-                    return Err(SchedulerError::bind(format!("round() needs a number and optional digits: {e}")));
+                    return Err(SchedulerError::bind(format!(
+                        "round() needs a number and optional digits: {e}"
+                    )));
                 }
                 let mut out_args = vec![x.clone()];
                 if let Some((d, _)) = bound.get(1) {
                     out_args.push(d.clone());
                 }
-                Ok((Expr::Func { func, args: out_args }, t.clone()))
+                Ok((
+                    Expr::Func {
+                        func,
+                        args: out_args,
+                    },
+                    t.clone(),
+                ))
             }
             Func::Lower | Func::Upper | Func::Length => {
-                let [(x, t)] = bound.as_slice() else { return Err(arity_error("1")) };
+                let [(x, t)] = bound.as_slice() else {
+                    return Err(arity_error("1"));
+                };
                 if !matches!(t, DataType::Utf8 | DataType::Null) {
-                    return Err(SchedulerError::bind(format!("{name}() needs VARCHAR, got {} in {e}", sql_name(t))));
+                    return Err(SchedulerError::bind(format!(
+                        "{name}() needs VARCHAR, got {} in {e}",
+                        sql_name(t)
+                    )));
                 }
                 let x = cast_if_needed(x.clone(), t, &DataType::Utf8);
-                let out = if func == Func::Length { DataType::Int64 } else { DataType::Utf8 };
-                Ok((Expr::Func { func, args: vec![x] }, out))
+                let out = if func == Func::Length {
+                    DataType::Int64
+                } else {
+                    DataType::Utf8
+                };
+                Ok((
+                    Expr::Func {
+                        func,
+                        args: vec![x],
+                    },
+                    out,
+                ))
             }
             Func::Coalesce => {
                 if bound.is_empty() {
@@ -438,10 +676,17 @@ impl<'a> ExprBinder<'a> {
                 let mut t = DataType::Null;
                 for (_, at) in &bound {
                     t = common_type(&t, at, false, false).ok_or_else(|| {
-                        SchedulerError::bind(format!("coalesce() arguments have incompatible types {} and {} in {e}", sql_name(&t), sql_name(at)))
+                        SchedulerError::bind(format!(
+                            "coalesce() arguments have incompatible types {} and {} in {e}",
+                            sql_name(&t),
+                            sql_name(at)
+                        ))
                     })?;
                 }
-                let args = bound.into_iter().map(|(x, xt)| cast_if_needed(x, &xt, &t)).collect();
+                let args = bound
+                    .into_iter()
+                    .map(|(x, xt)| cast_if_needed(x, &xt, &t))
+                    .collect();
                 Ok((Expr::Func { func, args }, t))
             }
         }
@@ -472,7 +717,11 @@ fn binary_op(op: &BinaryOperator, e: &ast::Expr) -> Result<BinaryOp> {
         BinaryOperator::GtEq => BinaryOp::GtEq,
         BinaryOperator::And => BinaryOp::And,
         BinaryOperator::Or => BinaryOp::Or,
-        other => return Err(SchedulerError::unsupported(format!("operator {other} in {e}"))),
+        other => {
+            return Err(SchedulerError::unsupported(format!(
+                "operator {other} in {e}"
+            )))
+        }
     })
 }
 
@@ -482,14 +731,17 @@ pub fn literal(v: &ast::Value) -> Result<Typed> {
             if let Ok(i) = n.parse::<i64>() {
                 (Expr::Literal(ScalarValue::Int64(i)), DataType::Int64)
             } else {
-                let f: f64 = n.parse().map_err(|_| SchedulerError::bind(format!("invalid number {n}")))?;
+                let f: f64 = n
+                    .parse()
+                    .map_err(|_| SchedulerError::bind(format!("invalid number {n}")))?;
                 (Expr::Literal(ScalarValue::Float64(f)), DataType::Float64)
             }
         }
-        ast::Value::SingleQuotedString(s) => (Expr::Literal(ScalarValue::Utf8(s.clone())), DataType::Utf8),
+        ast::Value::SingleQuotedString(s) => {
+            (Expr::Literal(ScalarValue::Utf8(s.clone())), DataType::Utf8)
+        }
         ast::Value::Boolean(b) => (Expr::Literal(ScalarValue::Boolean(*b)), DataType::Boolean),
         ast::Value::Null => (Expr::Literal(ScalarValue::Null), DataType::Null),
         other => return Err(SchedulerError::unsupported(format!("literal {other}"))),
     })
 }
-

@@ -2,7 +2,9 @@
 
 use keel_proto::expr::{BinaryOp, Expr};
 use keel_proto::plan::JoinType;
-use sqlparser::ast::{self, FunctionArg, FunctionArgExpr, JoinConstraint, JoinOperator, TableFactor};
+use sqlparser::ast::{
+    self, FunctionArg, FunctionArgExpr, JoinConstraint, JoinOperator, TableFactor,
+};
 
 use super::expr::ExprBinder;
 use super::scope::Scope;
@@ -12,7 +14,10 @@ use crate::error::{Result, SchedulerError};
 use crate::logical::LogicalPlan;
 
 impl Binder<'_> {
-    pub(super) fn bind_from(&mut self, from: &[ast::TableWithJoins]) -> Result<(LogicalPlan, Scope)> {
+    pub(super) fn bind_from(
+        &mut self,
+        from: &[ast::TableWithJoins],
+    ) -> Result<(LogicalPlan, Scope)> {
         match from {
             [] => Ok((LogicalPlan::OneRow, Scope::default())),
             [twj] => {
@@ -22,13 +27,17 @@ impl Binder<'_> {
                 }
                 Ok(acc)
             }
-            _ => Err(SchedulerError::unsupported("comma-separated FROM items (cross joins); use JOIN … ON")),
+            _ => Err(SchedulerError::unsupported(
+                "comma-separated FROM items (cross joins); use JOIN … ON",
+            )),
         }
     }
 
     fn bind_factor(&mut self, factor: &TableFactor) -> Result<(LogicalPlan, Scope)> {
         match factor {
-            TableFactor::Table { name, alias, args, .. } => {
+            TableFactor::Table {
+                name, alias, args, ..
+            } => {
                 let table_name = name.to_string();
                 let (plan, scope) = match args {
                     Some(args) => self.bind_table_function(&table_name, &args.args)?,
@@ -36,12 +45,21 @@ impl Binder<'_> {
                 };
                 let qualifier = match alias {
                     Some(a) => a.name.value.clone(),
-                    None => name.0.last().map(|p| p.to_string().trim_matches('"').to_string()).unwrap_or_default(),
+                    None => name
+                        .0
+                        .last()
+                        .map(|p| p.to_string().trim_matches('"').to_string())
+                        .unwrap_or_default(),
                 };
                 let scope = scope.with_qualifier(&qualifier);
                 Ok((plan, apply_column_aliases(scope, alias.as_ref())?))
             }
-            TableFactor::Derived { subquery, alias, lateral, .. } => {
+            TableFactor::Derived {
+                subquery,
+                alias,
+                lateral,
+                ..
+            } => {
                 if *lateral {
                     return Err(SchedulerError::unsupported("LATERAL subqueries"));
                 }
@@ -51,8 +69,12 @@ impl Binder<'_> {
                 }
                 Ok((plan, apply_column_aliases(scope, alias.as_ref())?))
             }
-            TableFactor::NestedJoin { table_with_joins, alias } => {
-                let (plan, mut scope) = self.bind_from(std::slice::from_ref(table_with_joins.as_ref()))?;
+            TableFactor::NestedJoin {
+                table_with_joins,
+                alias,
+            } => {
+                let (plan, mut scope) =
+                    self.bind_from(std::slice::from_ref(table_with_joins.as_ref()))?;
                 if let Some(a) = alias {
                     scope = scope.with_qualifier(&a.name.value);
                 }
@@ -79,11 +101,20 @@ impl Binder<'_> {
         self.scan(&[path])
     }
 
-    fn bind_table_function(&mut self, name: &str, args: &[FunctionArg]) -> Result<(LogicalPlan, Scope)> {
-        if !name.eq_ignore_ascii_case("read_parquet") && !name.eq_ignore_ascii_case("parquet_scan") {
-            return Err(SchedulerError::bind(format!("Unknown table function {name}(); Keel reads files with read_parquet('glob')")));
+    fn bind_table_function(
+        &mut self,
+        name: &str,
+        args: &[FunctionArg],
+    ) -> Result<(LogicalPlan, Scope)> {
+        if !name.eq_ignore_ascii_case("read_parquet") && !name.eq_ignore_ascii_case("parquet_scan")
+        {
+            return Err(SchedulerError::bind(format!(
+                "Unknown table function {name}(); Keel reads files with read_parquet('glob')"
+            )));
         }
-        let usage = || SchedulerError::bind("read_parquet() takes a path, a glob or a list of them: read_parquet('data/*.parquet')");
+        let usage = || {
+            SchedulerError::bind("read_parquet() takes a path, a glob or a list of them: read_parquet('data/*.parquet')")
+        };
         let first = match args.first() {
             Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(e))) => e,
             _ => return Err(usage()),
@@ -96,7 +127,11 @@ impl Binder<'_> {
             _ => None,
         };
         let paths = match first {
-            ast::Expr::Array(a) => a.elem.iter().map(|e| string(e).ok_or_else(usage)).collect::<Result<Vec<_>>>()?,
+            ast::Expr::Array(a) => a
+                .elem
+                .iter()
+                .map(|e| string(e).ok_or_else(usage))
+                .collect::<Result<Vec<_>>>()?,
             e => vec![string(e).ok_or_else(usage)?],
         };
         self.scan(&paths)
@@ -106,10 +141,21 @@ impl Binder<'_> {
         let table = self.catalog.load(paths)?;
         let scope = Scope::from_schema(&table.schema, None);
         let columns = (0..table.schema.fields().len()).collect();
-        Ok((LogicalPlan::Scan { table, columns, filters: vec![] }, scope))
+        Ok((
+            LogicalPlan::Scan {
+                table,
+                columns,
+                filters: vec![],
+            },
+            scope,
+        ))
     }
 
-    fn bind_join(&mut self, left: (LogicalPlan, Scope), join: &ast::Join) -> Result<(LogicalPlan, Scope)> {
+    fn bind_join(
+        &mut self,
+        left: (LogicalPlan, Scope),
+        join: &ast::Join,
+    ) -> Result<(LogicalPlan, Scope)> {
         let (lplan, lscope) = left;
         let (rplan, mut rscope) = self.bind_factor(&join.relation)?;
         let (join_type, constraint) = match &join.join_operator {
@@ -118,7 +164,9 @@ impl Binder<'_> {
             other => {
                 let kind = format!("{other:?}");
                 let kind = kind.split('(').next().unwrap_or("this").to_uppercase();
-                return Err(SchedulerError::unsupported(format!("{kind} joins; Keel runs INNER and LEFT joins")));
+                return Err(SchedulerError::unsupported(format!(
+                    "{kind} joins; Keel runs INNER and LEFT joins"
+                )));
             }
         };
         let nl = lscope.columns.len();
@@ -132,7 +180,8 @@ impl Binder<'_> {
                     let li = lscope.resolve(None, &name)?;
                     let ri = rscope.resolve(None, &name)?;
                     let (lt, rt) = (&lscope.columns[li].data_type, &rscope.columns[ri].data_type);
-                    let t = common_type(lt, rt, false, false).ok_or_else(|| key_mismatch(&name, lt, rt))?;
+                    let t = common_type(lt, rt, false, false)
+                        .ok_or_else(|| key_mismatch(&name, lt, rt))?;
                     left_keys.push(super::types::cast_if_needed(Expr::Column(li), lt, &t));
                     right_keys.push(super::types::cast_if_needed(Expr::Column(ri), rt, &t));
                     rscope.columns[ri].hidden = true;
@@ -143,7 +192,12 @@ impl Binder<'_> {
                 let mut conjuncts = vec![];
                 split_conjuncts(on, &mut conjuncts);
                 for c in conjuncts {
-                    if let ast::Expr::BinaryOp { left, op: ast::BinaryOperator::Eq, right } = c {
+                    if let ast::Expr::BinaryOp {
+                        left,
+                        op: ast::BinaryOperator::Eq,
+                        right,
+                    } = c
+                    {
                         let mut b = ExprBinder::new(&combined);
                         let (l, lt) = b.bind(left)?;
                         let (r, rt) = b.bind(right)?;
@@ -166,7 +220,8 @@ impl Binder<'_> {
                             _ => None,
                         };
                         if let Some(((l, lt), (r, rt))) = pair {
-                            let t = common_type(&lt, &rt, false, false).ok_or_else(|| key_mismatch(&c.to_string(), &lt, &rt))?;
+                            let t = common_type(&lt, &rt, false, false)
+                                .ok_or_else(|| key_mismatch(&c.to_string(), &lt, &rt))?;
                             left_keys.push(super::types::cast_if_needed(l, &lt, &t));
                             let r = r.remap_columns(&|i| i - nl);
                             right_keys.push(super::types::cast_if_needed(r, &rt, &t));
@@ -174,8 +229,14 @@ impl Binder<'_> {
                         }
                     }
                     let (f, t) = ExprBinder::new(&combined).bind(c)?;
-                    if !matches!(t, arrow::datatypes::DataType::Boolean | arrow::datatypes::DataType::Null) {
-                        return Err(SchedulerError::bind(format!("JOIN condition must be BOOLEAN, got {} in {c}", sql_name(&t))));
+                    if !matches!(
+                        t,
+                        arrow::datatypes::DataType::Boolean | arrow::datatypes::DataType::Null
+                    ) {
+                        return Err(SchedulerError::bind(format!(
+                            "JOIN condition must be BOOLEAN, got {} in {c}",
+                            sql_name(&t)
+                        )));
                     }
                     filters.push(f);
                 }
@@ -202,8 +263,16 @@ impl Binder<'_> {
     }
 }
 
-fn key_mismatch(what: &str, l: &arrow::datatypes::DataType, r: &arrow::datatypes::DataType) -> SchedulerError {
-    SchedulerError::bind(format!("Cannot join {} with {} in {what}: add an explicit CAST", sql_name(l), sql_name(r)))
+fn key_mismatch(
+    what: &str,
+    l: &arrow::datatypes::DataType,
+    r: &arrow::datatypes::DataType,
+) -> SchedulerError {
+    SchedulerError::bind(format!(
+        "Cannot join {} with {} in {what}: add an explicit CAST",
+        sql_name(l),
+        sql_name(r)
+    ))
 }
 
 fn apply_column_aliases(mut scope: Scope, alias: Option<&ast::TableAlias>) -> Result<Scope> {
@@ -227,11 +296,23 @@ fn apply_column_aliases(mut scope: Scope, alias: Option<&ast::TableAlias>) -> Re
 
 pub fn split_conjuncts<'e>(e: &'e ast::Expr, out: &mut Vec<&'e ast::Expr>) {
     match e {
-        ast::Expr::BinaryOp { left, op: ast::BinaryOperator::And, right } => {
+        ast::Expr::BinaryOp {
+            left,
+            op: ast::BinaryOperator::And,
+            right,
+        } => {
             split_conjuncts(left, out);
             split_conjuncts(right, out);
         }
-        ast::Expr::Nested(inner) if matches!(**inner, ast::Expr::BinaryOp { op: ast::BinaryOperator::And, .. }) => {
+        ast::Expr::Nested(inner)
+            if matches!(
+                **inner,
+                ast::Expr::BinaryOp {
+                    op: ast::BinaryOperator::And,
+                    ..
+                }
+            ) =>
+        {
             split_conjuncts(inner, out)
         }
         other => out.push(other),
@@ -239,6 +320,14 @@ pub fn split_conjuncts<'e>(e: &'e ast::Expr, out: &mut Vec<&'e ast::Expr>) {
 }
 
 pub fn conjunction(mut exprs: Vec<Expr>) -> Option<Expr> {
-    let first = if exprs.is_empty() { return None } else { exprs.remove(0) };
-    Some(exprs.into_iter().fold(first, |acc, e| Expr::binary(BinaryOp::And, acc, e)))
+    let first = if exprs.is_empty() {
+        return None;
+    } else {
+        exprs.remove(0)
+    };
+    Some(
+        exprs
+            .into_iter()
+            .fold(first, |acc, e| Expr::binary(BinaryOp::And, acc, e)),
+    )
 }

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use arrow::datatypes::{DataType, Field, Schema};
 use keel_proto::expr::{Expr, ScalarValue};
 use keel_proto::plan::{JoinType, SortKey};
-use sqlparser::ast::{self, GroupByExpr, LimitClause, OrderByKind, SelectItem, SetExpr, SetOperator, SetQuantifier};
+use sqlparser::ast::{
+    self, GroupByExpr, LimitClause, OrderByKind, SelectItem, SetExpr, SetOperator, SetQuantifier,
+};
 
 use super::expr::{contains_aggregate, output_name, AggContext, ExprBinder};
 use super::from::{conjunction, split_conjuncts};
@@ -22,7 +24,13 @@ enum Item<'q> {
 }
 
 fn project_schema(names: &[String], types: &[DataType]) -> Schema {
-    Schema::new(names.iter().zip(types).map(|(n, t)| Field::new(n, t.clone(), true)).collect::<Vec<_>>())
+    Schema::new(
+        names
+            .iter()
+            .zip(types)
+            .map(|(n, t)| Field::new(n, t.clone(), true))
+            .collect::<Vec<_>>(),
+    )
 }
 
 fn output_scope(names: &[String], types: &[DataType]) -> Scope {
@@ -30,7 +38,12 @@ fn output_scope(names: &[String], types: &[DataType]) -> Scope {
         columns: names
             .iter()
             .zip(types)
-            .map(|(n, t)| ScopeColumn { qualifier: None, name: n.clone(), data_type: t.clone(), hidden: false })
+            .map(|(n, t)| ScopeColumn {
+                qualifier: None,
+                name: n.clone(),
+                data_type: t.clone(),
+                hidden: false,
+            })
             .collect(),
     }
 }
@@ -48,7 +61,10 @@ impl Binder<'_> {
                 for (c, alias) in scope.columns.iter_mut().zip(&cte.alias.columns) {
                     c.name = alias.name.value.clone();
                 }
-                self.ctes.last_mut().expect("pushed").insert(cte.alias.name.value.to_lowercase(), (plan, scope));
+                self.ctes
+                    .last_mut()
+                    .expect("pushed")
+                    .insert(cte.alias.name.value.to_lowercase(), (plan, scope));
             }
         }
         let result = self.bind_query_body(q);
@@ -84,10 +100,17 @@ impl Binder<'_> {
                         };
                         keys.push(sort_key(expr, o));
                     }
-                    plan = LogicalPlan::Sort { input: Box::new(plan), keys };
+                    plan = LogicalPlan::Sort {
+                        input: Box::new(plan),
+                        keys,
+                    };
                 }
                 if skip > 0 || fetch.is_some() {
-                    plan = LogicalPlan::Limit { input: Box::new(plan), skip, fetch };
+                    plan = LogicalPlan::Limit {
+                        input: Box::new(plan),
+                        skip,
+                        fetch,
+                    };
                 }
                 Ok((plan, scope))
             }
@@ -98,7 +121,12 @@ impl Binder<'_> {
         match body {
             SetExpr::Select(s) => self.bind_select(s, &[], 0, None),
             SetExpr::Query(q) => self.bind_query(q),
-            SetExpr::SetOperation { op: SetOperator::Union, set_quantifier, left, right } => {
+            SetExpr::SetOperation {
+                op: SetOperator::Union,
+                set_quantifier,
+                left,
+                right,
+            } => {
                 let (lp, ls) = self.bind_set_expr(left)?;
                 let (rp, rs) = self.bind_set_expr(right)?;
                 if ls.columns.len() != rs.columns.len() {
@@ -110,18 +138,25 @@ impl Binder<'_> {
                 }
                 let mut types = vec![];
                 for (l, r) in ls.columns.iter().zip(&rs.columns) {
-                    types.push(common_type(&l.data_type, &r.data_type, false, false).ok_or_else(|| {
-                        SchedulerError::bind(format!(
-                            "UNION column {} is {} on one side and {} on the other",
-                            l.name,
-                            sql_name(&l.data_type),
-                            sql_name(&r.data_type)
-                        ))
-                    })?);
+                    types.push(
+                        common_type(&l.data_type, &r.data_type, false, false).ok_or_else(|| {
+                            SchedulerError::bind(format!(
+                                "UNION column {} is {} on one side and {} on the other",
+                                l.name,
+                                sql_name(&l.data_type),
+                                sql_name(&r.data_type)
+                            ))
+                        })?,
+                    );
                 }
                 let names: Vec<String> = ls.columns.iter().map(|c| c.name.clone()).collect();
                 let conform = |plan: LogicalPlan, scope: &Scope| {
-                    if scope.columns.iter().zip(&types).all(|(c, t)| &c.data_type == t) {
+                    if scope
+                        .columns
+                        .iter()
+                        .zip(&types)
+                        .all(|(c, t)| &c.data_type == t)
+                    {
                         return plan;
                     }
                     let exprs = scope
@@ -131,17 +166,27 @@ impl Binder<'_> {
                         .zip(&types)
                         .map(|((i, c), t)| cast_if_needed(Expr::Column(i), &c.data_type, t))
                         .collect();
-                    LogicalPlan::Project { input: Box::new(plan), exprs, schema: project_schema(&names, &types) }
+                    LogicalPlan::Project {
+                        input: Box::new(plan),
+                        exprs,
+                        schema: project_schema(&names, &types),
+                    }
                 };
-                let union = LogicalPlan::Union { inputs: vec![conform(lp, &ls), conform(rp, &rs)] };
+                let union = LogicalPlan::Union {
+                    inputs: vec![conform(lp, &ls), conform(rp, &rs)],
+                };
                 let plan = match set_quantifier {
                     SetQuantifier::All => union,
-                    SetQuantifier::None | SetQuantifier::Distinct => distinct(union, &names, &types),
+                    SetQuantifier::None | SetQuantifier::Distinct => {
+                        distinct(union, &names, &types)
+                    }
                     other => return Err(SchedulerError::unsupported(format!("UNION {other}"))),
                 };
                 Ok((plan, output_scope(&names, &types)))
             }
-            SetExpr::SetOperation { op, .. } => Err(SchedulerError::unsupported(format!("{op}; Keel runs UNION [ALL]"))),
+            SetExpr::SetOperation { op, .. } => Err(SchedulerError::unsupported(format!(
+                "{op}; Keel runs UNION [ALL]"
+            ))),
             SetExpr::Values(_) => Err(SchedulerError::unsupported("VALUES lists")),
             other => Err(SchedulerError::unsupported(format!("{other}"))),
         }
@@ -154,8 +199,14 @@ impl Binder<'_> {
         skip: usize,
         fetch: Option<usize>,
     ) -> Result<(LogicalPlan, Scope)> {
-        if !s.sort_by.is_empty() || s.qualify.is_some() || !s.named_window.is_empty() || s.top.is_some() {
-            return Err(SchedulerError::unsupported(format!("this SELECT form: {s}")));
+        if !s.sort_by.is_empty()
+            || s.qualify.is_some()
+            || !s.named_window.is_empty()
+            || s.top.is_some()
+        {
+            return Err(SchedulerError::unsupported(format!(
+                "this SELECT form: {s}"
+            )));
         }
         let (mut plan, scope) = self.bind_from(&s.from)?;
         if let Some(w) = &s.selection {
@@ -166,7 +217,9 @@ impl Binder<'_> {
         for item in &s.projection {
             match item {
                 SelectItem::UnnamedExpr(e) => items.push(Item::Sql(e, output_name(e))),
-                SelectItem::ExprWithAlias { expr, alias } => items.push(Item::Sql(expr, alias.value.clone())),
+                SelectItem::ExprWithAlias { expr, alias } => {
+                    items.push(Item::Sql(expr, alias.value.clone()))
+                }
                 SelectItem::Wildcard(_) => {
                     for (i, c) in scope.columns.iter().enumerate().filter(|(_, c)| !c.hidden) {
                         items.push(Item::Column(i, c.name.clone()));
@@ -175,7 +228,9 @@ impl Binder<'_> {
                 SelectItem::QualifiedWildcard(kind, _) => {
                     let q = kind.to_string();
                     if !scope.has_qualifier(&q) {
-                        return Err(SchedulerError::bind(format!("{q}.* names no table in FROM")));
+                        return Err(SchedulerError::bind(format!(
+                            "{q}.* names no table in FROM"
+                        )));
                     }
                     for (i, c) in scope.columns.iter().enumerate() {
                         if c.qualifier.as_deref() == Some(q.to_lowercase().as_str()) {
@@ -186,12 +241,19 @@ impl Binder<'_> {
                 other => return Err(SchedulerError::unsupported(format!("select item {other}"))),
             }
         }
-        let names: Vec<String> = items.iter().map(|i| match i { Item::Sql(_, n) | Item::Column(_, n) => n.clone() }).collect();
+        let names: Vec<String> = items
+            .iter()
+            .map(|i| match i {
+                Item::Sql(_, n) | Item::Column(_, n) => n.clone(),
+            })
+            .collect();
 
         let group_items: Vec<&ast::Expr> = match &s.group_by {
             GroupByExpr::Expressions(e, modifiers) => {
                 if !modifiers.is_empty() {
-                    return Err(SchedulerError::unsupported("GROUP BY modifiers (ROLLUP, CUBE)"));
+                    return Err(SchedulerError::unsupported(
+                        "GROUP BY modifiers (ROLLUP, CUBE)",
+                    ));
                 }
                 e.iter().collect()
             }
@@ -200,7 +262,9 @@ impl Binder<'_> {
         let group_all = matches!(s.group_by, GroupByExpr::All(_));
         let aggregated = group_all
             || !group_items.is_empty()
-            || items.iter().any(|i| matches!(i, Item::Sql(e, _) if contains_aggregate(e)))
+            || items
+                .iter()
+                .any(|i| matches!(i, Item::Sql(e, _) if contains_aggregate(e)))
             || s.having.as_ref().is_some_and(contains_aggregate)
             || order.iter().any(|o| contains_aggregate(&o.expr));
 
@@ -226,7 +290,12 @@ impl Binder<'_> {
                             let (x, t) = plain.bind(e)?;
                             add_group(&mut ctx, x, t, name.clone());
                         }
-                        Item::Column(i, _) => add_group(&mut ctx, Expr::Column(*i), scope.columns[*i].data_type.clone(), name.clone()),
+                        Item::Column(i, _) => add_group(
+                            &mut ctx,
+                            Expr::Column(*i),
+                            scope.columns[*i].data_type.clone(),
+                            name.clone(),
+                        ),
                     }
                 }
             }
@@ -235,7 +304,10 @@ impl Binder<'_> {
                     Some(i) => Some(&items[i]),
                     None => match g {
                         ast::Expr::Identifier(id) if scope.resolve(None, &id.value).is_err() => {
-                            names.iter().position(|n| n.eq_ignore_ascii_case(&id.value)).map(|i| &items[i])
+                            names
+                                .iter()
+                                .position(|n| n.eq_ignore_ascii_case(&id.value))
+                                .map(|i| &items[i])
                         }
                         _ => None,
                     },
@@ -243,15 +315,23 @@ impl Binder<'_> {
                 let (x, t, name) = match target {
                     Some(Item::Sql(e, n)) => {
                         if contains_aggregate(e) {
-                            return Err(SchedulerError::bind(format!("GROUP BY cannot refer to an aggregate: {e}")));
+                            return Err(SchedulerError::bind(format!(
+                                "GROUP BY cannot refer to an aggregate: {e}"
+                            )));
                         }
                         let (x, t) = plain.bind(e)?;
                         (x, t, n.clone())
                     }
-                    Some(Item::Column(i, n)) => (Expr::Column(*i), scope.columns[*i].data_type.clone(), n.clone()),
+                    Some(Item::Column(i, n)) => (
+                        Expr::Column(*i),
+                        scope.columns[*i].data_type.clone(),
+                        n.clone(),
+                    ),
                     None => {
                         if contains_aggregate(g) {
-                            return Err(SchedulerError::bind(format!("GROUP BY cannot contain aggregates: {g}")));
+                            return Err(SchedulerError::bind(format!(
+                                "GROUP BY cannot contain aggregates: {g}"
+                            )));
                         }
                         let (x, t) = plain.bind(g)?;
                         (x, t, output_name(g))
@@ -279,7 +359,14 @@ impl Binder<'_> {
             }
             let having = s.having.as_ref().map(|h| agg_binder.bind(h)).transpose()?;
             for o in order {
-                let key = self.order_key(o, &items, &names, &select_exprs, &mut |e| agg_binder.bind(e), &mut hidden)?;
+                let key = self.order_key(
+                    o,
+                    &items,
+                    &names,
+                    &select_exprs,
+                    &mut |e| agg_binder.bind(e),
+                    &mut hidden,
+                )?;
                 sort_keys.push(key);
             }
             drop(agg_binder);
@@ -298,13 +385,21 @@ impl Binder<'_> {
             };
             if let Some((h, t)) = having {
                 if !matches!(t, DataType::Boolean | DataType::Null) {
-                    return Err(SchedulerError::bind(format!("HAVING needs a BOOLEAN condition, got {}", sql_name(&t))));
+                    return Err(SchedulerError::bind(format!(
+                        "HAVING needs a BOOLEAN condition, got {}",
+                        sql_name(&t)
+                    )));
                 }
-                plan = LogicalPlan::Filter { input: Box::new(plan), predicate: h };
+                plan = LogicalPlan::Filter {
+                    input: Box::new(plan),
+                    predicate: h,
+                };
             }
         } else {
             if s.having.is_some() {
-                return Err(SchedulerError::bind("HAVING needs GROUP BY or an aggregate"));
+                return Err(SchedulerError::bind(
+                    "HAVING needs GROUP BY or an aggregate",
+                ));
             }
             let mut b = ExprBinder::new(&scope);
             for item in &items {
@@ -314,7 +409,14 @@ impl Binder<'_> {
                 });
             }
             for o in order {
-                let key = self.order_key(o, &items, &names, &select_exprs, &mut |e| b.bind(e), &mut hidden)?;
+                let key = self.order_key(
+                    o,
+                    &items,
+                    &names,
+                    &select_exprs,
+                    &mut |e| b.bind(e),
+                    &mut hidden,
+                )?;
                 sort_keys.push(key);
             }
         }
@@ -325,26 +427,44 @@ impl Binder<'_> {
             Some(ast::Distinct::On(_)) => return Err(SchedulerError::unsupported("DISTINCT ON")),
         };
         if is_distinct && !hidden.is_empty() {
-            return Err(SchedulerError::bind("for SELECT DISTINCT, ORDER BY expressions must appear in the select list"));
+            return Err(SchedulerError::bind(
+                "for SELECT DISTINCT, ORDER BY expressions must appear in the select list",
+            ));
         }
         let visible = select_exprs.len();
         let mut all_names = names.clone();
         all_names.extend((0..hidden.len()).map(|i| format!("__order_{i}")));
-        let (exprs, types): (Vec<Expr>, Vec<DataType>) = select_exprs.into_iter().chain(hidden).unzip();
+        let (exprs, types): (Vec<Expr>, Vec<DataType>) =
+            select_exprs.into_iter().chain(hidden).unzip();
         let schema = project_schema(&all_names, &types);
-        plan = LogicalPlan::Project { input: Box::new(plan), exprs, schema };
+        plan = LogicalPlan::Project {
+            input: Box::new(plan),
+            exprs,
+            schema,
+        };
         if is_distinct {
             plan = distinct(plan, &all_names, &types);
         }
         if !sort_keys.is_empty() {
-            plan = LogicalPlan::Sort { input: Box::new(plan), keys: sort_keys };
+            plan = LogicalPlan::Sort {
+                input: Box::new(plan),
+                keys: sort_keys,
+            };
         }
         if skip > 0 || fetch.is_some() {
-            plan = LogicalPlan::Limit { input: Box::new(plan), skip, fetch };
+            plan = LogicalPlan::Limit {
+                input: Box::new(plan),
+                skip,
+                fetch,
+            };
         }
         if types.len() > visible {
             let exprs = (0..visible).map(Expr::Column).collect();
-            plan = LogicalPlan::Project { input: Box::new(plan), exprs, schema: project_schema(&names, &types[..visible]) };
+            plan = LogicalPlan::Project {
+                input: Box::new(plan),
+                exprs,
+                schema: project_schema(&names, &types[..visible]),
+            };
         }
         Ok((plan, output_scope(&names, &types[..visible])))
     }
@@ -381,15 +501,27 @@ impl Binder<'_> {
     }
 
     /// WHERE: `x [NOT] IN (subquery)` conjuncts become semi/anti joins; the rest a filter.
-    fn bind_where(&mut self, mut plan: LogicalPlan, scope: &Scope, w: &ast::Expr) -> Result<LogicalPlan> {
+    fn bind_where(
+        &mut self,
+        mut plan: LogicalPlan,
+        scope: &Scope,
+        w: &ast::Expr,
+    ) -> Result<LogicalPlan> {
         if contains_aggregate(w) {
-            return Err(SchedulerError::bind(format!("aggregates are not allowed in WHERE: {w}; use HAVING")));
+            return Err(SchedulerError::bind(format!(
+                "aggregates are not allowed in WHERE: {w}; use HAVING"
+            )));
         }
         let mut conjuncts = vec![];
         split_conjuncts(w, &mut conjuncts);
         let mut filters = vec![];
         for c in conjuncts {
-            if let ast::Expr::InSubquery { expr, subquery, negated } = c {
+            if let ast::Expr::InSubquery {
+                expr,
+                subquery,
+                negated,
+            } = c
+            {
                 let (x, xt) = ExprBinder::new(scope).bind(expr)?;
                 let (sub, sub_scope) = self.bind_query(subquery)?;
                 if sub_scope.columns.len() != 1 {
@@ -400,12 +532,20 @@ impl Binder<'_> {
                 }
                 let st = sub_scope.columns[0].data_type.clone();
                 let t = common_type(&xt, &st, false, false).ok_or_else(|| {
-                    SchedulerError::bind(format!("Cannot compare {} with {} in {c}", sql_name(&xt), sql_name(&st)))
+                    SchedulerError::bind(format!(
+                        "Cannot compare {} with {} in {c}",
+                        sql_name(&xt),
+                        sql_name(&st)
+                    ))
                 })?;
                 plan = LogicalPlan::Join {
                     left: Box::new(plan),
                     right: Box::new(sub),
-                    join_type: if *negated { JoinType::Anti } else { JoinType::Semi },
+                    join_type: if *negated {
+                        JoinType::Anti
+                    } else {
+                        JoinType::Semi
+                    },
                     left_keys: vec![cast_if_needed(x, &xt, &t)],
                     right_keys: vec![cast_if_needed(Expr::Column(0), &st, &t)],
                     filter: None,
@@ -414,12 +554,18 @@ impl Binder<'_> {
             }
             let (f, t) = ExprBinder::new(scope).bind(c)?;
             if !matches!(t, DataType::Boolean | DataType::Null) {
-                return Err(SchedulerError::bind(format!("WHERE needs a BOOLEAN condition, got {} in {c}", sql_name(&t))));
+                return Err(SchedulerError::bind(format!(
+                    "WHERE needs a BOOLEAN condition, got {} in {c}",
+                    sql_name(&t)
+                )));
             }
             filters.push(f);
         }
         if let Some(predicate) = conjunction(filters) {
-            plan = LogicalPlan::Filter { input: Box::new(plan), predicate };
+            plan = LogicalPlan::Filter {
+                input: Box::new(plan),
+                predicate,
+            };
         }
         Ok(plan)
     }
@@ -438,16 +584,24 @@ fn sort_key(expr: Expr, o: &ast::OrderByExpr) -> SortKey {
     let descending = matches!(o.options.sort, Some(ast::OrderBySort::Desc));
     // DuckDB's default puts NULLs last in either direction.
     let nulls_first = o.options.nulls_first.unwrap_or(false);
-    SortKey { expr, descending, nulls_first }
+    SortKey {
+        expr,
+        descending,
+        nulls_first,
+    }
 }
 
 /// `ORDER BY 2` / `GROUP BY 1`: a 0-based output position.
 fn ordinal(e: &ast::Expr, n: usize) -> Result<Option<usize>> {
     if let ast::Expr::Value(v) = e {
         if let ast::Value::Number(s, _) = &v.value {
-            let i: usize = s.parse().map_err(|_| SchedulerError::bind(format!("invalid position {s}")))?;
+            let i: usize = s
+                .parse()
+                .map_err(|_| SchedulerError::bind(format!("invalid position {s}")))?;
             if i == 0 || i > n {
-                return Err(SchedulerError::bind(format!("position {i} is not in the select list (1..{n})")));
+                return Err(SchedulerError::bind(format!(
+                    "position {i} is not in the select list (1..{n})"
+                )));
             }
             return Ok(Some(i - 1));
         }
@@ -459,24 +613,40 @@ fn limits(l: Option<&LimitClause>) -> Result<(usize, Option<usize>)> {
     let count = |e: &ast::Expr, what: &str| -> Result<usize> {
         match super::expr::literal(match e {
             ast::Expr::Value(v) => &v.value,
-            other => return Err(SchedulerError::bind(format!("{what} must be a constant, got {other}"))),
+            other => {
+                return Err(SchedulerError::bind(format!(
+                    "{what} must be a constant, got {other}"
+                )))
+            }
         })?
         .0
         {
             Expr::Literal(ScalarValue::Int64(n)) if n >= 0 => Ok(n as usize),
-            other => Err(SchedulerError::bind(format!("{what} must be a non-negative integer, got {other}"))),
+            other => Err(SchedulerError::bind(format!(
+                "{what} must be a non-negative integer, got {other}"
+            ))),
         }
     };
     Ok(match l {
         None => (0, None),
-        Some(LimitClause::LimitOffset { limit, offset, limit_by }) => {
+        Some(LimitClause::LimitOffset {
+            limit,
+            offset,
+            limit_by,
+        }) => {
             if !limit_by.is_empty() {
                 return Err(SchedulerError::unsupported("LIMIT BY"));
             }
             let fetch = limit.as_ref().map(|e| count(e, "LIMIT")).transpose()?;
-            let skip = offset.as_ref().map(|o| count(&o.value, "OFFSET")).transpose()?.unwrap_or(0);
+            let skip = offset
+                .as_ref()
+                .map(|o| count(&o.value, "OFFSET"))
+                .transpose()?
+                .unwrap_or(0);
             (skip, fetch)
         }
-        Some(LimitClause::OffsetCommaLimit { offset, limit }) => (count(offset, "OFFSET")?, Some(count(limit, "LIMIT")?)),
+        Some(LimitClause::OffsetCommaLimit { offset, limit }) => {
+            (count(offset, "OFFSET")?, Some(count(limit, "LIMIT")?))
+        }
     })
 }

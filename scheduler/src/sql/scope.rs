@@ -90,6 +90,8 @@ impl Scope {
     }
 
     pub fn has_qualifier(&self, q: &str) -> bool {
-        self.columns.iter().any(|c| c.qualifier.as_deref() == Some(q.to_lowercase().as_str()))
+        self.columns
+            .iter()
+            .any(|c| c.qualifier.as_deref() == Some(q.to_lowercase().as_str()))
     }
 }

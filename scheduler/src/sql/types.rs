@@ -32,7 +32,9 @@ pub fn from_sql(t: &sqlparser::ast::DataType) -> Result<DataType> {
         "BOOLEAN" | "BOOL" => DataType::Boolean,
         "TINYINT" | "SMALLINT" | "INT" | "INTEGER" | "INT4" | "INT2" | "INT1" => DataType::Int32,
         "BIGINT" | "INT8" | "LONG" | "HUGEINT" => DataType::Int64,
-        "DOUBLE" | "FLOAT" | "FLOAT8" | "FLOAT4" | "REAL" | "DECIMAL" | "NUMERIC" => DataType::Float64,
+        "DOUBLE" | "FLOAT" | "FLOAT8" | "FLOAT4" | "REAL" | "DECIMAL" | "NUMERIC" => {
+            DataType::Float64
+        }
         "VARCHAR" | "TEXT" | "STRING" | "CHAR" | "BPCHAR" => DataType::Utf8,
         "DATE" => DataType::Date32,
         "TIMESTAMP" | "DATETIME" => timestamp_type(),
@@ -58,15 +60,22 @@ fn is_temporal(t: &DataType) -> bool {
 
 /// The type two values are compared or combined in, if there is one.
 /// `left_literal`/`right_literal` allow a string literal to take the other side's type.
-pub fn common_type(a: &DataType, b: &DataType, a_literal: bool, b_literal: bool) -> Option<DataType> {
+pub fn common_type(
+    a: &DataType,
+    b: &DataType,
+    a_literal: bool,
+    b_literal: bool,
+) -> Option<DataType> {
     if a == b {
         return Some(a.clone());
     }
     match (a, b) {
         (DataType::Null, t) | (t, DataType::Null) => Some(t.clone()),
-        (x, y) if is_numeric(x) && is_numeric(y) => {
-            Some(if numeric_rank(x) >= numeric_rank(y) { x.clone() } else { y.clone() })
-        }
+        (x, y) if is_numeric(x) && is_numeric(y) => Some(if numeric_rank(x) >= numeric_rank(y) {
+            x.clone()
+        } else {
+            y.clone()
+        }),
         (x, y) if is_temporal(x) && is_temporal(y) => Some(timestamp_type()),
         (DataType::Utf8, t) if a_literal => Some(t.clone()),
         (t, DataType::Utf8) if b_literal => Some(t.clone()),
@@ -83,11 +92,19 @@ pub fn cast_if_needed(e: Expr, from: &DataType, to: &DataType) -> Expr {
 }
 
 fn is_literal(e: &Expr) -> bool {
-    matches!(e, Expr::Literal(_)) || matches!(e, Expr::Cast { expr, .. } if matches!(**expr, Expr::Literal(_)))
+    matches!(e, Expr::Literal(_))
+        || matches!(e, Expr::Cast { expr, .. } if matches!(**expr, Expr::Literal(_)))
 }
 
 /// Builds `l op r` with both sides cast to the type the operator needs.
-pub fn binary(op: BinaryOp, l: Expr, lt: &DataType, r: Expr, rt: &DataType, shown: &str) -> Result<Expr> {
+pub fn binary(
+    op: BinaryOp,
+    l: Expr,
+    lt: &DataType,
+    r: Expr,
+    rt: &DataType,
+    shown: &str,
+) -> Result<Expr> {
     let mismatch = || {
         SchedulerError::bind(format!(
             "Cannot apply {} to {} and {} in {shown}: add an explicit CAST",
@@ -107,7 +124,11 @@ pub fn binary(op: BinaryOp, l: Expr, lt: &DataType, r: Expr, rt: &DataType, show
             }
         }
         let b = DataType::Boolean;
-        return Ok(Expr::binary(op, cast_if_needed(l, lt, &b), cast_if_needed(r, rt, &b)));
+        return Ok(Expr::binary(
+            op,
+            cast_if_needed(l, lt, &b),
+            cast_if_needed(r, rt, &b),
+        ));
     }
     let common = common_type(lt, rt, is_literal(&l), is_literal(&r)).ok_or_else(mismatch)?;
     check_literal_cast(&l, &common)?;
@@ -117,10 +138,22 @@ pub fn binary(op: BinaryOp, l: Expr, lt: &DataType, r: Expr, rt: &DataType, show
             return Err(mismatch());
         }
         // `/` is always floating-point division, as in DuckDB.
-        let target = if op == BinaryOp::Div || common == DataType::Null { DataType::Float64 } else { common };
-        return Ok(Expr::binary(op, cast_if_needed(l, lt, &target), cast_if_needed(r, rt, &target)));
+        let target = if op == BinaryOp::Div || common == DataType::Null {
+            DataType::Float64
+        } else {
+            common
+        };
+        return Ok(Expr::binary(
+            op,
+            cast_if_needed(l, lt, &target),
+            cast_if_needed(r, rt, &target),
+        ));
     }
-    Ok(Expr::binary(op, cast_if_needed(l, lt, &common), cast_if_needed(r, rt, &common)))
+    Ok(Expr::binary(
+        op,
+        cast_if_needed(l, lt, &common),
+        cast_if_needed(r, rt, &common),
+    ))
 }
 
 /// A string literal that will be cast to `to` must convert, or the query is wrong.
@@ -128,8 +161,20 @@ fn check_literal_cast(e: &Expr, to: &DataType) -> Result<()> {
     if let Expr::Literal(ScalarValue::Utf8(text)) = e {
         if to != &DataType::Utf8 {
             let strings: ArrayRef = Arc::new(StringArray::from(vec![text.as_str()]));
-            cast_with_options(&strings, to, &CastOptions { safe: false, ..Default::default() })
-                .map_err(|_| SchedulerError::bind(format!("Could not convert string '{text}' to {}", sql_name(to))))?;
+            cast_with_options(
+                &strings,
+                to,
+                &CastOptions {
+                    safe: false,
+                    ..Default::default()
+                },
+            )
+            .map_err(|_| {
+                SchedulerError::bind(format!(
+                    "Could not convert string '{text}' to {}",
+                    sql_name(to)
+                ))
+            })?;
         }
     }
     Ok(())
@@ -138,12 +183,27 @@ fn check_literal_cast(e: &Expr, to: &DataType) -> Result<()> {
 /// Parses a date or timestamp literal by Arrow's own cast, so it agrees with run-time casts.
 pub fn temporal_literal(text: &str, to: &DataType) -> Result<ScalarValue> {
     let strings: ArrayRef = Arc::new(StringArray::from(vec![text]));
-    let cast = cast_with_options(&strings, to, &CastOptions { safe: false, ..Default::default() })
-        .map_err(|_| SchedulerError::bind(format!("invalid {} literal '{text}'", sql_name(to))))?;
+    let cast = cast_with_options(
+        &strings,
+        to,
+        &CastOptions {
+            safe: false,
+            ..Default::default()
+        },
+    )
+    .map_err(|_| SchedulerError::bind(format!("invalid {} literal '{text}'", sql_name(to))))?;
     Ok(match to {
-        DataType::Date32 => ScalarValue::Date32(cast.as_any().downcast_ref::<Date32Array>().expect("date").value(0)),
+        DataType::Date32 => ScalarValue::Date32(
+            cast.as_any()
+                .downcast_ref::<Date32Array>()
+                .expect("date")
+                .value(0),
+        ),
         _ => ScalarValue::Timestamp(
-            cast.as_any().downcast_ref::<TimestampMicrosecondArray>().expect("timestamp").value(0),
+            cast.as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .expect("timestamp")
+                .value(0),
         ),
     })
 }
@@ -153,12 +213,18 @@ pub fn fold_literal(e: &Expr) -> Option<ScalarValue> {
     match e {
         Expr::Literal(v) => Some(v.clone()),
         Expr::Cast { expr, to } => match (fold_literal(expr)?, to) {
-            (ScalarValue::Utf8(s), DataType::Date32 | DataType::Timestamp(..)) => temporal_literal(&s, to).ok(),
+            (ScalarValue::Utf8(s), DataType::Date32 | DataType::Timestamp(..)) => {
+                temporal_literal(&s, to).ok()
+            }
             (ScalarValue::Int64(v), DataType::Float64) => Some(ScalarValue::Float64(v as f64)),
             (ScalarValue::Int32(v), DataType::Float64) => Some(ScalarValue::Float64(v as f64)),
             (ScalarValue::Int32(v), DataType::Int64) => Some(ScalarValue::Int64(v as i64)),
-            (ScalarValue::Int64(v), DataType::Int32) => i32::try_from(v).ok().map(ScalarValue::Int32),
-            (ScalarValue::Date32(d), DataType::Timestamp(..)) => Some(ScalarValue::Timestamp(d as i64 * 86_400_000_000)),
+            (ScalarValue::Int64(v), DataType::Int32) => {
+                i32::try_from(v).ok().map(ScalarValue::Int32)
+            }
+            (ScalarValue::Date32(d), DataType::Timestamp(..)) => {
+                Some(ScalarValue::Timestamp(d as i64 * 86_400_000_000))
+            }
             (v, t) if &v.data_type() == t => Some(v),
             _ => None,
         },
@@ -180,7 +246,6 @@ pub fn compare_scalars(a: &ScalarValue, b: &ScalarValue) -> Option<std::cmp::Ord
         _ => None,
     }
 }
-
 
 /// `a AND b AND …`, or None for no conjuncts.
 pub fn conjunction_of(exprs: &[Expr]) -> Option<Expr> {

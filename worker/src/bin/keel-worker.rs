@@ -31,7 +31,9 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
@@ -41,12 +43,19 @@ async fn main() -> anyhow::Result<()> {
     // Tests and scripts read the bound address from this line (the port may be 0).
     println!("keel-worker listening on {}", listener.local_addr()?);
     let work_dir = args.work_dir.unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("keel-worker-{}", listener.local_addr().map(|a| a.port()).unwrap_or(0)))
+        std::env::temp_dir().join(format!(
+            "keel-worker-{}",
+            listener.local_addr().map(|a| a.port()).unwrap_or(0)
+        ))
     });
     let config = WorkerConfig {
         scheduler_url: args.scheduler,
         advertise: args.advertise,
-        cores: args.cores.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+        cores: args.cores.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }),
         memory_limit: args.memory_limit.unwrap_or_else(default_memory_limit),
         work_dir,
     };
@@ -58,7 +67,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -9,7 +9,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, ArrowPrimitiveType, AsArray, Float64Array, Int64Array, PrimitiveArray, StringArray,
+    Array, ArrayRef, ArrowPrimitiveType, AsArray, Float64Array, Int64Array, PrimitiveArray,
+    StringArray,
 };
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{
@@ -42,24 +43,38 @@ pub fn state_width(func: AggFunc) -> usize {
 
 /// Creates the accumulator for `func` over values of `input_type` (the
 /// argument's type for raw input; ignored for counts).
-pub fn create(func: AggFunc, distinct: bool, mode: AggMode, input_type: &DataType) -> Result<Box<dyn Accumulator>> {
+pub fn create(
+    func: AggFunc,
+    distinct: bool,
+    mode: AggMode,
+    input_type: &DataType,
+) -> Result<Box<dyn Accumulator>> {
     let merge = mode == AggMode::Final;
     if distinct {
         if func != AggFunc::Count || merge {
-            return Err(WorkerError::eval(format!("{}(DISTINCT …) is not supported", func.name())));
+            return Err(WorkerError::eval(format!(
+                "{}(DISTINCT …) is not supported",
+                func.name()
+            )));
         }
         return Ok(Box::new(CountDistinct::new(input_type)?));
     }
     Ok(match func {
-        AggFunc::CountStar | AggFunc::Count => {
-            Box::new(Count { counts: vec![], star: func == AggFunc::CountStar && !merge, merge })
-        }
+        AggFunc::CountStar | AggFunc::Count => Box::new(Count {
+            counts: vec![],
+            star: func == AggFunc::CountStar && !merge,
+            merge,
+        }),
         AggFunc::Sum => match input_type {
             DataType::Int64 => Box::new(Sum::<Int64Type>::default()),
             DataType::Float64 => Box::new(Sum::<Float64Type>::default()),
             other => return Err(WorkerError::eval(format!("sum() over {other}"))),
         },
-        AggFunc::Avg => Box::new(Avg { sums: vec![], counts: vec![], merge }),
+        AggFunc::Avg => Box::new(Avg {
+            sums: vec![],
+            counts: vec![],
+            merge,
+        }),
         AggFunc::Min | AggFunc::Max => {
             let is_min = func == AggFunc::Min;
             match input_type {
@@ -70,8 +85,16 @@ pub fn create(func: AggFunc, distinct: bool, mode: AggMode, input_type: &DataTyp
                 DataType::Timestamp(TimeUnit::Microsecond, None) => {
                     Box::new(MinMax::<TimestampMicrosecondType>::new(is_min))
                 }
-                DataType::Utf8 => Box::new(MinMaxString { values: vec![], is_min }),
-                other => return Err(WorkerError::eval(format!("{}() over {other} is not supported", func.name()))),
+                DataType::Utf8 => Box::new(MinMaxString {
+                    values: vec![],
+                    is_min,
+                }),
+                other => {
+                    return Err(WorkerError::eval(format!(
+                        "{}() over {other} is not supported",
+                        func.name()
+                    )))
+                }
             }
         }
     })
@@ -126,7 +149,10 @@ struct Sum<T: ArrowPrimitiveType> {
 
 impl<T: ArrowPrimitiveType> Default for Sum<T> {
     fn default() -> Self {
-        Sum { sums: vec![], seen: vec![] }
+        Sum {
+            sums: vec![],
+            seen: vec![],
+        }
     }
 }
 
@@ -168,7 +194,10 @@ where
     fn finish(&mut self) -> Result<ArrayRef> {
         let nulls = NullBuffer::from(std::mem::take(&mut self.seen));
         let values = std::mem::take(&mut self.sums);
-        Ok(Arc::new(PrimitiveArray::<T>::new(values.into(), Some(nulls))))
+        Ok(Arc::new(PrimitiveArray::<T>::new(
+            values.into(),
+            Some(nulls),
+        )))
     }
 
     fn size(&self) -> usize {
@@ -213,8 +242,11 @@ impl Accumulator for Avg {
     fn finish(&mut self) -> Result<ArrayRef> {
         let sums = std::mem::take(&mut self.sums);
         let counts = std::mem::take(&mut self.counts);
-        let out: Float64Array =
-            sums.iter().zip(&counts).map(|(s, c)| if *c == 0 { None } else { Some(s / *c as f64) }).collect();
+        let out: Float64Array = sums
+            .iter()
+            .zip(&counts)
+            .map(|(s, c)| if *c == 0 { None } else { Some(s / *c as f64) })
+            .collect();
         Ok(Arc::new(out))
     }
 
@@ -231,7 +263,11 @@ struct MinMax<T: ArrowPrimitiveType> {
 
 impl<T: ArrowPrimitiveType> MinMax<T> {
     fn new(is_min: bool) -> Self {
-        MinMax { values: vec![], seen: vec![], is_min }
+        MinMax {
+            values: vec![],
+            seen: vec![],
+            is_min,
+        }
     }
 }
 
@@ -249,7 +285,11 @@ where
                 continue;
             }
             let g = *g as usize;
-            let better = if self.is_min { *v < self.values[g] } else { *v > self.values[g] };
+            let better = if self.is_min {
+                *v < self.values[g]
+            } else {
+                *v > self.values[g]
+            };
             if !self.seen[g] || better {
                 self.values[g] = *v;
                 self.seen[g] = true;
@@ -265,7 +305,10 @@ where
     fn finish(&mut self) -> Result<ArrayRef> {
         let nulls = NullBuffer::from(std::mem::take(&mut self.seen));
         let values = std::mem::take(&mut self.values);
-        Ok(Arc::new(PrimitiveArray::<T>::new(values.into(), Some(nulls))))
+        Ok(Arc::new(PrimitiveArray::<T>::new(
+            values.into(),
+            Some(nulls),
+        )))
     }
 
     fn size(&self) -> usize {
@@ -312,7 +355,10 @@ impl Accumulator for MinMaxString {
     }
 
     fn size(&self) -> usize {
-        self.values.iter().map(|v| 24 + v.as_ref().map_or(0, |s| s.capacity())).sum()
+        self.values
+            .iter()
+            .map(|v| 24 + v.as_ref().map_or(0, |s| s.capacity()))
+            .sum()
     }
 }
 
@@ -326,15 +372,24 @@ struct CountDistinct {
 
 impl CountDistinct {
     fn new(input_type: &DataType) -> Result<Self> {
-        let converter = RowConverter::new(vec![SortField::new(input_type.clone())]).context("count(DISTINCT)")?;
-        Ok(CountDistinct { converter, seen: HashSet::new(), counts: vec![], bytes: 0 })
+        let converter = RowConverter::new(vec![SortField::new(input_type.clone())])
+            .context("count(DISTINCT)")?;
+        Ok(CountDistinct {
+            converter,
+            seen: HashSet::new(),
+            counts: vec![],
+            bytes: 0,
+        })
     }
 }
 
 impl Accumulator for CountDistinct {
     fn update(&mut self, groups: &[u32], n_groups: usize, inputs: &[ArrayRef]) -> Result<()> {
         self.counts.resize(n_groups, 0);
-        let rows = self.converter.convert_columns(&inputs[..1]).context("count(DISTINCT)")?;
+        let rows = self
+            .converter
+            .convert_columns(&inputs[..1])
+            .context("count(DISTINCT)")?;
         for (i, g) in groups.iter().enumerate() {
             if inputs[0].is_null(i) {
                 continue;

@@ -83,12 +83,16 @@ impl GroupTable {
             return Ok(());
         };
         let encoded = encoder.encode_columns(key_columns)?;
-        let keys = self.keys.get_or_insert_with(|| encoder.converter().empty_rows(1024, 16 * 1024));
+        let keys = self
+            .keys
+            .get_or_insert_with(|| encoder.converter().empty_rows(1024, 16 * 1024));
         for i in 0..rows {
             let row = encoded.row(i);
             let bytes = row.data();
             let hash = hash_bytes(bytes);
-            let found = self.table.find(hash, |&g| keys.row(g as usize).data() == bytes);
+            let found = self
+                .table
+                .find(hash, |&g| keys.row(g as usize).data() == bytes);
             let id = match found {
                 Some(&g) => g,
                 None => {
@@ -107,7 +111,9 @@ impl GroupTable {
     }
 
     fn size(&self) -> usize {
-        self.table.capacity() * 5 + self.hashes.capacity() * 8 + self.keys.as_ref().map_or(0, |k| k.size())
+        self.table.capacity() * 5
+            + self.hashes.capacity() * 8
+            + self.keys.as_ref().map_or(0, |k| k.size())
     }
 
     /// The key columns of every group; resets the table.
@@ -138,7 +144,13 @@ struct AggState {
 }
 
 impl AggState {
-    fn new(mode: AggMode, group_by: Vec<Expr>, aggs: Vec<AggExpr>, schema: SchemaRef, reservation: Reservation) -> Self {
+    fn new(
+        mode: AggMode,
+        group_by: Vec<Expr>,
+        aggs: Vec<AggExpr>,
+        schema: SchemaRef,
+        reservation: Reservation,
+    ) -> Self {
         AggState {
             mode,
             group_by,
@@ -179,7 +191,10 @@ impl AggState {
             .iter()
             .zip(inputs)
             .map(|(a, cols)| {
-                let t = cols.first().map(|c| c.data_type().clone()).unwrap_or(DataType::Int64);
+                let t = cols
+                    .first()
+                    .map(|c| c.data_type().clone())
+                    .unwrap_or(DataType::Int64);
                 accumulators::create(a.func, a.distinct, self.mode, &t)
             })
             .collect()
@@ -192,10 +207,19 @@ impl AggState {
         let encoder = if self.group_by.is_empty() {
             None
         } else {
-            Some(KeyEncoder::new(self.group_by.clone(), batch.schema().as_ref())?)
+            Some(KeyEncoder::new(
+                self.group_by.clone(),
+                batch.schema().as_ref(),
+            )?)
         };
         let n_groups = if encoder.is_some() { 0 } else { 1 };
-        self.groups = Some(GroupTable { encoder, table: HashTable::new(), hashes: vec![], keys: None, n_groups });
+        self.groups = Some(GroupTable {
+            encoder,
+            table: HashTable::new(),
+            hashes: vec![],
+            keys: None,
+            n_groups,
+        });
         self.accs = self.new_accumulators(inputs)?;
         Ok(())
     }
@@ -204,7 +228,11 @@ impl AggState {
         let rows = batch.num_rows();
         let inputs = self.acc_inputs(&batch)?;
         self.init(&batch, &inputs)?;
-        let key_columns = self.group_by.iter().map(|e| evaluate(e, &batch)).collect::<Result<Vec<_>>>()?;
+        let key_columns = self
+            .group_by
+            .iter()
+            .map(|e| evaluate(e, &batch))
+            .collect::<Result<Vec<_>>>()?;
         if self.passthrough {
             return self.pass_through(key_columns, &inputs, rows);
         }
@@ -223,7 +251,11 @@ impl AggState {
             && self.rows_seen >= PARTIAL_PROBE_ROWS
             && n as f64 > self.rows_seen as f64 * PARTIAL_SKIP_RATIO
         {
-            tracing::debug!(groups = n, rows = self.rows_seen, "partial aggregation does not reduce rows; passing through");
+            tracing::debug!(
+                groups = n,
+                rows = self.rows_seen,
+                "partial aggregation does not reduce rows; passing through"
+            );
             self.passthrough = true;
             return self.emit();
         }
@@ -231,7 +263,12 @@ impl AggState {
     }
 
     /// Each row becomes its own partial state.
-    fn pass_through(&mut self, keys: Vec<ArrayRef>, inputs: &[Vec<ArrayRef>], rows: usize) -> Result<Vec<RecordBatch>> {
+    fn pass_through(
+        &mut self,
+        keys: Vec<ArrayRef>,
+        inputs: &[Vec<ArrayRef>],
+        rows: usize,
+    ) -> Result<Vec<RecordBatch>> {
         let ids: Vec<u32> = (0..rows as u32).collect();
         let mut accs = self.new_accumulators(inputs)?;
         let mut columns = keys;
@@ -273,9 +310,17 @@ impl AggState {
         // Counts (and count states) are 0, not NULL.
         let mut col = 0;
         for a in &self.aggs {
-            let width = if self.mode == AggMode::Partial { state_width(a.func) } else { 1 };
-            let is_count = matches!(a.func, keel_proto::plan::AggFunc::Count | keel_proto::plan::AggFunc::CountStar);
-            let is_avg_count = self.mode == AggMode::Partial && a.func == keel_proto::plan::AggFunc::Avg;
+            let width = if self.mode == AggMode::Partial {
+                state_width(a.func)
+            } else {
+                1
+            };
+            let is_count = matches!(
+                a.func,
+                keel_proto::plan::AggFunc::Count | keel_proto::plan::AggFunc::CountStar
+            );
+            let is_avg_count =
+                self.mode == AggMode::Partial && a.func == keel_proto::plan::AggFunc::Avg;
             if is_count {
                 columns[col] = Arc::new(arrow::array::Int64Array::from(vec![0i64]));
             }
@@ -292,12 +337,19 @@ impl AggState {
         let columns = columns
             .into_iter()
             .zip(self.schema.fields())
-            .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c) } else { cast(&c, f.data_type()) })
+            .map(|(c, f)| {
+                if c.data_type() == f.data_type() {
+                    Ok(c)
+                } else {
+                    cast(&c, f.data_type())
+                }
+            })
             .collect::<Result<Vec<_>, _>>()
             .context("aggregate output")?;
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
-        RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)
-            .map_err(|e| WorkerError::eval(format!("aggregate output does not match its schema: {e}")))
+        RecordBatch::try_new_with_options(self.schema.clone(), columns, &options).map_err(|e| {
+            WorkerError::eval(format!("aggregate output does not match its schema: {e}"))
+        })
     }
 }
 
@@ -307,5 +359,8 @@ pub fn split(batch: RecordBatch) -> Vec<RecordBatch> {
     if rows <= BATCH_ROWS {
         return vec![batch];
     }
-    (0..rows).step_by(BATCH_ROWS).map(|start| batch.slice(start, BATCH_ROWS.min(rows - start))).collect()
+    (0..rows)
+        .step_by(BATCH_ROWS)
+        .map(|start| batch.slice(start, BATCH_ROWS.min(rows - start)))
+        .collect()
 }

@@ -7,7 +7,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{new_null_array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions, UInt32Array};
+use arrow::array::{
+    new_null_array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions, UInt32Array,
+};
 use arrow::compute::{concat_batches, filter_record_batch, take};
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow_row::Rows;
@@ -48,7 +50,10 @@ struct BuildSide {
 
 pub fn hash_join(spec: JoinSpec) -> Result<BatchIter> {
     if spec.build_left && spec.join_type != JoinType::Inner {
-        return Err(WorkerError::eval(format!("{:?} join must build its right side", spec.join_type)));
+        return Err(WorkerError::eval(format!(
+            "{:?} join must build its right side",
+            spec.join_type
+        )));
     }
     let mut spec = spec;
     let mut built: Option<(BuildSide, KeyEncoder, SchemaRef)> = None;
@@ -120,7 +125,8 @@ fn build_side(spec: &mut JoinSpec) -> Result<(BuildSide, KeyEncoder, SchemaRef)>
             }
         }
     }
-    spec.reservation.resize(batch.get_array_memory_size() + rows.size() + table.capacity() * 5 + n * 4)?;
+    spec.reservation
+        .resize(batch.get_array_memory_size() + rows.size() + table.capacity() * 5 + n * 4)?;
     let has_null_key = nulls.is_some();
     let probe_encoder = KeyEncoder::new(spec.probe_keys.clone(), &spec.probe_schema)?;
     let (left, right) = if spec.build_left {
@@ -128,9 +134,24 @@ fn build_side(spec: &mut JoinSpec) -> Result<(BuildSide, KeyEncoder, SchemaRef)>
     } else {
         (&spec.probe_schema, &spec.build_schema)
     };
-    let fields: Vec<_> = left.fields().iter().chain(right.fields().iter()).cloned().collect();
+    let fields: Vec<_> = left
+        .fields()
+        .iter()
+        .chain(right.fields().iter())
+        .cloned()
+        .collect();
     let pair_schema = Arc::new(Schema::new(fields));
-    Ok((BuildSide { batch, rows, table, next, has_null_key }, probe_encoder, pair_schema))
+    Ok((
+        BuildSide {
+            batch,
+            rows,
+            table,
+            next,
+            has_null_key,
+        },
+        probe_encoder,
+        pair_schema,
+    ))
 }
 
 fn probe(
@@ -178,10 +199,28 @@ fn probe(
             j = build.next[j as usize];
         }
         if probe_idx.len() >= PAIRS_PER_BATCH {
-            emit_pairs(spec, build, pair_schema, batch, &mut probe_idx, &mut build_idx, &mut matched, &mut out)?;
+            emit_pairs(
+                spec,
+                build,
+                pair_schema,
+                batch,
+                &mut probe_idx,
+                &mut build_idx,
+                &mut matched,
+                &mut out,
+            )?;
         }
     }
-    emit_pairs(spec, build, pair_schema, batch, &mut probe_idx, &mut build_idx, &mut matched, &mut out)?;
+    emit_pairs(
+        spec,
+        build,
+        pair_schema,
+        batch,
+        &mut probe_idx,
+        &mut build_idx,
+        &mut matched,
+        &mut out,
+    )?;
 
     match spec.join_type {
         JoinType::Inner => {}
@@ -212,7 +251,12 @@ fn probe(
 
 fn head(build: &BuildSide, rows: &Rows, i: usize) -> Option<u32> {
     let bytes = rows.row(i).data();
-    build.table.find(hash_bytes(bytes), |&h| build.rows.row(h as usize).data() == bytes).copied()
+    build
+        .table
+        .find(hash_bytes(bytes), |&h| {
+            build.rows.row(h as usize).data() == bytes
+        })
+        .copied()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -249,14 +293,20 @@ fn emit_pairs(
         matched[*i as usize] = true;
     }
     if matches!(spec.join_type, JoinType::Inner | JoinType::Left) && pairs.num_rows() > 0 {
-        out.push(RecordBatch::try_new(spec.schema.clone(), pairs.columns().to_vec()).context("join output")?);
+        out.push(
+            RecordBatch::try_new(spec.schema.clone(), pairs.columns().to_vec())
+                .context("join output")?,
+        );
     }
     Ok(())
 }
 
 fn filter_indices(idx: &UInt32Array, mask: &BooleanArray) -> Result<UInt32Array> {
     let f = arrow::compute::filter(idx, mask).context("join filter")?;
-    Ok(f.as_any().downcast_ref::<UInt32Array>().expect("u32").clone())
+    Ok(f.as_any()
+        .downcast_ref::<UInt32Array>()
+        .expect("u32")
+        .clone())
 }
 
 fn semi_output(spec: &JoinSpec, batch: &RecordBatch, keep: Vec<bool>) -> Result<Vec<RecordBatch>> {
@@ -265,11 +315,19 @@ fn semi_output(spec: &JoinSpec, batch: &RecordBatch, keep: Vec<bool>) -> Result<
     if kept.num_rows() == 0 {
         return Ok(vec![]);
     }
-    Ok(vec![RecordBatch::try_new(spec.schema.clone(), kept.columns().to_vec()).context("semi join")?])
+    Ok(vec![RecordBatch::try_new(
+        spec.schema.clone(),
+        kept.columns().to_vec(),
+    )
+    .context("semi join")?])
 }
 
 fn take_columns(batch: &RecordBatch, idx: &UInt32Array) -> Result<Vec<ArrayRef>> {
-    batch.columns().iter().map(|c| take(c.as_ref(), idx, None).context("join take")).collect()
+    batch
+        .columns()
+        .iter()
+        .map(|c| take(c.as_ref(), idx, None).context("join take"))
+        .collect()
 }
 
 fn make_batch(schema: &SchemaRef, columns: Vec<ArrayRef>, rows: usize) -> Result<RecordBatch> {

@@ -62,7 +62,9 @@ impl KeyEncoder {
     }
 
     pub fn encode_columns(&self, columns: &[ArrayRef]) -> Result<Rows> {
-        self.converter.convert_columns(columns).context("encoding keys")
+        self.converter
+            .convert_columns(columns)
+            .context("encoding keys")
     }
 
     /// Rows where any key is NULL (they never match in a join).
@@ -82,7 +84,9 @@ impl KeyEncoder {
     }
 
     pub fn decode(&self, rows: &Rows) -> Result<Vec<ArrayRef>> {
-        self.converter.convert_rows(rows.iter()).map_err(|e| WorkerError::eval(format!("decoding keys: {e}")))
+        self.converter
+            .convert_rows(rows.iter())
+            .map_err(|e| WorkerError::eval(format!("decoding keys: {e}")))
     }
 }
 
@@ -93,7 +97,10 @@ mod tests {
     #[test]
     fn hash_is_stable_and_spreads() {
         assert_eq!(hash_bytes(b"keel"), hash_bytes(b"keel"));
-        assert_ne!(hash_bytes(&1u64.to_le_bytes()), hash_bytes(&2u64.to_le_bytes()));
+        assert_ne!(
+            hash_bytes(&1u64.to_le_bytes()),
+            hash_bytes(&2u64.to_le_bytes())
+        );
         let mut buckets = [0usize; 8];
         for i in 0u64..8000 {
             buckets[(hash_bytes(&i.to_le_bytes()) % 8) as usize] += 1;

@@ -3,8 +3,8 @@
 //! [`build`] turns a [`PlanNode`] tree into one iterator. Dynamic dispatch
 //! happens once per batch, never per row.
 
-mod aggregate;
 mod accumulators;
+mod aggregate;
 mod filter;
 mod join;
 mod keys;
@@ -13,6 +13,9 @@ mod project;
 mod scan;
 mod sort;
 mod union;
+
+#[cfg(test)]
+mod tests;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -51,16 +54,20 @@ impl ExecContext {
 
 pub fn build(plan: &PlanNode, ctx: &mut ExecContext) -> Result<BatchIter> {
     Ok(match plan {
-        PlanNode::Scan { splits, schema, .. } => scan::scan(splits.clone(), Arc::new(schema.clone()), ctx)?,
+        PlanNode::Scan { splits, schema, .. } => {
+            scan::scan(splits.clone(), Arc::new(schema.clone()), ctx)?
+        }
         PlanNode::ShuffleRead { input, schema } => {
-            let batches = std::mem::take(ctx.inputs.get_mut(*input).ok_or_else(|| {
-                WorkerError::eval(format!("task has no shuffle input #{input}"))
-            })?);
+            let batches =
+                std::mem::take(ctx.inputs.get_mut(*input).ok_or_else(|| {
+                    WorkerError::eval(format!("task has no shuffle input #{input}"))
+                })?);
             let schema: SchemaRef = Arc::new(schema.clone());
             // Shuffle files carry the producer's schema; relabel to the plan's names.
             Box::new(batches.into_iter().map(move |b| {
-                RecordBatch::try_new(schema.clone(), b.columns().to_vec())
-                    .map_err(|e| WorkerError::eval(format!("shuffle input does not match the plan: {e}")))
+                RecordBatch::try_new(schema.clone(), b.columns().to_vec()).map_err(|e| {
+                    WorkerError::eval(format!("shuffle input does not match the plan: {e}"))
+                })
             }))
         }
         PlanNode::OneRow => {
@@ -72,11 +79,21 @@ pub fn build(plan: &PlanNode, ctx: &mut ExecContext) -> Result<BatchIter> {
             .expect("one empty row");
             Box::new(std::iter::once(Ok(batch)))
         }
-        PlanNode::Filter { input, predicate } => filter::filter(build(input, ctx)?, predicate.clone()),
-        PlanNode::Project { input, exprs, schema } => {
-            project::project(build(input, ctx)?, exprs.clone(), Arc::new(schema.clone()))
+        PlanNode::Filter { input, predicate } => {
+            filter::filter(build(input, ctx)?, predicate.clone())
         }
-        PlanNode::Aggregate { input, mode, group_by, aggs, schema } => aggregate::aggregate(
+        PlanNode::Project {
+            input,
+            exprs,
+            schema,
+        } => project::project(build(input, ctx)?, exprs.clone(), Arc::new(schema.clone())),
+        PlanNode::Aggregate {
+            input,
+            mode,
+            group_by,
+            aggs,
+            schema,
+        } => aggregate::aggregate(
             build(input, ctx)?,
             *mode,
             group_by.clone(),
@@ -84,7 +101,16 @@ pub fn build(plan: &PlanNode, ctx: &mut ExecContext) -> Result<BatchIter> {
             Arc::new(schema.clone()),
             ctx.memory.reservation(),
         )?,
-        PlanNode::HashJoin { left, right, join_type, left_keys, right_keys, filter, build_left, schema } => {
+        PlanNode::HashJoin {
+            left,
+            right,
+            join_type,
+            left_keys,
+            right_keys,
+            filter,
+            build_left,
+            schema,
+        } => {
             let (build_side, probe_side, build_keys, probe_keys) = if *build_left {
                 (left, right, left_keys, right_keys)
             } else {
@@ -106,13 +132,20 @@ pub fn build(plan: &PlanNode, ctx: &mut ExecContext) -> Result<BatchIter> {
                 reservation: ctx.memory.reservation(),
             })?
         }
-        PlanNode::Sort { input, keys, fetch } => {
-            sort::sort(build(input, ctx)?, Arc::new(input.schema()), keys.clone(), *fetch, ctx.memory.reservation())?
-        }
+        PlanNode::Sort { input, keys, fetch } => sort::sort(
+            build(input, ctx)?,
+            Arc::new(input.schema()),
+            keys.clone(),
+            *fetch,
+            ctx.memory.reservation(),
+        )?,
         PlanNode::Limit { input, skip, fetch } => limit::limit(build(input, ctx)?, *skip, *fetch),
         PlanNode::Union { inputs } => {
             let schema = Arc::new(plan.schema());
-            let children = inputs.iter().map(|i| build(i, ctx)).collect::<Result<Vec<_>>>()?;
+            let children = inputs
+                .iter()
+                .map(|i| build(i, ctx))
+                .collect::<Result<Vec<_>>>()?;
             union::union(children, schema)
         }
     })

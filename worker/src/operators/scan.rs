@@ -31,7 +31,10 @@ pub fn scan(splits: Vec<FileSplit>, schema: SchemaRef, ctx: &ExecContext) -> Res
         match reader.next() {
             None => current = None,
             Some(Err(e)) => {
-                return Some(Err(WorkerError::Parquet { path: path.clone(), source: e.into() }));
+                return Some(Err(WorkerError::Parquet {
+                    path: path.clone(),
+                    source: e.into(),
+                }));
             }
             Some(Ok(batch)) => return Some(conform(batch, order, &schema)),
         }
@@ -40,24 +43,38 @@ pub fn scan(splits: Vec<FileSplit>, schema: SchemaRef, ctx: &ExecContext) -> Res
 
 /// Opens one split; returns the reader and, for each output column, its
 /// position in the reader's (file-ordered) output.
-fn open(split: &FileSplit, schema: &SchemaRef) -> Result<(String, ParquetRecordBatchReader, Vec<usize>)> {
+fn open(
+    split: &FileSplit,
+    schema: &SchemaRef,
+) -> Result<(String, ParquetRecordBatchReader, Vec<usize>)> {
     let path = split.path.clone();
     let file = File::open(&path).map_err(|e| WorkerError::io(&path, e))?;
-    let perr = |source| WorkerError::Parquet { path: path.clone(), source };
+    let perr = |source| WorkerError::Parquet {
+        path: path.clone(),
+        source,
+    };
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(perr)?;
     let file_schema = builder.schema().clone();
     let mut roots = Vec::with_capacity(schema.fields().len());
     for f in schema.fields() {
-        let idx = file_schema.index_of(f.name()).map_err(|_| WorkerError::Parquet {
-            path: path.clone(),
-            source: parquet::errors::ParquetError::General(format!("file has no column {}", f.name())),
-        })?;
+        let idx = file_schema
+            .index_of(f.name())
+            .map_err(|_| WorkerError::Parquet {
+                path: path.clone(),
+                source: parquet::errors::ParquetError::General(format!(
+                    "file has no column {}",
+                    f.name()
+                )),
+            })?;
         roots.push(idx);
     }
     let mut sorted = roots.clone();
     sorted.sort_unstable();
     sorted.dedup();
-    let order = roots.iter().map(|r| sorted.binary_search(r).expect("present")).collect();
+    let order = roots
+        .iter()
+        .map(|r| sorted.binary_search(r).expect("present"))
+        .collect();
     let mask = ProjectionMask::roots(builder.parquet_schema(), sorted);
     let reader = builder
         .with_projection(mask)

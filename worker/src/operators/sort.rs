@@ -50,7 +50,11 @@ fn sort_all(
         buffer.push(batch);
         if let (Some(bound), Some(k)) = (bound, fetch) {
             if rows > bound {
-                let top = sort_batch(&concat_batches(schema, &buffer).context("top-k")?, keys, Some(k))?;
+                let top = sort_batch(
+                    &concat_batches(schema, &buffer).context("top-k")?,
+                    keys,
+                    Some(k),
+                )?;
                 rows = top.num_rows();
                 bytes = top.get_array_memory_size();
                 buffer = vec![top];
@@ -64,15 +68,23 @@ fn sort_all(
     Ok(split(sorted))
 }
 
-pub fn sort_batch(batch: &RecordBatch, keys: &[SortKey], fetch: Option<usize>) -> Result<RecordBatch> {
+pub fn sort_batch(
+    batch: &RecordBatch,
+    keys: &[SortKey],
+    fetch: Option<usize>,
+) -> Result<RecordBatch> {
     if batch.num_rows() == 0 {
         return Ok(batch.clone());
     }
     let columns = keys
         .iter()
-        .map(|k| Ok(SortColumn { values: evaluate(&k.expr, batch)?, options: Some(k.options()) }))
+        .map(|k| {
+            Ok(SortColumn {
+                values: evaluate(&k.expr, batch)?,
+                options: Some(k.options()),
+            })
+        })
         .collect::<Result<Vec<_>>>()?;
     let indices = lexsort_to_indices(&columns, fetch).context("sort")?;
     take_record_batch(batch, &indices).context("sort")
 }
-
