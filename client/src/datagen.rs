@@ -87,16 +87,23 @@ impl Rng {
 }
 
 const ROWS_PER_FILE: u64 = 1 << 20;
-const ROWS_PER_GROUP: usize = 128 * 1024;
+/// Row groups hold at most this many rows, and at least 1/32 of the table
+/// (within bounds), so even small data sets split into many scan tasks.
+const MAX_ROWS_PER_GROUP: usize = 128 * 1024;
+const MIN_ROWS_PER_GROUP: usize = 8 * 1024;
 
-fn writer(path: &Path, schema: Arc<Schema>) -> Result<ArrowWriter<File>, ClientError> {
+fn writer(
+    path: &Path,
+    schema: Arc<Schema>,
+    group_rows: usize,
+) -> Result<ArrowWriter<File>, ClientError> {
     let file = File::create(path).map_err(|e| ClientError::Io {
         path: path.display().to_string(),
         source: e,
     })?;
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(ROWS_PER_GROUP))
+        .set_max_row_group_row_count(Some(group_rows))
         .build();
     ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| ClientError::Usage {
         message: format!("{}: {e}", path.display()),
@@ -138,6 +145,8 @@ pub fn generate(spec: &ImbalancedJoin, out: &Path) -> Result<Generated, ClientEr
         })
         .collect();
 
+    let expected: u64 = counts.iter().sum();
+    let group_rows = ((expected / 32) as usize).clamp(MIN_ROWS_PER_GROUP, MAX_ROWS_PER_GROUP);
     let schema1 = Arc::new(Schema::new(
         ["key", "bucket", "group1", "group2", "group3", "group4"]
             .iter()
@@ -175,7 +184,7 @@ pub fn generate(spec: &ImbalancedJoin, out: &Path) -> Result<Generated, ClientEr
         if current.is_none() {
             let path = df1_dir.join(format!("part-{file_index:05}.parquet"));
             file_index += 1;
-            current = Some((writer(&path, schema1.clone())?, path, 0));
+            current = Some((writer(&path, schema1.clone(), group_rows)?, path, 0));
         }
         let (w, path, rows) = current.as_mut().expect("open");
         for i in 0..n {
@@ -186,7 +195,7 @@ pub fn generate(spec: &ImbalancedJoin, out: &Path) -> Result<Generated, ClientEr
             cols[4].push(rng.int(1, 29) as i64);
             cols[5].push(rng.int(1, 39) as i64);
             values.push(rng.uniform());
-            if values.len() >= ROWS_PER_GROUP {
+            if values.len() >= group_rows {
                 flush(&mut cols, &mut values, w, path)?;
             }
         }
@@ -235,7 +244,7 @@ pub fn generate(spec: &ImbalancedJoin, out: &Path) -> Result<Generated, ClientEr
         ],
     )
     .expect("df2 batch");
-    let mut w = writer(&path2, schema2)?;
+    let mut w = writer(&path2, schema2, MAX_ROWS_PER_GROUP)?;
     w.write(&batch).map_err(write_err(&path2))?;
     w.close().map_err(write_err(&path2))?;
     Ok(Generated {

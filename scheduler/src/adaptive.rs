@@ -10,7 +10,6 @@
 
 use keel_proto::ids::StageId;
 use keel_proto::plan::{FileSplit, JoinType, PlanNode};
-use keel_proto::task::{FetchSpec, ShuffleInput};
 
 use crate::planner::stages::{InputMode, StagePlan, TaskSource};
 
@@ -19,18 +18,28 @@ use crate::planner::stages::{InputMode, StagePlan, TaskSource};
 pub struct MapOutput {
     pub stage: StageId,
     pub map_task: u32,
-    pub attempt: u32,
-    pub flight_url: String,
     /// (rows, bytes) per output partition.
     pub partitions: Vec<(u64, u64)>,
 }
+
+/// Partitions a task reads from one map task. Where that output lives is
+/// resolved when the task is dispatched, so a map output recomputed on
+/// another worker is found there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputSlice {
+    pub map_task: u32,
+    pub partitions: Vec<u32>,
+}
+
+/// What one task reads from each of its stage's inputs.
+pub type TaskInputs = Vec<Vec<InputSlice>>;
 
 impl MapOutput {
     fn bytes(&self) -> u64 {
         self.partitions.iter().map(|p| p.1).sum()
     }
 
-    fn fetch(&self, partitions: impl Iterator<Item = usize>) -> Option<FetchSpec> {
+    fn fetch(&self, partitions: impl Iterator<Item = usize>) -> Option<InputSlice> {
         let parts: Vec<u32> = partitions
             .filter(|&p| self.partitions.get(p).is_some_and(|s| s.0 > 0))
             .map(|p| p as u32)
@@ -38,16 +47,13 @@ impl MapOutput {
         if parts.is_empty() {
             return None;
         }
-        Some(FetchSpec {
-            flight_url: self.flight_url.clone(),
-            stage: self.stage,
+        Some(InputSlice {
             map_task: self.map_task,
-            attempt: self.attempt,
             partitions: parts,
         })
     }
 
-    fn fetch_all(&self) -> Option<FetchSpec> {
+    fn fetch_all(&self) -> Option<InputSlice> {
         self.fetch(0..self.partitions.len())
     }
 }
@@ -55,7 +61,7 @@ impl MapOutput {
 #[derive(Debug, Clone, Default)]
 pub struct TaskSpec {
     pub splits: Option<Vec<FileSplit>>,
-    pub inputs: Vec<ShuffleInput>,
+    pub inputs: TaskInputs,
 }
 
 pub struct AdaptiveConfig {
@@ -102,26 +108,26 @@ pub fn plan_tasks(
             .iter()
             .map(|s| TaskSpec {
                 splits: Some(s.clone()),
-                inputs: vec![ShuffleInput::default(); n_inputs],
+                inputs: vec![vec![]; n_inputs],
             })
             .collect(),
         TaskSource::Single => vec![TaskSpec {
             splits: None,
-            inputs: vec![ShuffleInput::default(); n_inputs],
+            inputs: vec![vec![]; n_inputs],
         }],
         TaskSource::Shuffle => shuffle_tasks(stage, outputs, config),
     };
     if tasks.is_empty() {
         tasks.push(TaskSpec {
             splits: None,
-            inputs: vec![ShuffleInput::default(); n_inputs],
+            inputs: vec![vec![]; n_inputs],
         });
     }
     for (i, input) in stage.inputs.iter().enumerate() {
         if matches!(input.mode, InputMode::Broadcast | InputMode::Gather) {
-            let all: Vec<FetchSpec> = outputs[i].iter().filter_map(|o| o.fetch_all()).collect();
+            let all: Vec<InputSlice> = outputs[i].iter().filter_map(|o| o.fetch_all()).collect();
             for t in &mut tasks {
-                t.inputs[i].fetches = all.clone();
+                t.inputs[i] = all.clone();
             }
         }
     }
@@ -159,10 +165,10 @@ fn shuffle_tasks(
         for range in coalesce(&sizes, target) {
             let mut t = TaskSpec {
                 splits: None,
-                inputs: vec![ShuffleInput::default(); n_inputs],
+                inputs: vec![vec![]; n_inputs],
             };
             for &i in &hash {
-                t.inputs[i].fetches = outputs[i]
+                t.inputs[i] = outputs[i]
                     .iter()
                     .filter_map(|o| o.fetch(range.clone()))
                     .collect();
@@ -177,20 +183,20 @@ fn shuffle_tasks(
         let target = config.target(total);
         let mut current = TaskSpec {
             splits: None,
-            inputs: vec![ShuffleInput::default(); n_inputs],
+            inputs: vec![vec![]; n_inputs],
         };
         let mut bytes = 0;
         for &i in &slice {
             for o in &outputs[i] {
                 if let Some(f) = o.fetch_all() {
-                    current.inputs[i].fetches.push(f);
+                    current.inputs[i].push(f);
                     bytes += o.bytes();
                     if bytes >= target {
                         tasks.push(std::mem::replace(
                             &mut current,
                             TaskSpec {
                                 splits: None,
-                                inputs: vec![ShuffleInput::default(); n_inputs],
+                                inputs: vec![vec![]; n_inputs],
                             },
                         ));
                         bytes = 0;
@@ -198,7 +204,7 @@ fn shuffle_tasks(
                 }
             }
         }
-        if current.inputs.iter().any(|i| !i.fetches.is_empty()) {
+        if current.inputs.iter().any(|i| !i.is_empty()) {
             tasks.push(current);
         }
     }

@@ -13,9 +13,9 @@ use std::time::Instant;
 
 use arrow::datatypes::Schema;
 use keel_proto::ids::{JobId, StageId, TaskId, WorkerId};
-use keel_proto::pb::{JobSummary, ResultLocation, StageProgress, TaskSucceeded};
+use keel_proto::pb::{FetchFailure, JobSummary, ResultLocation, StageProgress, TaskSucceeded};
 use keel_proto::plan::{FileSplit, PlanNode};
-use keel_proto::task::{encode, PartitionTicket, TaskDescriptor};
+use keel_proto::task::{encode, FetchSpec, PartitionTicket, ShuffleInput, TaskDescriptor};
 
 use crate::adaptive::{plan_tasks, AdaptiveConfig, MapOutput, TaskSpec};
 use crate::planner::stages::{StageGraph, StagePlan};
@@ -43,6 +43,21 @@ pub struct TaskRun {
     pub attempts: u32,
     /// Attempts that failed with the task's own error (counted against the limit).
     pub failures: u32,
+    /// Attempts that could not read an input (the input is recomputed instead).
+    pub fetch_failures: u32,
+}
+
+/// Fetch failures one task may see before its job fails: more means the
+/// outputs it needs keep vanishing, and recomputing them again will not help.
+const MAX_FETCH_FAILURES: u32 = 10;
+
+impl StageRun {
+    /// A finished stage whose outputs were lost runs the lost tasks again.
+    fn reopen(&mut self) {
+        if let StageState::Done { started, .. } = self.state {
+            self.state = StageState::Running { started };
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -131,16 +146,9 @@ impl Job {
             .iter()
             .enumerate()
             .filter_map(|(t, task)| match &task.state {
-                TaskState::Done {
-                    attempt,
-                    flight_url,
-                    stats,
-                    ..
-                } => Some(MapOutput {
+                TaskState::Done { stats, .. } => Some(MapOutput {
                     stage,
                     map_task: t as u32,
-                    attempt: *attempt,
-                    flight_url: flight_url.clone(),
                     partitions: partition_sizes(stats),
                 }),
                 _ => None,
@@ -183,6 +191,7 @@ impl Job {
                     state: TaskState::Pending,
                     attempts: 0,
                     failures: 0,
+                    fetch_failures: 0,
                 })
                 .collect();
             stage.state = StageState::Running {
@@ -209,7 +218,7 @@ impl Job {
                 continue;
             }
             for (t, task) in stage.tasks.iter().enumerate() {
-                if matches!(task.state, TaskState::Pending) {
+                if matches!(task.state, TaskState::Pending) && self.inputs_ready(s, t) {
                     out.push((s, t));
                 }
             }
@@ -217,8 +226,68 @@ impl Job {
         out
     }
 
+    /// Whether every map output the task reads is available (it may be
+    /// being recomputed after a worker was lost).
+    fn inputs_ready(&self, s: usize, t: usize) -> bool {
+        let stage = &self.stages[s];
+        stage.tasks[t]
+            .spec
+            .inputs
+            .iter()
+            .zip(&stage.plan.inputs)
+            .all(|(slices, input)| {
+                let Some(p) = self.index(input.stage) else {
+                    return false;
+                };
+                slices.iter().all(|sl| {
+                    matches!(
+                        self.stages[p]
+                            .tasks
+                            .get(sl.map_task as usize)
+                            .map(|m| &m.state),
+                        Some(TaskState::Done { .. })
+                    )
+                })
+            })
+    }
+
+    /// Where each input slice of a task lives now.
+    fn resolve_inputs(&self, s: usize, t: usize) -> Vec<ShuffleInput> {
+        let stage = &self.stages[s];
+        stage.tasks[t]
+            .spec
+            .inputs
+            .iter()
+            .zip(&stage.plan.inputs)
+            .map(|(slices, input)| {
+                let p = self.index(input.stage).expect("input stage");
+                let fetches = slices
+                    .iter()
+                    .filter_map(
+                        |sl| match &self.stages[p].tasks[sl.map_task as usize].state {
+                            TaskState::Done {
+                                attempt,
+                                flight_url,
+                                ..
+                            } => Some(FetchSpec {
+                                flight_url: flight_url.clone(),
+                                stage: input.stage,
+                                map_task: sl.map_task,
+                                attempt: *attempt,
+                                partitions: sl.partitions.clone(),
+                            }),
+                            _ => None,
+                        },
+                    )
+                    .collect();
+                ShuffleInput { fetches }
+            })
+            .collect()
+    }
+
     /// Marks a task running on `worker` and returns what to send it.
     pub fn start(&mut self, s: usize, t: usize, worker: &WorkerId) -> TaskDescriptor {
+        let inputs = self.resolve_inputs(s, t);
         let stage = &mut self.stages[s];
         let task = &mut stage.tasks[t];
         let attempt = task.attempts;
@@ -240,7 +309,7 @@ impl Job {
             },
             plan,
             sink: stage.plan.sink.clone(),
-            inputs: task.spec.inputs.clone(),
+            inputs,
         }
     }
 
@@ -330,22 +399,99 @@ impl Job {
         Outcome::Retrying
     }
 
-    /// Tasks running on a lost worker go back to pending.
+    /// A lost worker's running tasks go back to pending, and so do its
+    /// finished map outputs that an unfinished stage still needs: they are
+    /// recomputed from lineage (their stage reruns just those tasks).
     pub fn worker_lost(&mut self, worker: &WorkerId) -> usize {
+        if self.state != JobState::Running {
+            return 0;
+        }
+        let needed = self.needed_stages();
         let mut n = 0;
-        for stage in &mut self.stages {
+        for (s, stage) in self.stages.iter_mut().enumerate() {
+            let mut reopened = false;
             for (t, task) in stage.tasks.iter_mut().enumerate() {
-                if matches!(&task.state, TaskState::Running { worker: w, .. } if w == worker) {
+                let lost = match &task.state {
+                    TaskState::Running { worker: w, .. } => w == worker,
+                    TaskState::Done { worker: w, .. } => w == worker && needed[s],
+                    TaskState::Pending => false,
+                };
+                if lost {
+                    let what = if matches!(task.state, TaskState::Done { .. }) {
+                        "recomputing its output"
+                    } else {
+                        "rerunning it"
+                    };
+                    reopened |= matches!(task.state, TaskState::Done { .. });
                     task.state = TaskState::Pending;
                     self.retries.push(format!(
-                        "stage {} task {t}: worker {worker} was lost",
+                        "stage {} task {t}: worker {worker} was lost; {what}",
                         stage.plan.id.0
                     ));
                     n += 1;
                 }
             }
+            if reopened {
+                stage.reopen();
+            }
         }
         n
+    }
+
+    /// Stages whose output some unfinished stage still has to read.
+    fn needed_stages(&self) -> Vec<bool> {
+        let mut needed = vec![false; self.stages.len()];
+        for stage in &self.stages {
+            if matches!(stage.state, StageState::Done { .. }) {
+                continue;
+            }
+            for input in &stage.plan.inputs {
+                if let Some(i) = self.index(input.stage) {
+                    needed[i] = true;
+                }
+            }
+        }
+        needed
+    }
+
+    /// A task could not read a map output: the output is treated as lost
+    /// and recomputed, and the task waits for it. This does not count
+    /// against the task's attempts unless it keeps happening.
+    pub fn fetch_failed(
+        &mut self,
+        stage: u32,
+        task: u32,
+        attempt: u32,
+        failure: &FetchFailure,
+        message: &str,
+    ) -> Outcome {
+        if self.state != JobState::Running {
+            return Outcome::Ignored;
+        }
+        let Some((_, run)) = self.running_task(stage, task, attempt) else {
+            return Outcome::Ignored;
+        };
+        run.fetch_failures += 1;
+        if run.fetch_failures > MAX_FETCH_FAILURES {
+            let msg = format!("stage {stage} task {task} could not read its input {MAX_FETCH_FAILURES} times: {message}");
+            self.fail(msg);
+            return Outcome::JobFailed;
+        }
+        run.state = TaskState::Pending;
+        self.retries.push(format!(
+            "stage {stage} task {task} attempt {attempt}: {message}; recomputing that map output"
+        ));
+        if let Some(p) = self.index(StageId(failure.stage_id)) {
+            let producer = &mut self.stages[p];
+            if let Some(m) = producer.tasks.get_mut(failure.task as usize) {
+                if matches!(&m.state, TaskState::Done { flight_url, .. } if *flight_url == failure.flight_url)
+                {
+                    m.state = TaskState::Pending;
+                    producer.reopen();
+                }
+            }
+        }
+        Outcome::Retrying
     }
 
     pub fn fail(&mut self, message: String) {

@@ -39,6 +39,8 @@ pub struct SchedulerConfig {
     pub shuffle_partitions: u32,
     /// Bytes of row groups per scan task; None sizes splits to the cluster.
     pub split_bytes: Option<u64>,
+    /// A job with work to do and no live worker for this long fails.
+    pub worker_wait: Duration,
 }
 
 impl Default for SchedulerConfig {
@@ -52,6 +54,7 @@ impl Default for SchedulerConfig {
             broadcast_bytes: 32 << 20,
             shuffle_partitions: 64,
             split_bytes: None,
+            worker_wait: Duration::from_secs(60),
         }
     }
 }
@@ -129,6 +132,8 @@ pub struct SchedulerState {
     jobs: HashMap<JobId, JobEntry>,
     order: VecDeque<JobId>,
     next_worker: u64,
+    /// When the last worker went away, while there are none.
+    no_workers_since: Option<Instant>,
     /// Shared with the planner, which sizes scan splits by cluster cores.
     pub total_cores: Arc<AtomicUsize>,
 }
@@ -141,6 +146,7 @@ impl SchedulerState {
             jobs: HashMap::new(),
             order: VecDeque::new(),
             next_worker: 1,
+            no_workers_since: None,
             total_cores,
         }
     }
@@ -314,6 +320,7 @@ impl SchedulerState {
         for w in silent {
             self.lose_worker(&w, "it stopped sending heartbeats");
         }
+        self.fail_jobs_without_workers();
         let ttl = self.config.result_ttl;
         let expired: Vec<JobId> = self
             .jobs
@@ -323,6 +330,34 @@ impl SchedulerState {
             .collect();
         for id in expired {
             self.cleanup(&id);
+        }
+    }
+
+    /// Jobs wait a bounded time for a worker to appear, then fail saying why.
+    fn fail_jobs_without_workers(&mut self) {
+        if !self.workers.is_empty() {
+            self.no_workers_since = None;
+            return;
+        }
+        let since = *self.no_workers_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < self.config.worker_wait {
+            return;
+        }
+        let wait = self.config.worker_wait;
+        let waiting: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, e)| e.job.state == JobState::Running)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in waiting {
+            if let Some(e) = self.jobs.get_mut(&id) {
+                e.job.fail(format!(
+                    "no live workers for {}s; the job gave up waiting for one",
+                    wait.as_secs()
+                ));
+            }
+            self.publish(&id);
         }
     }
 
@@ -369,13 +404,22 @@ impl SchedulerState {
                 stats,
                 &adaptive,
             ),
-            Some(task_status::Result::Failed(f)) => entry.job.task_failed(
-                status.stage_id,
-                status.task,
-                status.attempt,
-                &f.message,
-                max_attempts,
-            ),
+            Some(task_status::Result::Failed(f)) => match &f.fetch_failure {
+                Some(ff) => entry.job.fetch_failed(
+                    status.stage_id,
+                    status.task,
+                    status.attempt,
+                    ff,
+                    &f.message,
+                ),
+                None => entry.job.task_failed(
+                    status.stage_id,
+                    status.task,
+                    status.attempt,
+                    &f.message,
+                    max_attempts,
+                ),
+            },
             None => Outcome::Ignored,
         };
         if outcome != Outcome::Ignored {

@@ -82,6 +82,7 @@ fn spawn(cmd: &mut Command, prefix: &str) -> (Child, String) {
 
 pub struct TestCluster {
     pub url: String,
+    scheduler_args: Vec<String>,
     scheduler: Child,
     pub workers: Vec<Child>,
     pub worker_urls: Vec<String>,
@@ -102,6 +103,7 @@ impl TestCluster {
         );
         let mut cluster = TestCluster {
             url: format!("http://{addr}"),
+            scheduler_args: scheduler_args.iter().map(|s| s.to_string()).collect(),
             scheduler,
             workers: vec![],
             worker_urls: vec![],
@@ -115,7 +117,12 @@ impl TestCluster {
     }
 
     pub fn add_worker(&mut self) {
+        self.add_worker_with_cores(2);
+    }
+
+    pub fn add_worker_with_cores(&mut self, cores: usize) {
         let dir = tempfile::tempdir().expect("work dir");
+        let cores = cores.to_string();
         let (child, addr) = spawn(
             Command::new(bin("keel-worker"))
                 .args([
@@ -124,7 +131,7 @@ impl TestCluster {
                     "--bind",
                     "127.0.0.1:0",
                     "--cores",
-                    "2",
+                    &cores,
                     "--work-dir",
                 ])
                 .arg(dir.path()),
@@ -150,6 +157,45 @@ impl TestCluster {
             Duration::from_secs(20),
             || self.live_workers() >= n,
         );
+    }
+
+    /// SIGKILLs one worker process.
+    pub fn kill_worker(&mut self, i: usize) {
+        let _ = self.workers[i].kill();
+        let _ = self.workers[i].wait();
+    }
+
+    /// Kills the scheduler and starts a new one on the same address.
+    pub fn restart_scheduler(&mut self) {
+        let _ = self.scheduler.kill();
+        let _ = self.scheduler.wait();
+        let addr = self.url.trim_start_matches("http://").to_string();
+        let (scheduler, _) = spawn(
+            Command::new(bin("keel-scheduler"))
+                .args(["--bind", &addr])
+                .args(&self.scheduler_args),
+            "keel-scheduler listening on ",
+        );
+        self.scheduler = scheduler;
+    }
+
+    /// Files under every worker's work dir (shuffle outputs and results).
+    pub fn job_files(&self) -> Vec<PathBuf> {
+        fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+        let mut out = vec![];
+        for d in &self.work_dirs {
+            walk(d.path(), &mut out);
+        }
+        out
     }
 
     pub fn kill_workers(&mut self) {

@@ -16,7 +16,7 @@ use tracing::Instrument;
 use crate::error::{Result, WorkerError};
 use crate::memory::{MemoryPool, TaskMemory};
 use crate::operators::{self, ExecContext};
-use crate::shuffle::{PartitionStat, ShuffleReader};
+use crate::shuffle::{map_dir, PartitionStat, ShuffleReader};
 use crate::sink::TaskSink;
 
 /// Fetches in flight at once per task.
@@ -116,6 +116,7 @@ async fn execute(
         input_reservation.grow(batches.iter().map(|b| b.get_array_memory_size()).sum())?;
         inputs.push(batches);
     }
+    let (job, task_id) = (task.job.clone(), task.task);
     let env2 = env.clone();
     let memory2 = memory.clone();
     let handle = tokio::task::spawn_blocking(move || -> Result<Vec<PartitionStat>> {
@@ -139,9 +140,21 @@ async fn execute(
         }
         sink.finish()
     });
-    let partitions = handle
+    let result = handle
         .await
-        .map_err(|e| WorkerError::eval(format!("task panicked: {e}")))??;
+        .map_err(|e| WorkerError::eval(format!("task panicked: {e}")))?;
+    if result.is_err() {
+        // Half-written shuffle files of a failed or cancelled attempt are never read: remove them.
+        let dir = map_dir(
+            &env.work_dir,
+            &job,
+            task_id.stage,
+            task_id.index,
+            task_id.attempt,
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let partitions = result?;
     drop(input_reservation);
     Ok(TaskOutcome {
         partitions,

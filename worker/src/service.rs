@@ -278,9 +278,7 @@ fn launch(
         };
         let mut status = run_task(env, task, cancelled.clone()).await;
         running.remove(&job, &cancelled);
-        if cancelled.load(Ordering::Relaxed) {
-            return;
-        }
+        // Reported even when cancelled: the scheduler frees the task's slot.
         status.worker_id = worker_id;
         let mut client = WorkerServiceClient::new(channel);
         if let Err(e) = client.report_task(status).await {

@@ -27,6 +27,9 @@ struct Args {
     /// A join side smaller than this is broadcast instead of shuffled (0 disables broadcasts).
     #[arg(long, value_parser = parse_size, default_value = "32MiB")]
     broadcast_bytes: usize,
+    /// Seconds a job with work to do waits for a live worker before it fails.
+    #[arg(long, default_value_t = 60.0)]
+    worker_wait: f64,
     /// Partitions each hash exchange writes.
     #[arg(long, default_value_t = 64)]
     shuffle_partitions: u32,
@@ -52,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
         broadcast_bytes: args.broadcast_bytes as u64,
         shuffle_partitions: args.shuffle_partitions.max(1),
         split_bytes: args.split_bytes.map(|b| b as u64),
+        worker_wait: Duration::from_secs_f64(args.worker_wait),
         ..Default::default()
     };
     let listener = tokio::net::TcpListener::bind(&args.bind)
