@@ -40,10 +40,19 @@ pub enum Command {
         #[arg(long, default_value_t = 2)]
         workers: usize,
     },
-    /// Exit 0 when the scheduler answers and has a live worker.
+    /// List the scheduler's jobs: id, state, elapsed time, SQL.
+    Jobs {
+        #[arg(long, env = "KEEL_SCHEDULER", default_value = "http://127.0.0.1:50050")]
+        scheduler: String,
+    },
+    /// Exit 0 when the scheduler answers and has a live worker (or, with
+    /// --worker, when that worker's gRPC health service reports SERVING).
     Health {
         #[arg(long, env = "KEEL_SCHEDULER", default_value = "http://127.0.0.1:50050")]
         scheduler: String,
+        /// Probe one worker instead, e.g. http://127.0.0.1:50051.
+        #[arg(long)]
+        worker: Option<String>,
     },
 }
 
@@ -168,7 +177,14 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
             Ok(())
         }
         Command::Demo { scale, workers } => crate::demo::run(scale, workers).await,
-        Command::Health { scheduler } => {
+        Command::Jobs { scheduler } => {
+            for j in KeelClient::connect(&scheduler).await?.jobs().await? {
+                println!("{}\t{}\t{:.1}s\t{}", j.job_id, j.state, j.elapsed_ms as f64 / 1000.0, j.sql.replace('\n', " "));
+            }
+            Ok(())
+        }
+        Command::Health { worker: Some(url), .. } => crate::health::check_worker(&url).await,
+        Command::Health { scheduler, worker: None } => {
             let client = KeelClient::connect(&scheduler).await?;
             let workers = client.workers().await?;
             if workers.is_empty() {

@@ -5,6 +5,7 @@
 //! - [`embedded`]: a scheduler and N workers in this process, over loopback gRPC/Flight.
 //! - [`cli`]: the `keel` subcommands (sql, explain, datagen, demo, health).
 //! - [`demo`]: `keel demo`, story 1 end to end.
+//! - [`health`]: the standard gRPC health check, for probes without a shell.
 //! - [`datagen`]: WORKLOADS.md data sets, deterministic for a seed.
 //! - [`output`]: printing results as a table, CSV or JSON.
 //! - [`error`]: the crate's error type.
@@ -15,6 +16,7 @@ pub mod datagen;
 pub mod demo;
 pub mod embedded;
 pub mod error;
+pub mod health;
 pub mod output;
 
 pub use client::{KeelClient, QueryResult};

@@ -399,6 +399,17 @@ impl Job {
         Outcome::Retrying
     }
 
+    /// The worker stopped the task (it is shutting down): run it elsewhere, uncounted.
+    pub fn task_stopped(&mut self, stage: u32, task: u32, attempt: u32) -> Outcome {
+        if self.state != JobState::Running {
+            return Outcome::Ignored;
+        }
+        let Some((_, run)) = self.running_task(stage, task, attempt) else { return Outcome::Ignored };
+        run.state = TaskState::Pending;
+        self.retries.push(format!("stage {stage} task {task} attempt {attempt}: its worker stopped it"));
+        Outcome::Retrying
+    }
+
     /// A lost worker's running tasks go back to pending, and so do its
     /// finished map outputs that an unfinished stage still needs: they are
     /// recomputed from lineage (their stage reruns just those tasks).

@@ -86,10 +86,7 @@ pub async fn run_task(
                 }),
                 _ => None,
             };
-            task_status::Result::Failed(TaskFailed {
-                message: e.to_string(),
-                fetch_failure,
-            })
+            task_status::Result::Failed(TaskFailed { message: e.to_string(), fetch_failure, cancelled: matches!(e, WorkerError::Cancelled) })
         }
     });
     status

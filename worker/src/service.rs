@@ -106,7 +106,10 @@ pub async fn run(
     let flight_url = format!("http://{advertise}");
     std::fs::create_dir_all(&config.work_dir)
         .map_err(|e| WorkerError::io(config.work_dir.display(), e))?;
-    let pool = MemoryPool::new(config.memory_limit);
+    // --memory-limit is everything the process may use (a container's limit);
+    // operators' tracked allocations get 80%, the rest covers the runtime,
+    // I/O buffers and untracked allocations.
+    let pool = MemoryPool::new(config.memory_limit / 10 * 8);
     let env = Arc::new(TaskEnv {
         work_dir: config.work_dir.clone(),
         pool: pool.clone(),
@@ -308,8 +311,7 @@ async fn heartbeats(
     }
 }
 
-/// The memory a worker may use by default: the cgroup limit or total memory,
-/// less a reserve for the process itself.
+/// The memory a worker may use by default: the cgroup limit, or total memory.
 pub fn default_memory_limit() -> usize {
     use sysinfo::{MemoryRefreshKind, RefreshKind, System};
     let Ok(sys) = System::new_with_specifics(
@@ -321,6 +323,5 @@ pub fn default_memory_limit() -> usize {
         .cgroup_limits()
         .map(|c| c.total_memory)
         .unwrap_or_else(|| sys.total_memory()) as usize;
-    let reserve = (total / 10).max(256 << 20);
-    total.saturating_sub(reserve).max(256 << 20)
+    total.max(256 << 20)
 }

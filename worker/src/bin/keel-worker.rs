@@ -15,16 +15,17 @@ struct Args {
     #[arg(long, default_value = "0.0.0.0:50051")]
     bind: String,
     /// host:port other workers and clients use to reach this worker (default: the bound address).
-    #[arg(long)]
+    #[arg(long, env = "KEEL_ADVERTISE")]
     advertise: Option<String>,
     /// Tasks run at once (default: the number of cores).
-    #[arg(long)]
+    #[arg(long, env = "KEEL_CORES")]
     cores: Option<usize>,
-    /// Memory budget, e.g. 4GiB (default: cgroup limit or total memory, less a reserve).
-    #[arg(long, value_parser = parse_size)]
+    /// Memory the worker may use in all, e.g. 4GiB (a container's limit); operators get 80% of it.
+    /// Default: the cgroup limit, or total memory.
+    #[arg(long, env = "KEEL_MEMORY_LIMIT", value_parser = parse_size)]
     memory_limit: Option<usize>,
     /// Directory for shuffle files (default: a keel-worker directory under the system temp dir).
-    #[arg(long)]
+    #[arg(long, env = "KEEL_WORK_DIR")]
     work_dir: Option<PathBuf>,
 }
 

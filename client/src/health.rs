@@ -1,0 +1,32 @@
+//! `keel health --worker URL`: the standard gRPC health check
+//! (`grpc.health.v1.Health/Check`), which both Keel processes serve.
+
+use std::time::Duration;
+
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+use crate::client::source_chain;
+use crate::error::ClientError;
+
+pub async fn check_worker(url: &str) -> Result<(), ClientError> {
+    let unreachable = |message: String| ClientError::Unreachable { what: "worker".into(), url: url.to_string(), message };
+    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
+        .map_err(|e| unreachable(e.to_string()))?
+        .connect_timeout(Duration::from_secs(3))
+        .connect()
+        .await
+        .map_err(|e| unreachable(source_chain(&e)))?;
+    let response = HealthClient::new(channel)
+        .check(HealthCheckRequest { service: String::new() })
+        .await
+        .map_err(|s| unreachable(s.message().to_string()))?;
+    match response.into_inner().status() {
+        ServingStatus::Serving => {
+            println!("ok: worker {url} is serving");
+            Ok(())
+        }
+        other => Err(ClientError::Usage { message: format!("worker {url} reports {other:?}") }),
+    }
+}
