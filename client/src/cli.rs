@@ -179,12 +179,23 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
         Command::Demo { scale, workers } => crate::demo::run(scale, workers).await,
         Command::Jobs { scheduler } => {
             for j in KeelClient::connect(&scheduler).await?.jobs().await? {
-                println!("{}\t{}\t{:.1}s\t{}", j.job_id, j.state, j.elapsed_ms as f64 / 1000.0, j.sql.replace('\n', " "));
+                println!(
+                    "{}\t{}\t{:.1}s\t{}",
+                    j.job_id,
+                    j.state,
+                    j.elapsed_ms as f64 / 1000.0,
+                    j.sql.replace('\n', " ")
+                );
             }
             Ok(())
         }
-        Command::Health { worker: Some(url), .. } => crate::health::check_worker(&url).await,
-        Command::Health { scheduler, worker: None } => {
+        Command::Health {
+            worker: Some(url), ..
+        } => crate::health::check_worker(&url).await,
+        Command::Health {
+            scheduler,
+            worker: None,
+        } => {
             let client = KeelClient::connect(&scheduler).await?;
             let workers = client.workers().await?;
             if workers.is_empty() {

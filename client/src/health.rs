@@ -11,7 +11,11 @@ use crate::client::source_chain;
 use crate::error::ClientError;
 
 pub async fn check_worker(url: &str) -> Result<(), ClientError> {
-    let unreachable = |message: String| ClientError::Unreachable { what: "worker".into(), url: url.to_string(), message };
+    let unreachable = |message: String| ClientError::Unreachable {
+        what: "worker".into(),
+        url: url.to_string(),
+        message,
+    };
     let channel = tonic::transport::Endpoint::from_shared(url.to_string())
         .map_err(|e| unreachable(e.to_string()))?
         .connect_timeout(Duration::from_secs(3))
@@ -19,7 +23,9 @@ pub async fn check_worker(url: &str) -> Result<(), ClientError> {
         .await
         .map_err(|e| unreachable(source_chain(&e)))?;
     let response = HealthClient::new(channel)
-        .check(HealthCheckRequest { service: String::new() })
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
         .await
         .map_err(|s| unreachable(s.message().to_string()))?;
     match response.into_inner().status() {
@@ -27,6 +33,8 @@ pub async fn check_worker(url: &str) -> Result<(), ClientError> {
             println!("ok: worker {url} is serving");
             Ok(())
         }
-        other => Err(ClientError::Usage { message: format!("worker {url} reports {other:?}") }),
+        other => Err(ClientError::Usage {
+            message: format!("worker {url} reports {other:?}"),
+        }),
     }
 }

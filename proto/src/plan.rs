@@ -177,6 +177,19 @@ impl PlanNode {
         }
     }
 
+    pub fn children_mut(&mut self) -> Vec<&mut PlanNode> {
+        match self {
+            PlanNode::Scan { .. } | PlanNode::ShuffleRead { .. } | PlanNode::OneRow => vec![],
+            PlanNode::Filter { input, .. }
+            | PlanNode::Project { input, .. }
+            | PlanNode::Aggregate { input, .. }
+            | PlanNode::Sort { input, .. }
+            | PlanNode::Limit { input, .. } => vec![input],
+            PlanNode::HashJoin { left, right, .. } => vec![left, right],
+            PlanNode::Union { inputs } => inputs.iter_mut().collect(),
+        }
+    }
+
     /// One line naming this operator, for `explain`.
     pub fn describe(&self) -> String {
         let exprs = |es: &[Expr]| {

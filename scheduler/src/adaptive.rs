@@ -273,36 +273,135 @@ fn find_join(node: &PlanNode) -> Option<JoinType> {
 }
 
 fn set_build_side(node: &mut PlanNode, left: bool) {
-    match node {
-        PlanNode::HashJoin {
-            left: l,
-            right: r,
-            build_left,
-            ..
-        } if matches!(**l, PlanNode::ShuffleRead { input: 0, .. })
-            && matches!(**r, PlanNode::ShuffleRead { input: 1, .. }) =>
+    if let PlanNode::HashJoin {
+        left: l,
+        right: r,
+        build_left,
+        ..
+    } = node
+    {
+        if matches!(**l, PlanNode::ShuffleRead { input: 0, .. })
+            && matches!(**r, PlanNode::ShuffleRead { input: 1, .. })
         {
             *build_left = left;
+            return;
         }
-        PlanNode::Filter { input, .. }
-        | PlanNode::Project { input, .. }
-        | PlanNode::Aggregate { input, .. }
-        | PlanNode::Sort { input, .. }
-        | PlanNode::Limit { input, .. } => set_build_side(input, left),
-        PlanNode::HashJoin {
-            left: l, right: r, ..
-        } => {
-            set_build_side(l, left);
-            set_build_side(r, left);
-        }
-        PlanNode::Union { inputs } => inputs.iter_mut().for_each(|i| set_build_side(i, left)),
-        PlanNode::Scan { .. } | PlanNode::ShuffleRead { .. } | PlanNode::OneRow => {}
     }
+    node.children_mut()
+        .into_iter()
+        .for_each(|c| set_build_side(c, left));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::planner::stages::StageInput;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use keel_proto::expr::Expr;
+    use keel_proto::plan::Sink;
+
+    fn join_stage() -> StagePlan {
+        let schema = Schema::new(vec![Field::new("k", DataType::Int64, true)]);
+        let read = |input| {
+            Box::new(PlanNode::ShuffleRead {
+                input,
+                schema: schema.clone(),
+            })
+        };
+        StagePlan {
+            id: StageId(3),
+            plan: PlanNode::HashJoin {
+                left: read(0),
+                right: read(1),
+                join_type: JoinType::Inner,
+                left_keys: vec![Expr::Column(0)],
+                right_keys: vec![Expr::Column(0)],
+                filter: None,
+                build_left: true,
+                schema: Schema::new(vec![
+                    Field::new("k", DataType::Int64, true),
+                    Field::new("k", DataType::Int64, true),
+                ]),
+            },
+            sink: Sink::Single,
+            inputs: vec![
+                StageInput {
+                    stage: StageId(1),
+                    mode: InputMode::Hash,
+                },
+                StageInput {
+                    stage: StageId(2),
+                    mode: InputMode::Hash,
+                },
+            ],
+            tasks: TaskSource::Shuffle,
+            estimated_rows: 0,
+            estimated_bytes: 0,
+        }
+    }
+
+    fn outputs(stage: u32, maps: u32, bytes_per_partition: u64) -> Vec<MapOutput> {
+        (0..maps)
+            .map(|m| MapOutput {
+                stage: StageId(stage),
+                map_task: m,
+                partitions: vec![(10, bytes_per_partition); 4],
+            })
+            .collect()
+    }
+
+    fn config() -> AdaptiveConfig {
+        AdaptiveConfig {
+            cores: 2,
+            min_task_bytes: 1000,
+            max_task_bytes: 1 << 30,
+            broadcast_bytes: 10_000,
+        }
+    }
+
+    #[test]
+    fn a_join_side_that_turned_out_small_is_broadcast() {
+        let mut stage = join_stage();
+        // Left: 8 map tasks of 4 MB each; right: 2 map tasks of 4 KB.
+        let outs = vec![outputs(1, 8, 1 << 20), outputs(2, 2, 1000)];
+        let (tasks, note) = plan_tasks(&mut stage, &outs, &config());
+        assert!(note.unwrap().contains("broadcasting"));
+        assert_eq!(stage.inputs[1].mode, InputMode::Broadcast);
+        assert_eq!(stage.inputs[0].mode, InputMode::Slice);
+        assert!(matches!(
+            stage.plan,
+            PlanNode::HashJoin {
+                build_left: false,
+                ..
+            }
+        ));
+        // The big side's map outputs are divided between tasks; every task reads all of the small side.
+        let big: usize = tasks.iter().map(|t| t.inputs[0].len()).sum();
+        assert_eq!(big, 8);
+        assert!(tasks.len() > 1);
+        assert!(
+            tasks
+                .iter()
+                .all(|t| t.inputs[1].len() == 2
+                    && t.inputs[1].iter().all(|s| s.partitions.len() == 4))
+        );
+    }
+
+    #[test]
+    fn large_join_sides_stay_hash_partitioned() {
+        let mut stage = join_stage();
+        let outs = vec![outputs(1, 4, 1 << 20), outputs(2, 4, 1 << 20)];
+        let (tasks, note) = plan_tasks(&mut stage, &outs, &config());
+        assert!(note.is_none());
+        assert!(stage.inputs.iter().all(|i| i.mode == InputMode::Hash));
+        // Each task reads the same partition range from both sides.
+        for t in &tasks {
+            assert_eq!(t.inputs[0][0].partitions, t.inputs[1][0].partitions);
+        }
+        let covered: usize = tasks.iter().map(|t| t.inputs[0][0].partitions.len()).sum();
+        assert_eq!(covered, 4);
+    }
 
     #[test]
     fn coalesces_partitions_to_target() {

@@ -404,9 +404,13 @@ impl Job {
         if self.state != JobState::Running {
             return Outcome::Ignored;
         }
-        let Some((_, run)) = self.running_task(stage, task, attempt) else { return Outcome::Ignored };
+        let Some((_, run)) = self.running_task(stage, task, attempt) else {
+            return Outcome::Ignored;
+        };
         run.state = TaskState::Pending;
-        self.retries.push(format!("stage {stage} task {task} attempt {attempt}: its worker stopped it"));
+        self.retries.push(format!(
+            "stage {stage} task {task} attempt {attempt}: its worker stopped it"
+        ));
         Outcome::Retrying
     }
 
@@ -666,23 +670,16 @@ pub fn stage_name(plan: &PlanNode) -> String {
 
 /// The stage's plan with this task's splits in its scan.
 fn with_splits(node: &PlanNode, splits: &[FileSplit]) -> PlanNode {
-    let mut node = node.clone();
     fn set(n: &mut PlanNode, splits: &[FileSplit]) {
         match n {
             PlanNode::Scan { splits: s, .. } => *s = splits.to_vec(),
-            PlanNode::Filter { input, .. }
-            | PlanNode::Project { input, .. }
-            | PlanNode::Aggregate { input, .. }
-            | PlanNode::Sort { input, .. }
-            | PlanNode::Limit { input, .. } => set(input, splits),
-            PlanNode::HashJoin { left, right, .. } => {
-                set(left, splits);
-                set(right, splits);
-            }
-            PlanNode::Union { inputs } => inputs.iter_mut().for_each(|i| set(i, splits)),
-            PlanNode::ShuffleRead { .. } | PlanNode::OneRow => {}
+            other => other
+                .children_mut()
+                .into_iter()
+                .for_each(|c| set(c, splits)),
         }
     }
+    let mut node = node.clone();
     set(&mut node, splits);
     node
 }

@@ -412,7 +412,11 @@ impl SchedulerState {
                     ff,
                     &f.message,
                 ),
-                None if f.cancelled => entry.job.task_stopped(status.stage_id, status.task, status.attempt),
+                None if f.cancelled => {
+                    entry
+                        .job
+                        .task_stopped(status.stage_id, status.task, status.attempt)
+                }
                 None => entry.job.task_failed(
                     status.stage_id,
                     status.task,

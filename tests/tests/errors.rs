@@ -118,9 +118,11 @@ fn missing_and_corrupt_files_fail_with_the_file_name() {
         &["sql", "--scheduler", &cluster.url, &sql],
         &["job failed", "failed after 3 attempts", "corrupt.parquet"],
     );
-    keel_tests::wait_for("the failed job's files to be removed", std::time::Duration::from_secs(20), || {
-        cluster.job_files().is_empty()
-    });
+    keel_tests::wait_for(
+        "the failed job's files to be removed",
+        std::time::Duration::from_secs(20),
+        || cluster.job_files().is_empty(),
+    );
 }
 
 #[test]

@@ -86,7 +86,11 @@ pub async fn run_task(
                 }),
                 _ => None,
             };
-            task_status::Result::Failed(TaskFailed { message: e.to_string(), fetch_failure, cancelled: matches!(e, WorkerError::Cancelled) })
+            task_status::Result::Failed(TaskFailed {
+                message: e.to_string(),
+                fetch_failure,
+                cancelled: matches!(e, WorkerError::Cancelled),
+            })
         }
     });
     status
