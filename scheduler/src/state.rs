@@ -331,6 +331,7 @@ impl SchedulerState {
         for id in expired {
             self.cleanup(&id);
         }
+        self.forget_old_jobs();
     }
 
     /// Jobs wait a bounded time for a worker to appear, then fail saying why.
@@ -434,40 +435,55 @@ impl SchedulerState {
 
     /// Sends pending tasks to workers with free slots, oldest job first.
     fn dispatch(&mut self) {
-        let ids: Vec<JobId> = self.order.iter().cloned().collect();
-        for id in ids {
-            let pending = match self.jobs.get(&id) {
-                Some(e) => e.job.pending(),
-                None => continue,
-            };
+        let running: Vec<JobId> = self
+            .order
+            .iter()
+            .filter(|id| self.jobs.get(*id).is_some_and(|e| e.job.state == JobState::Running))
+            .cloned()
+            .collect();
+        for id in running {
+            let pending = self.jobs.get(&id).map(|e| e.job.pending()).unwrap_or_default();
+            let mut started = 0;
             for (s, t) in pending {
-                let Some(worker) = self.pick_worker() else {
-                    return;
-                };
+                let Some(worker) = self.pick_worker() else { break };
                 let entry = self.jobs.get_mut(&id).expect("job");
                 let descriptor = entry.job.start(s, t, &worker);
                 let bytes = match encode(&descriptor) {
                     Ok(b) => b,
                     Err(e) => {
                         entry.job.fail(format!("could not encode a task: {e}"));
-                        self.publish(&id);
                         break;
                     }
                 };
+                started += 1;
                 let w = self.workers.get_mut(&worker).expect("picked");
                 w.assigned += 1;
-                let sent = w.commands.as_ref().is_some_and(|c| {
-                    c.try_send(WorkerCommand {
-                        command: Some(worker_command::Command::LaunchTask(bytes)),
-                    })
-                    .is_ok()
-                });
-                if !sent {
+                let launch = WorkerCommand { command: Some(worker_command::Command::LaunchTask(bytes)) };
+                if !w.commands.as_ref().is_some_and(|c| c.try_send(launch).is_ok()) {
                     self.lose_worker(&worker, "its command stream is closed");
                 }
             }
-            self.publish(&id);
+            if started > 0 || self.jobs.get(&id).is_some_and(|e| e.job.state != JobState::Running) {
+                self.publish(&id);
+            }
         }
+    }
+
+    /// Keeps the most recent finished jobs for `ListJobs`; forgets older ones.
+    fn forget_old_jobs(&mut self) {
+        const KEEP_FINISHED: usize = 1000;
+        let finished = self.order.iter().filter(|id| self.jobs.get(*id).is_some_and(|e| e.cleaned)).count();
+        let mut excess = finished.saturating_sub(KEEP_FINISHED);
+        let jobs = &mut self.jobs;
+        self.order.retain(|id| {
+            if excess > 0 && jobs.get(id).is_some_and(|e| e.cleaned) {
+                jobs.remove(id);
+                excess -= 1;
+                false
+            } else {
+                true
+            }
+        });
     }
 
     fn pick_worker(&self) -> Option<WorkerId> {
