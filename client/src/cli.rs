@@ -1,6 +1,6 @@
 //! The `keel` command line.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -216,7 +216,20 @@ async fn sql(args: QueryArgs) -> Result<(), ClientError> {
     session.close().await;
     let result = result?;
     let mut stdout = std::io::stdout().lock();
-    print(args.format, &result.schema, &result.batches, &mut stdout)?;
+    if result.report.copied_to.is_empty() {
+        print(args.format, &result.schema, &result.batches, &mut stdout)?;
+    } else {
+        let io = |e| ClientError::Io {
+            path: "stdout".into(),
+            source: e,
+        };
+        writeln!(
+            stdout,
+            "wrote {} rows to {}",
+            result.report.rows_written, result.report.copied_to
+        )
+        .map_err(io)?;
+    }
     if result.report.tasks_retried > 0 {
         eprintln!(
             "{} task attempts were retried:",

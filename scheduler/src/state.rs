@@ -438,14 +438,24 @@ impl SchedulerState {
         let running: Vec<JobId> = self
             .order
             .iter()
-            .filter(|id| self.jobs.get(*id).is_some_and(|e| e.job.state == JobState::Running))
+            .filter(|id| {
+                self.jobs
+                    .get(*id)
+                    .is_some_and(|e| e.job.state == JobState::Running)
+            })
             .cloned()
             .collect();
         for id in running {
-            let pending = self.jobs.get(&id).map(|e| e.job.pending()).unwrap_or_default();
+            let pending = self
+                .jobs
+                .get(&id)
+                .map(|e| e.job.pending())
+                .unwrap_or_default();
             let mut started = 0;
             for (s, t) in pending {
-                let Some(worker) = self.pick_worker() else { break };
+                let Some(worker) = self.pick_worker() else {
+                    break;
+                };
                 let entry = self.jobs.get_mut(&id).expect("job");
                 let descriptor = entry.job.start(s, t, &worker);
                 let bytes = match encode(&descriptor) {
@@ -458,12 +468,23 @@ impl SchedulerState {
                 started += 1;
                 let w = self.workers.get_mut(&worker).expect("picked");
                 w.assigned += 1;
-                let launch = WorkerCommand { command: Some(worker_command::Command::LaunchTask(bytes)) };
-                if !w.commands.as_ref().is_some_and(|c| c.try_send(launch).is_ok()) {
+                let launch = WorkerCommand {
+                    command: Some(worker_command::Command::LaunchTask(bytes)),
+                };
+                if !w
+                    .commands
+                    .as_ref()
+                    .is_some_and(|c| c.try_send(launch).is_ok())
+                {
                     self.lose_worker(&worker, "its command stream is closed");
                 }
             }
-            if started > 0 || self.jobs.get(&id).is_some_and(|e| e.job.state != JobState::Running) {
+            if started > 0
+                || self
+                    .jobs
+                    .get(&id)
+                    .is_some_and(|e| e.job.state != JobState::Running)
+            {
                 self.publish(&id);
             }
         }
@@ -472,7 +493,11 @@ impl SchedulerState {
     /// Keeps the most recent finished jobs for `ListJobs`; forgets older ones.
     fn forget_old_jobs(&mut self) {
         const KEEP_FINISHED: usize = 1000;
-        let finished = self.order.iter().filter(|id| self.jobs.get(*id).is_some_and(|e| e.cleaned)).count();
+        let finished = self
+            .order
+            .iter()
+            .filter(|id| self.jobs.get(*id).is_some_and(|e| e.cleaned))
+            .count();
         let mut excess = finished.saturating_sub(KEEP_FINISHED);
         let jobs = &mut self.jobs;
         self.order.retain(|id| {
@@ -500,6 +525,7 @@ impl SchedulerState {
             return;
         };
         let stages = entry.job.progress();
+        let final_rows = stages.last().map(|s| s.rows_out).unwrap_or(0);
         let event = match &entry.job.state {
             JobState::Running => job_event::Event::Progress(JobProgress { stages }),
             JobState::Succeeded => job_event::Event::Completed(JobCompleted {
@@ -514,6 +540,11 @@ impl SchedulerState {
                 tasks_retried: entry.job.retries.len() as u32,
                 retry_reasons: entry.job.retries.clone(),
                 notes: entry.job.notes.clone(),
+                copied_to: entry.job.copy_to.clone().unwrap_or_default(),
+                rows_written: match &entry.job.copy_to {
+                    Some(_) => final_rows,
+                    None => 0,
+                },
             }),
             JobState::Failed(m) => job_event::Event::Failed(JobFailed {
                 message: m.clone(),

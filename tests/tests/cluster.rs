@@ -135,6 +135,11 @@ fn copy_writes_complete_parquet_files_only() {
     args.push(&sql);
     let out = keel(&args);
     assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("wrote ") && stdout(&out).contains(&out_dir.display().to_string()),
+        "{}",
+        stdout(&out)
+    );
     let names: Vec<String> = std::fs::read_dir(&out_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
