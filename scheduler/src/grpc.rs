@@ -246,7 +246,6 @@ impl WorkerService for Handle {
             .ask(|reply| Event::HeartbeatReceived {
                 worker: WorkerId(r.worker_id),
                 memory_used: r.memory_used,
-                running: r.running_tasks,
                 reply,
             })
             .await?;

@@ -523,24 +523,6 @@ impl Job {
         }
     }
 
-    /// Workers holding any of this job's tasks or outputs.
-    pub fn workers(&self) -> Vec<WorkerId> {
-        let mut out: Vec<WorkerId> = self
-            .stages
-            .iter()
-            .flat_map(|s| s.tasks.iter())
-            .filter_map(|t| match &t.state {
-                TaskState::Running { worker, .. } | TaskState::Done { worker, .. } => {
-                    Some(worker.clone())
-                }
-                TaskState::Pending => None,
-            })
-            .collect();
-        out.sort();
-        out.dedup();
-        out
-    }
-
     pub fn progress(&self) -> Vec<StageProgress> {
         self.stages
             .iter()

@@ -79,7 +79,6 @@ pub enum Event {
     HeartbeatReceived {
         worker: WorkerId,
         memory_used: u64,
-        running: u32,
         reply: oneshot::Sender<bool>,
     },
     TaskReported(TaskStatus),
@@ -207,14 +206,12 @@ impl SchedulerState {
             Event::HeartbeatReceived {
                 worker,
                 memory_used,
-                running,
                 reply,
             } => {
                 let known = match self.workers.get_mut(&worker) {
                     Some(w) => {
                         w.last_seen = Instant::now();
                         w.memory_used = memory_used;
-                        let _ = running;
                         true
                     }
                     None => false,

@@ -85,7 +85,6 @@ pub struct TestCluster {
     scheduler_args: Vec<String>,
     scheduler: Child,
     pub workers: Vec<Child>,
-    pub worker_urls: Vec<String>,
     pub work_dirs: Vec<tempfile::TempDir>,
 }
 
@@ -106,7 +105,6 @@ impl TestCluster {
             scheduler_args: scheduler_args.iter().map(|s| s.to_string()).collect(),
             scheduler,
             workers: vec![],
-            worker_urls: vec![],
             work_dirs: vec![],
         };
         for _ in 0..workers {
@@ -123,7 +121,7 @@ impl TestCluster {
     pub fn add_worker_with_cores(&mut self, cores: usize) {
         let dir = tempfile::tempdir().expect("work dir");
         let cores = cores.to_string();
-        let (child, addr) = spawn(
+        let (child, _addr) = spawn(
             Command::new(bin("keel-worker"))
                 .args([
                     "--scheduler",
@@ -138,7 +136,6 @@ impl TestCluster {
             "keel-worker listening on ",
         );
         self.workers.push(child);
-        self.worker_urls.push(format!("http://{addr}"));
         self.work_dirs.push(dir);
     }
 
