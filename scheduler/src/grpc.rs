@@ -28,6 +28,9 @@ pub struct Handle {
     pub total_cores: Arc<AtomicUsize>,
     pub config: SchedulerConfig,
     next_job: Arc<AtomicU64>,
+    /// Becomes true when the scheduler shuts down: long-lived streams end then,
+    /// or the server would wait on them forever.
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Handle {
@@ -35,12 +38,14 @@ impl Handle {
         events: mpsc::Sender<Event>,
         total_cores: Arc<AtomicUsize>,
         config: SchedulerConfig,
+        stopping: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         Handle {
             events,
             total_cores,
             config,
             next_job: Arc::new(AtomicU64::new(1)),
+            stopping,
         }
     }
 
@@ -49,6 +54,17 @@ impl Handle {
             .send(event)
             .await
             .map_err(|_| SchedulerError::ShuttingDown.to_status())
+    }
+
+    /// A stream that ends when the scheduler starts shutting down.
+    fn until_stopping<S: Stream + Send + 'static>(
+        &self,
+        stream: S,
+    ) -> impl Stream<Item = S::Item> + Send + 'static {
+        let mut stopping = self.stopping.clone();
+        futures::StreamExt::take_until(stream, async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        })
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Event) -> Result<T, Status> {
@@ -129,7 +145,9 @@ impl JobService for Handle {
         })
         .await?
         .map_err(|e| e.to_status())?;
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            self.until_stopping(ReceiverStream::new(rx)),
+        )))
     }
 
     async fn cancel_job(
@@ -233,7 +251,7 @@ impl WorkerService for Handle {
             watch.closed().await;
             let _ = events.send(Event::WorkerDisconnected { worker }).await;
         });
-        let stream = futures::StreamExt::map(ReceiverStream::new(rx), Ok);
+        let stream = self.until_stopping(futures::StreamExt::map(ReceiverStream::new(rx), Ok));
         Ok(Response::new(Box::pin(stream)))
     }
 

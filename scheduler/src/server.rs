@@ -35,7 +35,8 @@ pub async fn run(
             }
         })
     };
-    let handle = Handle::new(tx, total_cores, config);
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let handle = Handle::new(tx, total_cores, config, stopping);
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<JobServiceServer<Handle>>().await;
     if let Ok(addr) = listener.local_addr() {
@@ -45,7 +46,12 @@ pub async fn run(
         .add_service(health_service)
         .add_service(JobServiceServer::new(handle.clone()))
         .add_service(WorkerServiceServer::new(handle))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            shutdown.await;
+            tracing::info!("scheduler shutting down");
+            // End workers' command streams and clients' watch streams so the server can stop.
+            let _ = stopping_tx.send(true);
+        })
         .await;
     ticker.abort();
     event_loop.abort();

@@ -162,6 +162,16 @@ impl TestCluster {
         let _ = self.workers[i].wait();
     }
 
+    /// Sends SIGTERM to one worker and waits for it to exit; returns whether it exited successfully.
+    pub fn terminate_worker(&mut self, i: usize, timeout: Duration) -> bool {
+        terminate(&mut self.workers[i], timeout)
+    }
+
+    /// Sends SIGTERM to the scheduler and waits for it to exit.
+    pub fn terminate_scheduler(&mut self, timeout: Duration) -> bool {
+        terminate(&mut self.scheduler, timeout)
+    }
+
     /// Kills the scheduler and starts a new one on the same address.
     pub fn restart_scheduler(&mut self) {
         let _ = self.scheduler.kill();
@@ -208,6 +218,24 @@ impl Drop for TestCluster {
         self.kill_workers();
         let _ = self.scheduler.kill();
         let _ = self.scheduler.wait();
+    }
+}
+
+fn terminate(child: &mut Child, timeout: Duration) -> bool {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status.success();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process {} did not exit within {timeout:?} of SIGTERM",
+            child.id()
+        );
+        std::thread::sleep(Duration::from_millis(25));
     }
 }
 

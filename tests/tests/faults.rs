@@ -310,3 +310,27 @@ fn job_without_workers_fails_after_the_wait() {
     assert!(err.to_string().contains("no live workers for 1s"), "{err}");
     c.kill_workers();
 }
+
+#[test]
+fn sigterm_stops_workers_and_the_scheduler_cleanly() {
+    let f = fixture();
+    let mut c = cluster(2);
+    let client = client(&f, &c);
+    assert!(clean_answer(&client, &f).0 > 0);
+    assert!(
+        c.terminate_worker(0, Duration::from_secs(10)),
+        "worker exited with an error"
+    );
+    wait_for(
+        "the scheduler to drop the stopped worker",
+        Duration::from_secs(10),
+        || c.live_workers() == 1,
+    );
+    // The remaining worker still runs jobs.
+    assert!(clean_answer(&client, &f).0 > 0);
+    // With a worker still connected, the scheduler ends its streams and exits.
+    assert!(
+        c.terminate_scheduler(Duration::from_secs(10)),
+        "scheduler exited with an error"
+    );
+}
