@@ -11,13 +11,12 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, SchemaRef};
-use arrow_row::Rows;
-use hashbrown::HashTable;
 use keel_proto::expr::Expr;
 use keel_proto::plan::{AggExpr, AggMode};
 
 use super::accumulators::{self, state_width, Accumulator};
-use super::{hash_bytes, BatchIter, KeyEncoder, BATCH_ROWS};
+use super::group_table::GroupTable;
+use super::{BatchIter, BATCH_ROWS};
 use crate::error::{ArrowContext, Result, WorkerError};
 use crate::eval::evaluate;
 use crate::memory::Reservation;
@@ -62,72 +61,6 @@ pub fn aggregate(
             }
         }
     })))
-}
-
-struct GroupTable {
-    encoder: Option<KeyEncoder>,
-    table: HashTable<u32>,
-    hashes: Vec<u64>,
-    keys: Option<Rows>,
-    n_groups: usize,
-}
-
-impl GroupTable {
-    /// Group ids for every row of `key_columns`, adding new groups.
-    fn intern(&mut self, key_columns: &[ArrayRef], rows: usize, ids: &mut Vec<u32>) -> Result<()> {
-        ids.clear();
-        let Some(encoder) = &self.encoder else {
-            // No GROUP BY: one group.
-            self.n_groups = 1;
-            ids.resize(rows, 0);
-            return Ok(());
-        };
-        let encoded = encoder.encode_columns(key_columns)?;
-        let keys = self
-            .keys
-            .get_or_insert_with(|| encoder.converter().empty_rows(1024, 16 * 1024));
-        for i in 0..rows {
-            let row = encoded.row(i);
-            let bytes = row.data();
-            let hash = hash_bytes(bytes);
-            let found = self
-                .table
-                .find(hash, |&g| keys.row(g as usize).data() == bytes);
-            let id = match found {
-                Some(&g) => g,
-                None => {
-                    let g = self.n_groups as u32;
-                    keys.push(row);
-                    self.hashes.push(hash);
-                    let hashes = &self.hashes;
-                    self.table.insert_unique(hash, g, |&x| hashes[x as usize]);
-                    self.n_groups += 1;
-                    g
-                }
-            };
-            ids.push(id);
-        }
-        Ok(())
-    }
-
-    fn size(&self) -> usize {
-        self.table.capacity() * 5
-            + self.hashes.capacity() * 8
-            + self.keys.as_ref().map_or(0, |k| k.size())
-    }
-
-    /// The key columns of every group; resets the table.
-    fn take_keys(&mut self) -> Result<Vec<ArrayRef>> {
-        let columns = match (&self.encoder, self.keys.take()) {
-            (Some(enc), Some(keys)) => enc.decode(&keys)?,
-            (Some(enc), None) => enc.decode(&enc.converter().empty_rows(0, 0))?,
-            (None, _) => vec![],
-        };
-        self.table.clear();
-        self.hashes.clear();
-        self.n_groups = if self.encoder.is_some() { 0 } else { 1 };
-        Ok(columns)
-    }
 }
 
 struct AggState {
@@ -204,22 +137,10 @@ impl AggState {
         if self.groups.is_some() {
             return Ok(());
         }
-        let encoder = if self.group_by.is_empty() {
-            None
-        } else {
-            Some(KeyEncoder::new(
-                self.group_by.clone(),
-                batch.schema().as_ref(),
-            )?)
-        };
-        let n_groups = if encoder.is_some() { 0 } else { 1 };
-        self.groups = Some(GroupTable {
-            encoder,
-            table: HashTable::new(),
-            hashes: vec![],
-            keys: None,
-            n_groups,
-        });
+        self.groups = Some(GroupTable::new(
+            self.group_by.clone(),
+            batch.schema().as_ref(),
+        )?);
         self.accs = self.new_accumulators(inputs)?;
         Ok(())
     }
@@ -238,7 +159,7 @@ impl AggState {
         }
         let groups = self.groups.as_mut().expect("initialised");
         groups.intern(&key_columns, rows, &mut self.ids)?;
-        let n = groups.n_groups;
+        let n = groups.n_groups();
         for (acc, cols) in self.accs.iter_mut().zip(&inputs) {
             acc.update(&self.ids, n, cols)?;
         }
@@ -287,7 +208,7 @@ impl AggState {
             }
             return self.emit_empty_global();
         };
-        let n = groups.n_groups;
+        let n = groups.n_groups();
         let mut columns = groups.take_keys()?;
         for acc in &mut self.accs {
             if self.mode == AggMode::Partial {

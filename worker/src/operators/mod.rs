@@ -6,6 +6,7 @@
 mod accumulators;
 mod aggregate;
 mod filter;
+mod group_table;
 mod join;
 mod keys;
 mod limit;
