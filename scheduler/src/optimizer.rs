@@ -44,6 +44,27 @@ fn columns(e: &Expr) -> Vec<usize> {
     c
 }
 
+/// Which input of a join a predicate over its output reads.
+enum Side {
+    Left,
+    Right,
+    /// Both inputs, or none (a constant).
+    Both,
+}
+
+fn side_of(p: &Expr, left_columns: usize) -> Side {
+    let cols = columns(p);
+    if cols.is_empty() {
+        Side::Both
+    } else if cols.iter().all(|&c| c < left_columns) {
+        Side::Left
+    } else if cols.iter().all(|&c| c >= left_columns) {
+        Side::Right
+    } else {
+        Side::Both
+    }
+}
+
 fn filtered(input: LogicalPlan, preds: Vec<Expr>) -> LogicalPlan {
     match and_all(preds) {
         Some(predicate) => LogicalPlan::Filter {
@@ -76,17 +97,11 @@ fn push_filters(plan: LogicalPlan) -> LogicalPlan {
                 let mut preds = vec![];
                 conjuncts(f, &mut preds);
                 for p in preds {
-                    let cols = columns(&p);
-                    if !cols.is_empty() && cols.iter().all(|&c| c >= nl) {
+                    match (side_of(&p, nl), join_type) {
                         // Filters the build rows a probe row may match: valid for every join type here.
-                        to_right.push(p.remap_columns(&|c| c - nl));
-                    } else if join_type == JoinType::Inner
-                        && !cols.is_empty()
-                        && cols.iter().all(|&c| c < nl)
-                    {
-                        to_left.push(p);
-                    } else {
-                        keep.push(p);
+                        (Side::Right, _) => to_right.push(p.remap_columns(&|c| c - nl)),
+                        (Side::Left, JoinType::Inner) => to_left.push(p),
+                        _ => keep.push(p),
                     }
                 }
             }
@@ -137,13 +152,12 @@ fn push_into(plan: LogicalPlan, preds: Vec<Expr>) -> LogicalPlan {
             let nl = left.schema().fields().len();
             let (mut to_left, mut to_right, mut keep) = (vec![], vec![], vec![]);
             for p in preds {
-                let cols = columns(&p);
-                if cols.iter().all(|&c| c < nl) {
-                    to_left.push(p);
-                } else if join_type == JoinType::Inner && cols.iter().all(|&c| c >= nl) {
-                    to_right.push(p.remap_columns(&|c| c - nl));
-                } else {
-                    keep.push(p);
+                // WHERE over a LEFT join may filter the left rows, never the right ones
+                // (that would turn dropped rows into NULL-extended ones).
+                match (side_of(&p, nl), join_type) {
+                    (Side::Left, _) => to_left.push(p),
+                    (Side::Right, JoinType::Inner) => to_right.push(p.remap_columns(&|c| c - nl)),
+                    _ => keep.push(p),
                 }
             }
             let join = push_filters(LogicalPlan::Join {
