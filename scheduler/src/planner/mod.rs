@@ -410,35 +410,17 @@ impl Planner {
             schema: schema.clone(),
         };
         let mut out = if r.bytes <= limit && (join_type != JoinType::Inner || r.bytes <= l.bytes) {
-            let build = self.broadcast(r);
             let mut probe = l;
-            let input = probe.inputs.len();
-            probe.inputs.push(StageInput {
-                stage: build.0,
-                mode: InputMode::Broadcast,
-            });
-            let read = PlanNode::ShuffleRead {
-                input,
-                schema: build.1,
-            };
+            let (probe_node, read) = self.broadcast_into(r, &mut probe);
             Fragment {
-                node: node(probe.node, read, false),
+                node: node(probe_node, read, false),
                 ..probe
             }
         } else if join_type == JoinType::Inner && l.bytes <= limit {
-            let build = self.broadcast(l);
             let mut probe = r;
-            let input = probe.inputs.len();
-            probe.inputs.push(StageInput {
-                stage: build.0,
-                mode: InputMode::Broadcast,
-            });
-            let read = PlanNode::ShuffleRead {
-                input,
-                schema: build.1,
-            };
+            let (probe_node, read) = self.broadcast_into(l, &mut probe);
             Fragment {
-                node: node(read, probe.node, true),
+                node: node(read, probe_node, true),
                 ..probe
             }
         } else {
@@ -491,9 +473,18 @@ impl Planner {
         out
     }
 
-    fn broadcast(&mut self, f: Fragment) -> (StageId, Schema) {
-        let schema = f.node.schema();
-        (self.finish(f, Sink::Single), schema)
+    /// Finishes `build` as a stage read whole by every task of `probe`;
+    /// returns the probe's operators and the read of the build side.
+    fn broadcast_into(&mut self, build: Fragment, probe: &mut Fragment) -> (PlanNode, PlanNode) {
+        let schema = build.node.schema();
+        let stage = self.finish(build, Sink::Single);
+        let input = probe.inputs.len();
+        probe.inputs.push(StageInput {
+            stage,
+            mode: InputMode::Broadcast,
+        });
+        let probe_node = std::mem::replace(&mut probe.node, PlanNode::OneRow);
+        (probe_node, PlanNode::ShuffleRead { input, schema })
     }
 
     fn sort(&mut self, input: &LogicalPlan, keys: &[SortKey], fetch: Option<usize>) -> Fragment {

@@ -444,28 +444,24 @@ impl<'a> ExprBinder<'a> {
                 pattern,
                 escape_char,
                 any,
-            } => self.like(
-                e,
-                *negated,
-                expr,
-                pattern,
-                escape_char.is_some() || *any,
-                false,
-            )?,
-            E::ILike {
+            }
+            | E::ILike {
                 negated,
                 expr,
                 pattern,
                 escape_char,
                 any,
-            } => self.like(
-                e,
-                *negated,
-                expr,
-                pattern,
-                escape_char.is_some() || *any,
-                true,
-            )?,
+            } => {
+                let case_insensitive = matches!(e, E::ILike { .. });
+                self.like(
+                    e,
+                    *negated,
+                    expr,
+                    pattern,
+                    escape_char.is_some() || *any,
+                    case_insensitive,
+                )?
+            }
             E::Case {
                 operand,
                 conditions,
