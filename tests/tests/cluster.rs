@@ -18,6 +18,22 @@ fn tables(dir: &std::path::Path) -> Vec<String> {
     ]
 }
 
+/// Runs story 1 with `keel ARGS… --table … QUERY` and checks DuckDB's answer.
+fn assert_story1_answer(data: &std::path::Path, args: &[&str]) {
+    let t = tables(data);
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(t.iter().map(|s| s.as_str()));
+    all.push(STORY1);
+    let out = keel(&all);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (groups, total) = parse_csv_row(&stdout(&out));
+    assert_eq!(groups, STORY1_GROUPS);
+    assert!(
+        (total - STORY1_TOTAL).abs() < 1e-6 * STORY1_TOTAL,
+        "{total}"
+    );
+}
+
 fn parse_csv_row(out: &str) -> (i64, f64) {
     let line = out.lines().nth(1).expect("a data row");
     let (a, b) = line.split_once(',').expect("two columns");
@@ -29,17 +45,9 @@ fn story1_through_processes_matches_duckdb() {
     let data = tempfile::tempdir().unwrap();
     story1_data(data.path(), "0.00005");
     let cluster = TestCluster::start(2);
-    let mut args = vec!["sql", "--scheduler", &cluster.url, "--format", "csv"];
-    let t = tables(data.path());
-    args.extend(t.iter().map(|s| s.as_str()));
-    args.push(STORY1);
-    let out = keel(&args);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let (groups, total) = parse_csv_row(&stdout(&out));
-    assert_eq!(groups, STORY1_GROUPS);
-    assert!(
-        (total - STORY1_TOTAL).abs() < 1e-6 * STORY1_TOTAL,
-        "{total}"
+    assert_story1_answer(
+        data.path(),
+        &["sql", "--scheduler", &cluster.url, "--format", "csv"],
     );
 }
 
@@ -47,18 +55,7 @@ fn story1_through_processes_matches_duckdb() {
 fn embedded_cluster_gives_the_same_answer() {
     let data = tempfile::tempdir().unwrap();
     story1_data(data.path(), "0.00005");
-    let mut args = vec!["sql", "--workers", "2", "--format", "csv"];
-    let t = tables(data.path());
-    args.extend(t.iter().map(|s| s.as_str()));
-    args.push(STORY1);
-    let out = keel(&args);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let (groups, total) = parse_csv_row(&stdout(&out));
-    assert_eq!(groups, STORY1_GROUPS);
-    assert!(
-        (total - STORY1_TOTAL).abs() < 1e-6 * STORY1_TOTAL,
-        "{total}"
-    );
+    assert_story1_answer(data.path(), &["sql", "--workers", "2", "--format", "csv"]);
 }
 
 #[test]

@@ -123,6 +123,12 @@ fn join_stage(stages: &[StageProgress]) -> Option<&StageProgress> {
     stages.iter().find(|s| s.name.contains("join"))
 }
 
+/// The map stage has finished and no reduce task has.
+fn between_map_and_reduce(s: &[StageProgress]) -> bool {
+    map_stage(s).is_some_and(|m| m.tasks_total > 0 && m.tasks_done == m.tasks_total)
+        && join_stage(s).is_some_and(|j| j.tasks_done == 0)
+}
+
 fn running(s: Option<&StageProgress>) -> bool {
     s.is_some_and(|s| s.tasks_total > 0 && s.tasks_done >= 1 && s.tasks_done + 2 <= s.tasks_total)
 }
@@ -166,10 +172,7 @@ fn worker_killed_after_its_map_outputs_are_complete() {
         &client,
         &f,
         &mut c,
-        |s| {
-            map_stage(s).is_some_and(|m| m.tasks_total > 0 && m.tasks_done == m.tasks_total)
-                && join_stage(s).is_some_and(|j| j.tasks_done == 0)
-        },
+        between_map_and_reduce,
         |c| c.kill_worker(1),
     ));
     assert_same(answer(&r), clean);
@@ -209,10 +212,7 @@ fn deleted_map_output_is_recomputed_after_a_fetch_failure() {
         &client,
         &f,
         &mut c,
-        |s| {
-            map_stage(s).is_some_and(|m| m.tasks_total > 0 && m.tasks_done == m.tasks_total)
-                && join_stage(s).is_some_and(|j| j.tasks_done == 0)
-        },
+        between_map_and_reduce,
         |c| {
             // Remove every map output of worker 0: reducers must fail to fetch them.
             for file in c.job_files() {
