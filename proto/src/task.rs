@@ -20,6 +20,9 @@ pub struct FetchSpec {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ShuffleInput {
     pub fetches: Vec<FetchSpec>,
+    /// Every task of the stage reads all of it (a broadcast join side):
+    /// the worker fetches it once and shares it between those tasks.
+    pub broadcast: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -18,7 +18,7 @@ use keel_proto::plan::{FileSplit, PlanNode};
 use keel_proto::task::{encode, FetchSpec, PartitionTicket, ShuffleInput, TaskDescriptor};
 
 use crate::adaptive::{plan_tasks, AdaptiveConfig, MapOutput, TaskSpec};
-use crate::planner::stages::{StageGraph, StagePlan};
+use crate::planner::stages::{InputMode, StageGraph, StagePlan};
 
 #[derive(Debug, Clone)]
 pub enum TaskState {
@@ -280,7 +280,10 @@ impl Job {
                         },
                     )
                     .collect();
-                ShuffleInput { fetches }
+                ShuffleInput {
+                    fetches,
+                    broadcast: input.mode == InputMode::Broadcast,
+                }
             })
             .collect()
     }

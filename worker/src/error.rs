@@ -38,10 +38,18 @@ pub enum WorkerError {
         map_task: u32,
         message: String,
     },
-    #[error("task would use {requested} bytes but the worker's memory limit is {limit} bytes ({used} in use)")]
+    #[error("{consumer} asked for {requested} more bytes (holding {held}) but the worker's memory limit is {limit} bytes ({used} in use)")]
     MemoryExhausted {
+        consumer: &'static str,
         requested: usize,
+        held: usize,
         used: usize,
+        limit: usize,
+    },
+    #[error("{consumer} cannot proceed: it needs {needed} bytes at once even after spilling, and the worker's memory pool is {limit} bytes; raise --memory-limit")]
+    CannotProceed {
+        consumer: &'static str,
+        needed: usize,
         limit: usize,
     },
     #[error("{message}")]

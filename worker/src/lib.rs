@@ -3,7 +3,9 @@
 //! # Layout
 //! - [`operators`]: one operator per file (scan, filter, project, aggregate, join, sort, limit, union).
 //! - [`eval`]: expression evaluation with Arrow compute kernels.
-//! - [`memory`]: the worker-wide memory pool and per-task peak accounting.
+//! - [`memory`]: the worker-wide fair memory pool, reservations, per-task peaks and spill directories.
+//! - [`spill`]: spill files (compressed Arrow IPC) and the hash partitioning spilling operators share.
+//! - [`input`]: shuffle inputs as bounded streams; broadcast sides fetched once per worker and shared.
 //! - [`shuffle`]: the shuffle writer (hash partitioning to Arrow IPC files) and reader (local or Flight).
 //! - [`sink`]: where a task's output goes: shuffle partitions or Parquet files.
 //! - [`runner`]: runs one task descriptor from fetch to report.
@@ -18,7 +20,9 @@ pub mod operators;
 
 pub use error::{Result, WorkerError};
 pub mod flight;
+pub mod input;
 pub mod runner;
 pub mod service;
 pub mod shuffle;
 pub mod sink;
+pub mod spill;

@@ -1,12 +1,11 @@
-//! Runs one task: fetch its shuffle inputs, pipe its operators into its
+//! Runs one task: open its inputs as streams, pipe its operators into its
 //! sink on a blocking thread, and produce the status the scheduler needs.
 
-use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::{StreamExt, TryStreamExt};
 use keel_proto::pb::{
     task_status, FetchFailure, PartitionStats, TaskFailed, TaskStatus, TaskSucceeded,
 };
@@ -14,23 +13,29 @@ use keel_proto::task::TaskDescriptor;
 use tracing::Instrument;
 
 use crate::error::{Result, WorkerError};
+use crate::input::{self, BroadcastCache, InFlightBudget, InputStats};
 use crate::memory::{MemoryPool, TaskMemory};
 use crate::operators::{self, ExecContext};
 use crate::shuffle::{map_dir, PartitionStat, ShuffleReader};
 use crate::sink::TaskSink;
 
-/// Fetches in flight at once per task.
-const FETCH_CONCURRENCY: usize = 8;
+/// Most bytes of shuffle input one task may have fetched ahead of its operators.
+const IN_FLIGHT_BYTES: usize = 32 << 20;
 
 pub struct TaskEnv {
     pub work_dir: PathBuf,
     pub pool: Arc<MemoryPool>,
-    pub reader: ShuffleReader,
+    pub reader: Arc<ShuffleReader>,
+    pub broadcasts: BroadcastCache,
 }
 
 pub struct TaskOutcome {
     pub partitions: Vec<PartitionStat>,
     pub peak_memory: usize,
+    pub spilled_bytes: u64,
+    pub spill_count: u64,
+    pub input_rows: u64,
+    pub input_bytes: u64,
 }
 
 pub async fn run_task(
@@ -69,6 +74,10 @@ pub async fn run_task(
                 partitions,
                 peak_memory: outcome.peak_memory as u64,
                 duration_ms,
+                spilled_bytes: outcome.spilled_bytes,
+                spill_count: outcome.spill_count,
+                input_rows: outcome.input_rows,
+                input_bytes: outcome.input_bytes,
             })
         }
         Err(e) => {
@@ -101,34 +110,35 @@ async fn execute(
     task: TaskDescriptor,
     cancelled: Arc<AtomicBool>,
 ) -> Result<TaskOutcome> {
-    let memory = TaskMemory::new(env.pool.clone());
-    let mut input_reservation = memory.reservation();
+    let spill_dir = spill_root(&env.work_dir).join(format!(
+        "{}-s{}-t{}-a{}",
+        task.job, task.task.stage.0, task.task.index, task.task.attempt
+    ));
+    let memory = TaskMemory::new(env.pool.clone(), spill_dir);
+    let budget = InFlightBudget::new(&memory, IN_FLIGHT_BYTES.min(env.pool.limit() / 16));
     let mut inputs = Vec::with_capacity(task.inputs.len());
     for input in &task.inputs {
-        let fetches = input.fetches.clone().into_iter().map(|spec| {
-            let (env, job) = (env.clone(), task.job.clone());
-            async move { env.reader.fetch(&job, &spec).await }
-        });
-        let fetched: Vec<Vec<arrow::array::RecordBatch>> = futures::stream::iter(fetches)
-            .buffered(FETCH_CONCURRENCY)
-            .try_collect()
-            .await?;
-        let batches: Vec<_> = fetched.into_iter().flatten().collect();
-        input_reservation.grow(batches.iter().map(|b| b.get_array_memory_size()).sum())?;
-        inputs.push(batches);
+        inputs.push(Some(if input.broadcast {
+            env.broadcasts.get(&env.reader, &task.job, input).await?
+        } else {
+            input::open(env.reader.clone(), &task.job, input, &budget)
+        }));
     }
     let (job, task_id) = (task.job.clone(), task.task);
     let env2 = env.clone();
     let memory2 = memory.clone();
+    let stats = Arc::new(InputStats::default());
+    let stats2 = stats.clone();
     let handle = tokio::task::spawn_blocking(move || -> Result<Vec<PartitionStat>> {
         let mut ctx = ExecContext {
             memory: memory2,
             inputs,
             cancelled,
+            input_stats: stats2,
         };
         let iter = operators::build(&task.plan, &mut ctx)?;
         let schema = Arc::new(task.plan.schema());
-        let mut sink = TaskSink::open(&task.sink, &env2.work_dir, &task.job, task.task, schema)?;
+        let mut sink = TaskSink::open(&task.sink, &env2.work_dir, &task.job, task.task, schema, &ctx.memory)?;
         for batch in iter {
             let written = batch.and_then(|b| {
                 ctx.check_cancelled()?;
@@ -144,6 +154,7 @@ async fn execute(
     let result = handle
         .await
         .map_err(|e| WorkerError::eval(format!("task panicked: {e}")))?;
+    drop(budget);
     if result.is_err() {
         // Half-written shuffle files of a failed or cancelled attempt are never read: remove them.
         let dir = map_dir(
@@ -156,9 +167,17 @@ async fn execute(
         let _ = std::fs::remove_dir_all(dir);
     }
     let partitions = result?;
-    drop(input_reservation);
     Ok(TaskOutcome {
         partitions,
         peak_memory: memory.peak(),
+        spilled_bytes: memory.spilled_bytes(),
+        spill_count: memory.spill_count(),
+        input_rows: stats.rows.load(Ordering::Relaxed),
+        input_bytes: stats.bytes.load(Ordering::Relaxed),
     })
+}
+
+/// Where tasks' spill directories live; swept when a worker starts.
+pub fn spill_root(work_dir: &Path) -> PathBuf {
+    work_dir.join("spill")
 }

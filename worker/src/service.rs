@@ -25,7 +25,8 @@ use tonic::transport::{Channel, Server};
 use crate::error::{Result, WorkerError};
 use crate::flight::KeelFlight;
 use crate::memory::MemoryPool;
-use crate::runner::{run_task, TaskEnv};
+use crate::input::BroadcastCache;
+use crate::runner::{run_task, spill_root, TaskEnv};
 use crate::shuffle::{job_dir, ShuffleReader};
 
 #[derive(Debug, Clone)]
@@ -106,14 +107,20 @@ pub async fn run(
     let flight_url = format!("http://{advertise}");
     std::fs::create_dir_all(&config.work_dir)
         .map_err(|e| WorkerError::io(config.work_dir.display(), e))?;
-    // --memory-limit is everything the process may use (a container's limit);
-    // operators' tracked allocations get 80%, the rest covers the runtime,
-    // I/O buffers and untracked allocations.
-    let pool = MemoryPool::new(config.memory_limit / 10 * 8);
+    // --memory-limit is everything the process may use (a container's limit).
+    let pool = MemoryPool::new(pool_size(config.memory_limit));
+    // Spill files of a previous life of this worker belong to tasks that are gone.
+    let spill = spill_root(&config.work_dir);
+    if let Err(e) = std::fs::remove_dir_all(&spill) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(error = %e, dir = %spill.display(), "could not sweep old spill files");
+        }
+    }
     let env = Arc::new(TaskEnv {
         work_dir: config.work_dir.clone(),
         pool: pool.clone(),
-        reader: ShuffleReader::new(config.work_dir.clone(), flight_url.clone()),
+        reader: Arc::new(ShuffleReader::new(config.work_dir.clone(), flight_url.clone())),
+        broadcasts: BroadcastCache::new(pool.clone(), spill),
     });
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -153,6 +160,14 @@ pub async fn run(
     let _ = stop_tx.send(());
     let _ = server.await;
     Ok(())
+}
+
+/// The memory pool's size: `--memory-limit` less a reserve for what is not
+/// tracked (the runtime, thread stacks, allocator slack, gRPC buffers):
+/// a fifth of the limit, and at least 64 MiB where the limit allows.
+pub fn pool_size(memory_limit: usize) -> usize {
+    let reserve = (memory_limit / 5).max(64 << 20).min(memory_limit / 2);
+    memory_limit - reserve
 }
 
 fn default_advertise(local: SocketAddr) -> String {
@@ -246,10 +261,15 @@ async fn session(
                 ),
                 Err(e) => tracing::error!(error = %e, "scheduler sent a malformed task"),
             },
-            Some(Command::CancelJob(job)) => running.cancel(&JobId(job)),
+            Some(Command::CancelJob(job)) => {
+                let job = JobId(job);
+                running.cancel(&job);
+                env.broadcasts.remove_job(&job);
+            }
             Some(Command::RemoveJob(job)) => {
                 let job = JobId(job);
                 running.cancel(&job);
+                env.broadcasts.remove_job(&job);
                 let dir = job_dir(&config.work_dir, &job);
                 if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
                     if e.kind() != std::io::ErrorKind::NotFound {

@@ -13,7 +13,6 @@ use std::sync::Mutex;
 use arrow::array::{RecordBatch, UInt32Array};
 use arrow::compute::{concat_batches, take_record_batch};
 use arrow::datatypes::SchemaRef;
-use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::flight_service_client::FlightServiceClient;
@@ -25,7 +24,9 @@ use keel_proto::task::{encode, FetchSpec, PartitionTicket};
 use tonic::transport::Channel;
 
 use crate::error::{ArrowContext, Result, WorkerError};
+use crate::memory::{is_refusal, Reservation};
 use crate::operators::{hash_bytes, KeyEncoder, BATCH_ROWS};
+use crate::spill::ipc_options;
 
 pub fn job_dir(work_dir: &Path, job: &JobId) -> PathBuf {
     work_dir.join(&job.0)
@@ -48,20 +49,30 @@ pub struct PartitionStat {
     pub bytes: u64,
 }
 
-/// Splits batches by key hash into `partitions` IPC files, buffering small
-/// slices so files hold batches of a useful size.
+/// Splits batches by key hash into `partitions` IPC files (LZ4-compressed),
+/// buffering small slices so files hold batches of a useful size. Buffers
+/// are reserved before they are held; when the pool refuses, every buffer
+/// is flushed to its file and the writer goes on.
 pub struct ShuffleWriter {
     dir: PathBuf,
     schema: SchemaRef,
     keys: Option<KeyEncoder>,
     buffers: Vec<Vec<RecordBatch>>,
     buffered_rows: Vec<usize>,
+    buffered_bytes: Vec<usize>,
     writers: Vec<Option<StreamWriter<BufWriter<File>>>>,
     stats: Vec<PartitionStat>,
+    reservation: Reservation,
 }
 
 impl ShuffleWriter {
-    pub fn new(dir: PathBuf, schema: SchemaRef, keys: Vec<Expr>, partitions: u32) -> Result<Self> {
+    pub fn new(
+        dir: PathBuf,
+        schema: SchemaRef,
+        keys: Vec<Expr>,
+        partitions: u32,
+        reservation: Reservation,
+    ) -> Result<Self> {
         std::fs::create_dir_all(&dir).map_err(|e| WorkerError::io(dir.display(), e))?;
         let n = partitions.max(1) as usize;
         let keys = if n > 1 {
@@ -75,8 +86,10 @@ impl ShuffleWriter {
             keys,
             buffers: (0..n).map(|_| vec![]).collect(),
             buffered_rows: vec![0; n],
+            buffered_bytes: vec![0; n],
             writers: (0..n).map(|_| None).collect(),
             stats: vec![PartitionStat::default(); n],
+            reservation,
         })
     }
 
@@ -93,6 +106,7 @@ impl ShuffleWriter {
         for (i, row) in rows.iter().enumerate() {
             indices[(hash_bytes(row.data()) % n) as usize].push(i as u32);
         }
+        drop(rows);
         for (p, idx) in indices.into_iter().enumerate() {
             if idx.is_empty() {
                 continue;
@@ -105,7 +119,21 @@ impl ShuffleWriter {
     }
 
     fn buffer(&mut self, p: usize, batch: RecordBatch) -> Result<()> {
+        let bytes = batch.get_array_memory_size();
+        if let Err(e) = self.reservation.grow(bytes) {
+            if !is_refusal(&e) {
+                return Err(e);
+            }
+            // Out of memory for buffers: write them all out and go on unbuffered for this slice.
+            for q in 0..self.buffers.len() {
+                self.flush(q)?;
+            }
+            if self.reservation.grow(bytes).is_err() {
+                return self.write_out(p, &batch);
+            }
+        }
         self.buffered_rows[p] += batch.num_rows();
+        self.buffered_bytes[p] += bytes;
         self.buffers[p].push(batch);
         if self.buffered_rows[p] >= BATCH_ROWS {
             self.flush(p)?;
@@ -125,11 +153,17 @@ impl ShuffleWriter {
             b
         };
         self.buffered_rows[p] = 0;
+        let written = self.write_out(p, &batch);
+        self.reservation.shrink(std::mem::take(&mut self.buffered_bytes[p]));
+        written
+    }
+
+    fn write_out(&mut self, p: usize, batch: &RecordBatch) -> Result<()> {
         if self.writers[p].is_none() {
             let path = self.dir.join(format!("part-{p}.arrow"));
             let file = File::create(&path).map_err(|e| WorkerError::io(path.display(), e))?;
             self.writers[p] = Some(
-                StreamWriter::try_new(BufWriter::new(file), &self.schema)
+                StreamWriter::try_new_with_options(BufWriter::new(file), &self.schema, ipc_options())
                     .context("opening shuffle file")?,
             );
         }
@@ -137,7 +171,7 @@ impl ShuffleWriter {
         self.writers[p]
             .as_mut()
             .expect("open")
-            .write(&batch)
+            .write(batch)
             .context("writing shuffle file")
     }
 
@@ -152,28 +186,13 @@ impl ShuffleWriter {
                     .len();
             }
         }
-        Ok(self.stats)
+        Ok(std::mem::take(&mut self.stats))
     }
 }
 
-pub fn read_local(path: &Path) -> std::io::Result<Result<Vec<RecordBatch>>> {
-    let file = File::open(path)?;
-    let reader = match StreamReader::try_new(std::io::BufReader::new(file), None) {
-        Ok(r) => r,
-        Err(e) => {
-            return Ok(Err(WorkerError::Arrow {
-                context: format!("reading {}", path.display()),
-                source: e,
-            }))
-        }
-    };
-    Ok(reader
-        .collect::<Result<Vec<_>, _>>()
-        .context(&format!("reading {}", path.display())))
-}
-
-/// Fetches shuffle partitions: from local disk when this worker wrote them,
-/// otherwise over Flight, reusing one channel per worker.
+/// Reads shuffle partitions: from local disk when this worker wrote them,
+/// otherwise over Flight, reusing one channel per worker. Both are streams
+/// of batches; [`crate::input`] decides how many run at once.
 pub struct ShuffleReader {
     work_dir: PathBuf,
     own_url: String,
@@ -189,51 +208,49 @@ impl ShuffleReader {
         }
     }
 
-    pub async fn fetch(&self, job: &JobId, spec: &FetchSpec) -> Result<Vec<RecordBatch>> {
-        let fail = |message: String| WorkerError::Fetch {
-            url: spec.flight_url.clone(),
-            stage: spec.stage.0,
+    pub fn is_local(&self, spec: &FetchSpec) -> bool {
+        spec.flight_url == self.own_url
+    }
+
+    pub fn ticket(job: &JobId, spec: &FetchSpec, partition: u32) -> PartitionTicket {
+        PartitionTicket {
+            job: job.clone(),
+            stage: spec.stage,
             map_task: spec.map_task,
-            message,
-        };
-        let mut out = vec![];
-        for &partition in &spec.partitions {
-            let ticket = PartitionTicket {
-                job: job.clone(),
-                stage: spec.stage,
-                map_task: spec.map_task,
-                attempt: spec.attempt,
-                partition,
-            };
-            if spec.flight_url == self.own_url {
-                let path = partition_path(&self.work_dir, &ticket);
-                let read = tokio::task::spawn_blocking(move || read_local(&path))
-                    .await
-                    .map_err(|e| fail(e.to_string()))?;
-                out.extend(read.map_err(|e| fail(e.to_string()))??);
-                continue;
-            }
-            let channel = self
-                .channel(&spec.flight_url)
-                .map_err(|e| fail(e.to_string()))?;
-            let mut client =
-                FlightServiceClient::new(channel).max_decoding_message_size(usize::MAX);
-            let ticket = Ticket {
-                ticket: encode(&ticket)?.into(),
-            };
-            let stream = client
-                .do_get(ticket)
-                .await
-                .map_err(|s| fail(s.message().to_string()))?
-                .into_inner();
-            let batches: Vec<RecordBatch> =
-                FlightRecordBatchStream::new_from_flight_data(stream.map_err(|e| e.into()))
-                    .try_collect()
-                    .await
-                    .map_err(|e| fail(e.to_string()))?;
-            out.extend(batches);
+            attempt: spec.attempt,
+            partition,
         }
-        Ok(out)
+    }
+
+    /// The local file of one partition this worker wrote.
+    pub fn local_path(&self, job: &JobId, spec: &FetchSpec, partition: u32) -> PathBuf {
+        partition_path(&self.work_dir, &Self::ticket(job, spec, partition))
+    }
+
+    /// One partition of another worker's output, as a Flight stream of batches.
+    pub async fn remote(
+        &self,
+        job: &JobId,
+        spec: &FetchSpec,
+        partition: u32,
+    ) -> Result<impl futures::Stream<Item = Result<RecordBatch>>> {
+        let channel = self
+            .channel(&spec.flight_url)
+            .map_err(|e| fetch_error(spec, e.to_string()))?;
+        let mut client = FlightServiceClient::new(channel).max_decoding_message_size(usize::MAX);
+        let ticket = Ticket {
+            ticket: encode(&Self::ticket(job, spec, partition))?.into(),
+        };
+        let stream = client
+            .do_get(ticket)
+            .await
+            .map_err(|s| fetch_error(spec, s.message().to_string()))?
+            .into_inner();
+        let spec = spec.clone();
+        Ok(
+            FlightRecordBatchStream::new_from_flight_data(stream.map_err(|e| e.into()))
+                .map_err(move |e| fetch_error(&spec, e.to_string())),
+        )
     }
 
     fn channel(&self, url: &str) -> Result<Channel, tonic::transport::Error> {
@@ -244,5 +261,15 @@ impl ShuffleReader {
         let channel = tonic::transport::Endpoint::from_shared(url.to_string())?.connect_lazy();
         channels.insert(url.to_string(), channel.clone());
         Ok(channel)
+    }
+}
+
+/// A map output that could not be read: the scheduler recomputes it.
+pub fn fetch_error(spec: &FetchSpec, message: String) -> WorkerError {
+    WorkerError::Fetch {
+        url: spec.flight_url.clone(),
+        stage: spec.stage.0,
+        map_task: spec.map_task,
+        message,
     }
 }

@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -13,7 +14,11 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use crate::error::{Result, WorkerError};
+use crate::memory::{is_refusal, Reservation, TaskMemory};
 use crate::shuffle::{map_dir, PartitionStat, ShuffleWriter};
+
+/// Rows per Parquet row group Keel writes (the parquet crate's default is 1 M).
+const PARQUET_ROW_GROUP_ROWS: usize = 256 * 1024;
 
 pub enum TaskSink {
     Shuffle(ShuffleWriter),
@@ -22,6 +27,8 @@ pub enum TaskSink {
         tmp: PathBuf,
         target: PathBuf,
         rows: u64,
+        /// The row group being encoded in memory.
+        reservation: Reservation,
     },
 }
 
@@ -32,15 +39,28 @@ impl TaskSink {
         job: &JobId,
         task: TaskId,
         schema: SchemaRef,
+        memory: &Arc<TaskMemory>,
     ) -> Result<Self> {
         Ok(match sink {
             Sink::Hash { keys, partitions } => {
                 let dir = map_dir(work_dir, job, task.stage, task.index, task.attempt);
-                TaskSink::Shuffle(ShuffleWriter::new(dir, schema, keys.clone(), *partitions)?)
+                TaskSink::Shuffle(ShuffleWriter::new(
+                    dir,
+                    schema,
+                    keys.clone(),
+                    *partitions,
+                    memory.spillable("shuffle writer"),
+                )?)
             }
             Sink::Single => {
                 let dir = map_dir(work_dir, job, task.stage, task.index, task.attempt);
-                TaskSink::Shuffle(ShuffleWriter::new(dir, schema, vec![], 1)?)
+                TaskSink::Shuffle(ShuffleWriter::new(
+                    dir,
+                    schema,
+                    vec![],
+                    1,
+                    memory.spillable("shuffle writer"),
+                )?)
             }
             Sink::Parquet { dir } => {
                 let dir = PathBuf::from(dir);
@@ -53,8 +73,14 @@ impl TaskSink {
                     task.index, job.0, task.attempt
                 ));
                 let file = File::create(&tmp).map_err(|e| WorkerError::io(tmp.display(), e))?;
+                // Dictionaries pay for low-cardinality columns only; on the
+                // high-cardinality outputs of big aggregations the dictionary
+                // interner was a large share of the write time, so pages fall
+                // back to plain encoding early (at 256 KiB of dictionary).
                 let props = WriterProperties::builder()
                     .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("level 1")))
+                    .set_dictionary_page_size_limit(256 << 10)
+                    .set_max_row_group_row_count(Some(PARQUET_ROW_GROUP_ROWS))
                     .build();
                 let writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(|source| {
                     WorkerError::ParquetWrite {
@@ -67,6 +93,7 @@ impl TaskSink {
                     tmp,
                     target,
                     rows: 0,
+                    reservation: memory.spillable("Parquet writer"),
                 }
             }
         })
@@ -76,15 +103,30 @@ impl TaskSink {
         match self {
             TaskSink::Shuffle(w) => w.write(batch),
             TaskSink::Parquet {
-                writer, tmp, rows, ..
+                writer,
+                tmp,
+                rows,
+                reservation,
+                ..
             } => {
+                let perr = |source| WorkerError::ParquetWrite {
+                    path: tmp.display().to_string(),
+                    source,
+                };
                 *rows += batch.num_rows() as u64;
-                writer
-                    .write(&batch)
-                    .map_err(|source| WorkerError::ParquetWrite {
-                        path: tmp.display().to_string(),
-                        source,
-                    })
+                // Encoded pages are smaller than the batch: reserving the
+                // batch's size before writing it bounds the row group's growth.
+                let need = writer.memory_size() + batch.get_array_memory_size();
+                if let Err(e) = reservation.resize(need) {
+                    if !is_refusal(&e) {
+                        return Err(e);
+                    }
+                    // Out of memory: close the row group early, then go on.
+                    writer.flush().map_err(perr)?;
+                    reservation.resize(writer.memory_size() + batch.get_array_memory_size())?;
+                }
+                writer.write(&batch).map_err(perr)?;
+                reservation.resize(writer.memory_size())
             }
         }
     }
@@ -97,6 +139,7 @@ impl TaskSink {
                 tmp,
                 target,
                 rows,
+                reservation: _reservation,
             } => {
                 writer.close().map_err(|source| WorkerError::ParquetWrite {
                     path: tmp.display().to_string(),

@@ -9,8 +9,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, ArrowPrimitiveType, AsArray, Float64Array, Int64Array, PrimitiveArray,
-    StringArray,
+    Array, ArrayRef, ArrowPrimitiveType, AsArray, BinaryArray, Float64Array, Int64Array,
+    PrimitiveArray, StringArray,
 };
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{
@@ -51,13 +51,13 @@ pub fn create(
 ) -> Result<Box<dyn Accumulator>> {
     let merge = mode == AggMode::Final;
     if distinct {
-        if func != AggFunc::Count || merge {
+        if func != AggFunc::Count {
             return Err(WorkerError::eval(format!(
                 "{}(DISTINCT …) is not supported",
                 func.name()
             )));
         }
-        return Ok(Box::new(CountDistinct::new(input_type)?));
+        return Ok(Box::new(CountDistinct::new(input_type, merge)?));
     }
     Ok(match func {
         AggFunc::CountStar | AggFunc::Count => Box::new(Count {
@@ -363,49 +363,83 @@ impl Accumulator for MinMaxString {
 }
 
 /// count(DISTINCT x): a set of (group, encoded value) pairs.
+///
+/// Its state (used when a spilling aggregation dumps its table) is the set
+/// itself: per group, a binary value of length-prefixed encoded values.
 struct CountDistinct {
-    converter: RowConverter,
+    converter: Option<RowConverter>,
     seen: HashSet<(u32, Box<[u8]>)>,
     counts: Vec<i64>,
     bytes: usize,
+    merge: bool,
 }
 
 impl CountDistinct {
-    fn new(input_type: &DataType) -> Result<Self> {
-        let converter = RowConverter::new(vec![SortField::new(input_type.clone())])
-            .context("count(DISTINCT)")?;
+    fn new(input_type: &DataType, merge: bool) -> Result<Self> {
+        let converter = if merge {
+            None
+        } else {
+            Some(
+                RowConverter::new(vec![SortField::new(input_type.clone())])
+                    .context("count(DISTINCT)")?,
+            )
+        };
         Ok(CountDistinct {
             converter,
             seen: HashSet::new(),
             counts: vec![],
             bytes: 0,
+            merge,
         })
+    }
+
+    fn insert(&mut self, g: u32, key: &[u8]) {
+        if self.seen.insert((g, key.into())) {
+            self.counts[g as usize] += 1;
+            self.bytes += key.len() + 32;
+        }
     }
 }
 
 impl Accumulator for CountDistinct {
     fn update(&mut self, groups: &[u32], n_groups: usize, inputs: &[ArrayRef]) -> Result<()> {
         self.counts.resize(n_groups, 0);
+        if self.merge {
+            let sets = inputs[0].as_binary::<i32>();
+            for (i, g) in groups.iter().enumerate() {
+                let mut set = sets.value(i);
+                while set.len() >= 4 {
+                    let len = u32::from_le_bytes(set[..4].try_into().expect("4 bytes")) as usize;
+                    self.insert(*g, &set[4..4 + len]);
+                    set = &set[4 + len..];
+                }
+            }
+            return Ok(());
+        }
         let rows = self
             .converter
+            .as_ref()
+            .expect("raw input has a converter")
             .convert_columns(&inputs[..1])
             .context("count(DISTINCT)")?;
         for (i, g) in groups.iter().enumerate() {
-            if inputs[0].is_null(i) {
-                continue;
-            }
-            let key: Box<[u8]> = rows.row(i).data().into();
-            let len = key.len();
-            if self.seen.insert((*g, key)) {
-                self.counts[*g as usize] += 1;
-                self.bytes += len + 32;
+            if !inputs[0].is_null(i) {
+                self.insert(*g, rows.row(i).data());
             }
         }
         Ok(())
     }
 
     fn state(&mut self) -> Result<Vec<ArrayRef>> {
-        Ok(vec![self.finish()?])
+        let mut sets: Vec<Vec<u8>> = vec![vec![]; self.counts.len()];
+        for (g, key) in self.seen.drain() {
+            let set = &mut sets[g as usize];
+            set.extend_from_slice(&(key.len() as u32).to_le_bytes());
+            set.extend_from_slice(&key);
+        }
+        self.counts.clear();
+        self.bytes = 0;
+        Ok(vec![Arc::new(BinaryArray::from_iter_values(sets))])
     }
 
     fn finish(&mut self) -> Result<ArrayRef> {

@@ -1,25 +1,33 @@
 //! Hash aggregation.
 //!
-//! Groups are interned in a hash table keyed by arrow-row encoded keys;
-//! accumulators update per batch from the resulting group ids. A `Partial`
-//! aggregate that finds nearly every row is its own group stops hashing and
-//! passes rows through as one-row states: the shuffle would carry as many
-//! rows either way, so the table only cost memory and time.
+//! Groups are interned in a hash table (see `group_table`); accumulators
+//! update per batch from the resulting group ids. A `Partial` aggregate
+//! that finds nearly every row is its own group stops hashing and passes
+//! rows through as one-row states: the shuffle would carry as many rows
+//! either way, so the table only cost memory and time.
+//!
+//! Memory: the table's growth for a batch is reserved before the batch is
+//! interned. When the pool refuses, a `Partial` aggregate emits its states
+//! early and starts again; a `Final` or `Single` one dumps its groups, as
+//! states, into hash-partitioned spill files, goes on with an empty table,
+//! and at the end dumps the rest and merges each partition on its own (a
+//! partition still too big spills again on other hash bits).
 
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use keel_proto::expr::Expr;
 use keel_proto::plan::{AggExpr, AggMode};
 
 use super::accumulators::{self, state_width, Accumulator};
 use super::group_table::GroupTable;
-use super::{BatchIter, BATCH_ROWS};
+use super::{BatchIter, KeyEncoder, BATCH_ROWS};
 use crate::error::{ArrowContext, Result, WorkerError};
 use crate::eval::evaluate;
-use crate::memory::Reservation;
+use crate::memory::{is_refusal, Reservation};
+use crate::spill::{SpillFile, SpillPartitioner, MAX_SPILL_LEVEL};
 
 /// Rows a partial aggregate sees before it judges whether grouping pays.
 const PARTIAL_PROBE_ROWS: usize = 100_000;
@@ -34,15 +42,34 @@ pub fn aggregate(
     schema: SchemaRef,
     reservation: Reservation,
 ) -> Result<BatchIter> {
-    let mut state = AggState::new(mode, group_by, aggs, schema, reservation);
+    aggregate_at(input, mode, group_by, aggs, schema, reservation, 0)
+}
+
+/// An aggregation at a spill recursion `level` (0 for the plan's own).
+fn aggregate_at(
+    input: BatchIter,
+    mode: AggMode,
+    group_by: Vec<Expr>,
+    aggs: Vec<AggExpr>,
+    schema: SchemaRef,
+    reservation: Reservation,
+    level: u32,
+) -> Result<BatchIter> {
+    let mut state = AggState::new(mode, group_by, aggs, schema, reservation, level);
     let mut input = input;
     let mut pending: std::vec::IntoIter<RecordBatch> = Vec::new().into_iter();
+    let mut merging: Option<Merge> = None;
     let mut finished = false;
     Ok(Box::new(std::iter::from_fn(move || loop {
         if let Some(b) = pending.next() {
             return Some(Ok(b));
         }
+        if let Some(m) = merging.as_mut() {
+            return m.next();
+        }
         if finished {
+            // The emitted table is consumed: release what it held.
+            state.reservation.shrink(state.reservation.size());
             return None;
         }
         let step = match input.next() {
@@ -50,7 +77,14 @@ pub fn aggregate(
             Some(Err(e)) => Err(e),
             None => {
                 finished = true;
-                state.emit()
+                if state.spilling {
+                    state.finish_spill().map(|files| {
+                        merging = Some(Merge::new(&state, files));
+                        vec![]
+                    })
+                } else {
+                    state.emit()
+                }
             }
         };
         match step {
@@ -63,12 +97,71 @@ pub fn aggregate(
     })))
 }
 
+/// The second half of a spilled aggregation: each spill partition (states
+/// of its groups) is merged by an aggregation of its own, one at a time.
+struct Merge {
+    partitions: std::vec::IntoIter<SpillFile>,
+    current: Option<BatchIter>,
+    group_by: Vec<Expr>,
+    aggs: Vec<AggExpr>,
+    schema: SchemaRef,
+    reservation: Reservation,
+    level: u32,
+}
+
+impl Merge {
+    fn new(state: &AggState, files: Vec<SpillFile>) -> Self {
+        Merge {
+            partitions: files.into_iter(),
+            current: None,
+            // The dump holds the key columns first, then the states.
+            group_by: (0..state.group_by.len()).map(Expr::Column).collect(),
+            aggs: state.aggs.clone(),
+            schema: state.schema.clone(),
+            reservation: state.reservation.sibling("hash aggregate (spilled partition)"),
+            level: state.level + 1,
+        }
+    }
+
+    fn next(&mut self) -> Option<Result<RecordBatch>> {
+        loop {
+            if let Some(it) = self.current.as_mut() {
+                match it.next() {
+                    Some(b) => return Some(b),
+                    None => self.current = None,
+                }
+            }
+            let file = self.partitions.next()?;
+            let opened = file.read_and_remove().and_then(|input| {
+                aggregate_at(
+                    input,
+                    AggMode::Final,
+                    self.group_by.clone(),
+                    self.aggs.clone(),
+                    self.schema.clone(),
+                    self.reservation.sibling("hash aggregate (spilled partition)"),
+                    self.level,
+                )
+            });
+            match opened {
+                Ok(it) => self.current = Some(it),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
 struct AggState {
     mode: AggMode,
     group_by: Vec<Expr>,
     aggs: Vec<AggExpr>,
     schema: SchemaRef,
     reservation: Reservation,
+    level: u32,
+    /// Set once the table has been dumped to disk (Final and Single modes).
+    spilling: bool,
+    /// The spill partitions, opened with the first rows written.
+    spill: Option<SpillPartitioner>,
     groups: Option<GroupTable>,
     accs: Vec<Box<dyn Accumulator>>,
     ids: Vec<u32>,
@@ -83,6 +176,7 @@ impl AggState {
         aggs: Vec<AggExpr>,
         schema: SchemaRef,
         reservation: Reservation,
+        level: u32,
     ) -> Self {
         AggState {
             mode,
@@ -90,6 +184,9 @@ impl AggState {
             aggs,
             schema,
             reservation,
+            level,
+            spilling: false,
+            spill: None,
             groups: None,
             accs: vec![],
             ids: vec![],
@@ -157,6 +254,27 @@ impl AggState {
         if self.passthrough {
             return self.pass_through(key_columns, &inputs, rows);
         }
+        // Reserve for the worst case (every row a new group) before the table grows.
+        let mut out = vec![];
+        if let Err(e) = self.reservation.resize(self.projected_size(rows)) {
+            if !is_refusal(&e) {
+                return Err(e);
+            }
+            out = self.relieve()?;
+            if let Err(e) = self.reservation.resize(self.projected_size(rows)) {
+                if !is_refusal(&e) {
+                    return Err(e);
+                }
+                // Not even one batch fits beside an empty table: it goes out as states.
+                if self.mode == AggMode::Partial {
+                    out.extend(self.pass_through(key_columns, &inputs, rows)?);
+                } else {
+                    let states = self.state_columns(key_columns, &inputs, rows)?;
+                    self.spill_columns(states, rows)?;
+                }
+                return Ok(out);
+            }
+        }
         let groups = self.groups.as_mut().expect("initialised");
         groups.intern(&key_columns, rows, &mut self.ids)?;
         let n = groups.n_groups();
@@ -164,8 +282,10 @@ impl AggState {
             acc.update(&self.ids, n, cols)?;
         }
         self.rows_seen += rows;
-        let size = groups.size() + self.accs.iter().map(|a| a.size()).sum::<usize>();
-        self.reservation.resize(size)?;
+        self.reservation.resize(self.size())?;
+        if !out.is_empty() {
+            return Ok(out);
+        }
 
         if self.mode == AggMode::Partial
             && !self.group_by.is_empty()
@@ -183,13 +303,107 @@ impl AggState {
         Ok(vec![])
     }
 
-    /// Each row becomes its own partial state.
-    fn pass_through(
+    fn size(&self) -> usize {
+        self.groups.as_ref().map_or(0, |g| g.size())
+            + self.accs.iter().map(|a| a.size()).sum::<usize>()
+    }
+
+    /// Bytes held if `rows` more groups were added (the table may double).
+    fn projected_size(&self, rows: usize) -> usize {
+        let Some(groups) = self.groups.as_ref() else {
+            return 0;
+        };
+        let n = groups.n_groups().max(1);
+        let accs: usize = self.accs.iter().map(|a| a.size()).sum();
+        groups.size_with(rows) + accs + accs.div_ceil(n).max(16) * rows
+    }
+
+    /// The pool refused to let the table grow. A partial aggregate sends
+    /// its states on and starts afresh; a final one dumps its states to
+    /// hash-partitioned spill files and merges them partition by partition
+    /// at the end.
+    fn relieve(&mut self) -> Result<Vec<RecordBatch>> {
+        if self.mode == AggMode::Partial {
+            let groups = self.groups.as_ref().map_or(0, |g| g.n_groups());
+            tracing::debug!(groups, "partial aggregation emits early under memory pressure");
+            let out = self.emit()?;
+            self.reservation.resize(0)?;
+            // Emitted states are the consumer's to hold from here.
+            return Ok(out);
+        }
+        if self.level >= MAX_SPILL_LEVEL {
+            return Err(self.reservation.cannot_proceed(self.size()));
+        }
+        self.spilling = true;
+        self.dump()?;
+        Ok(vec![])
+    }
+
+    /// Writes the table's groups as states to the spill partitions and empties it.
+    fn dump(&mut self) -> Result<()> {
+        let Some(groups) = self.groups.as_mut() else {
+            return Ok(());
+        };
+        let n = groups.n_groups();
+        if n > 0 {
+            let mut columns = groups.take_keys()?;
+            for acc in &mut self.accs {
+                columns.extend(acc.state()?);
+            }
+            tracing::debug!(groups = n, level = self.level, "hash aggregation spills its table");
+            self.spill_columns(columns, n)?;
+        }
+        self.reservation.resize(self.size())
+    }
+
+    /// Key and state columns to the spill partitions (opened on first use,
+    /// with a schema taken from the columns).
+    fn spill_columns(&mut self, columns: Vec<ArrayRef>, rows: usize) -> Result<()> {
+        if self.spill.is_none() {
+            let k = self.group_by.len();
+            let fields: Vec<Field> = columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let name = if i < k { format!("k{i}") } else { format!("s{}", i - k) };
+                    Field::new(name, c.data_type().clone(), true)
+                })
+                .collect();
+            let schema = Arc::new(Schema::new(fields));
+            let encoder = KeyEncoder::new((0..k).map(Expr::Column).collect(), schema.as_ref())?;
+            self.spill = Some(SpillPartitioner::new(
+                self.reservation.task(),
+                "aggregate",
+                encoder,
+                schema,
+                self.level,
+            ));
+        }
+        let spill = self.spill.as_mut().expect("opened");
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        let batch = RecordBatch::try_new_with_options(spill.schema().clone(), columns, &options)
+            .context("aggregate spill")?;
+        split(batch).iter().try_for_each(|part| spill.write(part))
+    }
+
+    /// The last dump: everything is on disk, partitioned.
+    fn finish_spill(&mut self) -> Result<Vec<SpillFile>> {
+        self.dump()?;
+        self.reservation.resize(0)?;
+        let files = match self.spill.take() {
+            Some(spill) => spill.finish()?.into_iter().flatten().collect(),
+            None => vec![],
+        };
+        Ok(files)
+    }
+
+    /// Each row as its own state: key columns, then state columns.
+    fn state_columns(
         &mut self,
         keys: Vec<ArrayRef>,
         inputs: &[Vec<ArrayRef>],
         rows: usize,
-    ) -> Result<Vec<RecordBatch>> {
+    ) -> Result<Vec<ArrayRef>> {
         let ids: Vec<u32> = (0..rows as u32).collect();
         let mut accs = self.new_accumulators(inputs)?;
         let mut columns = keys;
@@ -197,6 +411,17 @@ impl AggState {
             acc.update(&ids, rows, cols)?;
             columns.extend(acc.state()?);
         }
+        Ok(columns)
+    }
+
+    /// Each row becomes its own partial state.
+    fn pass_through(
+        &mut self,
+        keys: Vec<ArrayRef>,
+        inputs: &[Vec<ArrayRef>],
+        rows: usize,
+    ) -> Result<Vec<RecordBatch>> {
+        let columns = self.state_columns(keys, inputs, rows)?;
         Ok(vec![self.batch(columns, rows)?])
     }
 
@@ -218,7 +443,7 @@ impl AggState {
             }
         }
         let batch = self.batch(columns, n)?;
-        self.reservation.resize(0)?;
+        // The reservation stays until the output slices are consumed.
         Ok(split(batch))
     }
 

@@ -180,9 +180,42 @@ impl GroupTable {
         self.table.capacity() * 5 + self.hashes.capacity() * 8 + self.scratch.capacity() * 8 + keys
     }
 
+    /// Bytes held after `extra` more groups, counting the moment a table or
+    /// vector grows, when old and new allocations are both alive.
+    pub fn size_with(&self, extra: usize) -> usize {
+        let n = self.n_groups + extra;
+        let grow = |cap: usize, bytes_per: usize| {
+            if n > cap {
+                (2 * cap).max(n) * bytes_per
+            } else {
+                0
+            }
+        };
+        let table = if n > self.table.capacity() {
+            ((n * 8 / 7).next_power_of_two()) * 5
+        } else {
+            0
+        };
+        let keys = match &self.keys {
+            Keys::Global => 0,
+            Keys::Words { width, words, .. } => grow(words.capacity() / width, width * 8),
+            Keys::Rows { rows, .. } => {
+                let per_row = rows
+                    .as_ref()
+                    .filter(|r| r.num_rows() > 0)
+                    .map_or(32, |r| r.size() / r.num_rows());
+                2 * extra * per_row
+            }
+        };
+        self.size() + table + grow(self.hashes.capacity(), 8) + keys
+    }
+
     /// The key columns of every group, in group-id order; resets the table.
     pub fn take_keys(&mut self) -> Result<Vec<ArrayRef>> {
         let n = self.n_groups;
+        // Free the table before the key columns are built, so the two never coexist.
+        self.table = HashTable::new();
+        self.hashes = vec![];
         let columns = match &mut self.keys {
             Keys::Global => vec![],
             Keys::Words {

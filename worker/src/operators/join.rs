@@ -4,6 +4,11 @@
 //! costs one table entry. Probing collects (probe row, build row) pairs and
 //! materialises them with `take` in chunks, so a hot key cannot make one
 //! giant batch. Extra ON predicates are evaluated on the candidate pairs.
+//!
+//! The build side is reserved as it is read. When the pool refuses, the
+//! join goes to disk (`join_spill`): a grace hash join, and for a partition
+//! that one hot key keeps too big, chunks of the build side against the
+//! probe side re-read from disk.
 
 use std::sync::Arc;
 
@@ -17,10 +22,11 @@ use hashbrown::HashTable;
 use keel_proto::expr::Expr;
 use keel_proto::plan::JoinType;
 
+use super::join_spill::grace_join;
 use super::{hash_bytes, BatchIter, KeyEncoder, BATCH_ROWS};
 use crate::error::{ArrowContext, Result, WorkerError};
 use crate::eval::evaluate_predicate;
-use crate::memory::Reservation;
+use crate::memory::{is_refusal, Reservation};
 
 const END: u32 = u32::MAX;
 /// Pairs materialised per output batch.
@@ -38,14 +44,32 @@ pub struct JoinSpec {
     pub filter: Option<Expr>,
     pub schema: SchemaRef,
     pub reservation: Reservation,
+    /// Spill recursion level: 0 for the plan's own join.
+    pub level: u32,
+    /// The whole build side's flags when this join runs on one spilled
+    /// partition of it (anti joins answer from the whole side).
+    pub flags: Option<BuildFlags>,
 }
 
-struct BuildSide {
+/// What a null-aware anti join needs to know about the entire build side.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BuildFlags {
+    pub empty: bool,
+    pub has_null_key: bool,
+}
+
+pub(super) struct BuildSide {
     batch: RecordBatch,
     rows: Rows,
     table: HashTable<u32>,
     next: Vec<u32>,
-    has_null_key: bool,
+    pub(super) flags: BuildFlags,
+}
+
+/// Probing state shared by the in-memory and the spilled paths.
+pub(super) struct Prober {
+    pub(super) encoder: KeyEncoder,
+    pub(super) pair_schema: SchemaRef,
 }
 
 pub fn hash_join(spec: JoinSpec) -> Result<BatchIter> {
@@ -56,31 +80,54 @@ pub fn hash_join(spec: JoinSpec) -> Result<BatchIter> {
         )));
     }
     let mut spec = spec;
-    let mut built: Option<(BuildSide, KeyEncoder, SchemaRef)> = None;
+    let prober = Prober::new(&spec)?;
+    let mut built: Option<BuildSide> = None;
+    let mut spilled: Option<BatchIter> = None;
     let mut pending: std::vec::IntoIter<RecordBatch> = Vec::new().into_iter();
     let mut failed = false;
     Ok(Box::new(std::iter::from_fn(move || loop {
         if let Some(b) = pending.next() {
             return Some(Ok(b));
         }
+        if let Some(it) = spilled.as_mut() {
+            return it.next();
+        }
         if failed {
             return None;
         }
         if built.is_none() {
             match build_side(&mut spec) {
-                Ok(b) => built = Some(b),
+                Ok(Built::InMemory(b)) => built = Some(b),
+                Ok(Built::Spill(buffered)) => match grace_join(&mut spec, buffered) {
+                    Ok(it) => {
+                        spilled = Some(it);
+                        continue;
+                    }
+                    Err(e) => {
+                        failed = true;
+                        return Some(Err(e));
+                    }
+                },
                 Err(e) => {
                     failed = true;
                     return Some(Err(e));
                 }
             }
         }
-        let (build, probe_encoder, pair_schema) = built.as_ref().expect("built");
+        let build = built.as_ref().expect("built");
         let batch = match spec.probe.next()? {
             Ok(b) => b,
             Err(e) => return Some(Err(e)),
         };
-        match probe(&spec, build, probe_encoder, pair_schema, &batch) {
+        let flags = spec.flags.unwrap_or(build.flags);
+        let mut matched = vec![false; batch.num_rows()];
+        let out = prober
+            .probe(&spec, build, &batch, &mut matched)
+            .and_then(|mut out| {
+                out.extend(prober.unmatched(&spec, &batch, &matched, flags)?);
+                Ok(out)
+            });
+        match out {
             Ok(out) => pending = out.into_iter(),
             Err(e) => {
                 failed = true;
@@ -90,163 +137,241 @@ pub fn hash_join(spec: JoinSpec) -> Result<BatchIter> {
     })))
 }
 
-fn build_side(spec: &mut JoinSpec) -> Result<(BuildSide, KeyEncoder, SchemaRef)> {
+enum Built {
+    InMemory(BuildSide),
+    /// The pool refused: what was read so far, to be partitioned to disk.
+    Spill(Vec<RecordBatch>),
+}
+
+/// Reads the build side into memory, or stops at the first refused reservation.
+fn build_side(spec: &mut JoinSpec) -> Result<Built> {
     let mut batches = vec![];
     let mut bytes = 0;
-    for b in spec.build.by_ref() {
+    while let Some(b) = spec.build.next() {
         let b = b?;
-        bytes += b.get_array_memory_size();
-        spec.reservation.resize(bytes)?;
+        let size = b.get_array_memory_size();
         batches.push(b);
+        if let Err(e) = spec.reservation.grow(size) {
+            if !is_refusal(&e) {
+                return Err(e);
+            }
+            return Ok(Built::Spill(batches));
+        }
+        bytes += size;
+    }
+    // Concatenating copies the side once; the key rows, table and chains come on top.
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    if let Err(e) = spec.reservation.grow(bytes + rows * 24) {
+        if !is_refusal(&e) {
+            return Err(e);
+        }
+        return Ok(Built::Spill(batches));
     }
     let batch = concat_batches(&spec.build_schema, &batches).context("join build side")?;
     drop(batches);
-    let encoder = KeyEncoder::new(spec.build_keys.clone(), &spec.build_schema)?;
-    let key_columns = encoder.key_columns(&batch)?;
-    let rows = encoder.encode_columns(&key_columns)?;
-    let n = batch.num_rows();
-    let nulls = KeyEncoder::null_rows(&key_columns, n);
-    let mut table: HashTable<u32> = HashTable::with_capacity(n);
-    let mut next = vec![END; n];
-    // Inserted in reverse so each chain lists build rows in input order.
-    for i in (0..n).rev() {
-        if nulls.as_ref().is_some_and(|nl| nl[i]) {
-            continue;
-        }
-        let bytes = rows.row(i).data();
-        let hash = hash_bytes(bytes);
-        match table.find_mut(hash, |&h| rows.row(h as usize).data() == bytes) {
-            Some(head) => {
-                next[i] = *head;
-                *head = i as u32;
+    let side = BuildSide::new(spec, batch, None)?;
+    spec.reservation.resize(side.size())?;
+    Ok(Built::InMemory(side))
+}
+
+impl BuildSide {
+    /// Hashes `batch` on the build keys. `flags` overrides what the batch says
+    /// about the build side (when it is one chunk of a bigger one).
+    pub(super) fn new(spec: &JoinSpec, batch: RecordBatch, flags: Option<BuildFlags>) -> Result<Self> {
+        let encoder = KeyEncoder::new(spec.build_keys.clone(), &spec.build_schema)?;
+        let key_columns = encoder.key_columns(&batch)?;
+        let rows = encoder.encode_columns(&key_columns)?;
+        let n = batch.num_rows();
+        let nulls = KeyEncoder::null_rows(&key_columns, n);
+        let mut table: HashTable<u32> = HashTable::with_capacity(n);
+        let mut next = vec![END; n];
+        // Inserted in reverse so each chain lists build rows in input order.
+        for i in (0..n).rev() {
+            if nulls.as_ref().is_some_and(|nl| nl[i]) {
+                continue;
             }
-            None => {
-                table.insert_unique(hash, i as u32, |&h| hash_bytes(rows.row(h as usize).data()));
+            let bytes = rows.row(i).data();
+            let hash = hash_bytes(bytes);
+            match table.find_mut(hash, |&h| rows.row(h as usize).data() == bytes) {
+                Some(head) => {
+                    next[i] = *head;
+                    *head = i as u32;
+                }
+                None => {
+                    table.insert_unique(hash, i as u32, |&h| {
+                        hash_bytes(rows.row(h as usize).data())
+                    });
+                }
             }
         }
-    }
-    spec.reservation
-        .resize(batch.get_array_memory_size() + rows.size() + table.capacity() * 5 + n * 4)?;
-    let has_null_key = nulls.is_some();
-    let probe_encoder = KeyEncoder::new(spec.probe_keys.clone(), &spec.probe_schema)?;
-    let (left, right) = if spec.build_left {
-        (&spec.build_schema, &spec.probe_schema)
-    } else {
-        (&spec.probe_schema, &spec.build_schema)
-    };
-    let fields: Vec<_> = left
-        .fields()
-        .iter()
-        .chain(right.fields().iter())
-        .cloned()
-        .collect();
-    let pair_schema = Arc::new(Schema::new(fields));
-    Ok((
-        BuildSide {
+        let flags = flags.unwrap_or(BuildFlags {
+            empty: n == 0,
+            has_null_key: nulls.is_some(),
+        });
+        Ok(BuildSide {
             batch,
             rows,
             table,
             next,
-            has_null_key,
-        },
-        probe_encoder,
-        pair_schema,
-    ))
+            flags,
+        })
+    }
+
+    pub(super) fn size(&self) -> usize {
+        self.batch.get_array_memory_size()
+            + self.rows.size()
+            + self.table.capacity() * 5
+            + self.next.capacity() * 4
+    }
 }
 
-fn probe(
-    spec: &JoinSpec,
-    build: &BuildSide,
-    encoder: &KeyEncoder,
-    pair_schema: &SchemaRef,
-    batch: &RecordBatch,
-) -> Result<Vec<RecordBatch>> {
-    let n = batch.num_rows();
-    let key_columns = encoder.key_columns(batch)?;
-    let rows = encoder.encode_columns(&key_columns)?;
-    let nulls = KeyEncoder::null_rows(&key_columns, n);
-    let build_empty = build.batch.num_rows() == 0;
-
-    if matches!(spec.join_type, JoinType::Semi | JoinType::Anti) && spec.filter.is_none() {
-        let mut keep = Vec::with_capacity(n);
-        for i in 0..n {
-            let null = nulls.as_ref().is_some_and(|nl| nl[i]);
-            let found = !null && head(build, &rows, i).is_some();
-            keep.push(match spec.join_type {
-                JoinType::Semi => found,
-                // NOT IN: a NULL on either side makes the answer unknown unless the set is empty.
-                _ => build_empty || (!found && !null && !build.has_null_key),
-            });
-        }
-        return semi_output(spec, batch, keep);
-    }
-
-    let mut out = vec![];
-    let mut matched = vec![false; n];
-    let mut probe_idx: Vec<u32> = Vec::with_capacity(PAIRS_PER_BATCH);
-    let mut build_idx: Vec<u32> = Vec::with_capacity(PAIRS_PER_BATCH);
-    for i in 0..n {
-        if nulls.as_ref().is_some_and(|nl| nl[i]) {
-            continue;
-        }
-        let mut j = match head(build, &rows, i) {
-            Some(h) => h,
-            None => continue,
+impl Prober {
+    pub(super) fn new(spec: &JoinSpec) -> Result<Self> {
+        let encoder = KeyEncoder::new(spec.probe_keys.clone(), &spec.probe_schema)?;
+        let (left, right) = if spec.build_left {
+            (&spec.build_schema, &spec.probe_schema)
+        } else {
+            (&spec.probe_schema, &spec.build_schema)
         };
-        while j != END {
-            probe_idx.push(i as u32);
-            build_idx.push(j);
-            j = build.next[j as usize];
-        }
-        if probe_idx.len() >= PAIRS_PER_BATCH {
-            emit_pairs(
-                spec,
-                build,
-                pair_schema,
-                batch,
-                &mut probe_idx,
-                &mut build_idx,
-                &mut matched,
-                &mut out,
-            )?;
-        }
+        let fields: Vec<_> = left
+            .fields()
+            .iter()
+            .chain(right.fields().iter())
+            .cloned()
+            .collect();
+        Ok(Prober {
+            encoder,
+            pair_schema: Arc::new(Schema::new(fields)),
+        })
     }
-    emit_pairs(
-        spec,
-        build,
-        pair_schema,
-        batch,
-        &mut probe_idx,
-        &mut build_idx,
-        &mut matched,
-        &mut out,
-    )?;
 
-    match spec.join_type {
-        JoinType::Inner => {}
-        JoinType::Left => {
-            let unmatched: Vec<u32> = (0..n as u32).filter(|i| !matched[*i as usize]).collect();
-            if !unmatched.is_empty() {
+    /// Joined pairs of `batch` with `build` (inner and left joins), marking
+    /// in `matched` every probe row that found a partner.
+    pub(super) fn probe(
+        &self,
+        spec: &JoinSpec,
+        build: &BuildSide,
+        batch: &RecordBatch,
+        matched: &mut [bool],
+    ) -> Result<Vec<RecordBatch>> {
+        let n = batch.num_rows();
+        let key_columns = self.encoder.key_columns(batch)?;
+        let rows = self.encoder.encode_columns(&key_columns)?;
+        let nulls = KeyEncoder::null_rows(&key_columns, n);
+
+        if matches!(spec.join_type, JoinType::Semi | JoinType::Anti) && spec.filter.is_none() {
+            for (i, m) in matched.iter_mut().enumerate() {
+                let null = nulls.as_ref().is_some_and(|nl| nl[i]);
+                *m |= !null && head(build, &rows, i).is_some();
+            }
+            return Ok(vec![]);
+        }
+
+        let mut out = vec![];
+        let mut probe_idx: Vec<u32> = Vec::with_capacity(PAIRS_PER_BATCH);
+        let mut build_idx: Vec<u32> = Vec::with_capacity(PAIRS_PER_BATCH);
+        for i in 0..n {
+            if nulls.as_ref().is_some_and(|nl| nl[i]) {
+                continue;
+            }
+            let mut j = match head(build, &rows, i) {
+                Some(h) => h,
+                None => continue,
+            };
+            while j != END {
+                probe_idx.push(i as u32);
+                build_idx.push(j);
+                j = build.next[j as usize];
+            }
+            if probe_idx.len() >= PAIRS_PER_BATCH {
+                self.emit_pairs(spec, build, batch, &mut probe_idx, &mut build_idx, matched, &mut out)?;
+            }
+        }
+        self.emit_pairs(spec, build, batch, &mut probe_idx, &mut build_idx, matched, &mut out)?;
+        Ok(out)
+    }
+
+    /// What a probe batch contributes once its matches are known: unmatched
+    /// rows with NULLs (left), matched rows (semi) or null-aware misses (anti).
+    pub(super) fn unmatched(
+        &self,
+        spec: &JoinSpec,
+        batch: &RecordBatch,
+        matched: &[bool],
+        flags: BuildFlags,
+    ) -> Result<Vec<RecordBatch>> {
+        let n = batch.num_rows();
+        match spec.join_type {
+            JoinType::Inner => Ok(vec![]),
+            JoinType::Left => {
+                let unmatched: Vec<u32> = (0..n as u32).filter(|i| !matched[*i as usize]).collect();
+                if unmatched.is_empty() {
+                    return Ok(vec![]);
+                }
                 let idx = UInt32Array::from(unmatched);
                 let mut columns = take_columns(batch, &idx)?;
                 for f in spec.build_schema.fields() {
                     columns.push(new_null_array(f.data_type(), idx.len()));
                 }
-                out.push(make_batch(&spec.schema, columns, idx.len())?);
+                Ok(vec![make_batch(&spec.schema, columns, idx.len())?])
+            }
+            JoinType::Semi => semi_output(spec, batch, matched.to_vec()),
+            JoinType::Anti => {
+                let key_columns = self.encoder.key_columns(batch)?;
+                let nulls = KeyEncoder::null_rows(&key_columns, n);
+                // NOT IN: a NULL on either side makes the answer unknown unless the set is empty.
+                let keep = (0..n)
+                    .map(|i| {
+                        let null = nulls.as_ref().is_some_and(|nl| nl[i]);
+                        flags.empty || (!matched[i] && !null && !flags.has_null_key)
+                    })
+                    .collect();
+                semi_output(spec, batch, keep)
             }
         }
-        JoinType::Semi => return semi_output(spec, batch, matched),
-        JoinType::Anti => {
-            let keep = (0..n)
-                .map(|i| {
-                    let null = nulls.as_ref().is_some_and(|nl| nl[i]);
-                    build_empty || (!matched[i] && !null && !build.has_null_key)
-                })
-                .collect();
-            return semi_output(spec, batch, keep);
-        }
     }
-    Ok(out)
+
+    #[allow(clippy::too_many_arguments)]
+    fn emit_pairs(
+        &self,
+        spec: &JoinSpec,
+        build: &BuildSide,
+        batch: &RecordBatch,
+        probe_idx: &mut Vec<u32>,
+        build_idx: &mut Vec<u32>,
+        matched: &mut [bool],
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<()> {
+        if probe_idx.is_empty() {
+            return Ok(());
+        }
+        let p = UInt32Array::from(std::mem::take(probe_idx));
+        let b = UInt32Array::from(std::mem::take(build_idx));
+        let probe_cols = take_columns(batch, &p)?;
+        let build_cols = take_columns(&build.batch, &b)?;
+        let columns = if spec.build_left {
+            build_cols.into_iter().chain(probe_cols).collect()
+        } else {
+            probe_cols.into_iter().chain(build_cols).collect()
+        };
+        let mut pairs = make_batch(&self.pair_schema, columns, p.len())?;
+        let mut pair_probe = p;
+        if let Some(filter) = &spec.filter {
+            let mask = evaluate_predicate(filter, &pairs)?;
+            pairs = filter_record_batch(&pairs, &mask).context("join filter")?;
+            pair_probe = filter_indices(&pair_probe, &mask)?;
+        }
+        for i in pair_probe.values() {
+            matched[*i as usize] = true;
+        }
+        if matches!(spec.join_type, JoinType::Inner | JoinType::Left) && pairs.num_rows() > 0 {
+            out.push(
+                RecordBatch::try_new(spec.schema.clone(), pairs.columns().to_vec())
+                    .context("join output")?,
+            );
+        }
+        Ok(())
+    }
 }
 
 fn head(build: &BuildSide, rows: &Rows, i: usize) -> Option<u32> {
@@ -257,48 +382,6 @@ fn head(build: &BuildSide, rows: &Rows, i: usize) -> Option<u32> {
             build.rows.row(h as usize).data() == bytes
         })
         .copied()
-}
-
-#[allow(clippy::too_many_arguments)]
-fn emit_pairs(
-    spec: &JoinSpec,
-    build: &BuildSide,
-    pair_schema: &SchemaRef,
-    batch: &RecordBatch,
-    probe_idx: &mut Vec<u32>,
-    build_idx: &mut Vec<u32>,
-    matched: &mut [bool],
-    out: &mut Vec<RecordBatch>,
-) -> Result<()> {
-    if probe_idx.is_empty() {
-        return Ok(());
-    }
-    let p = UInt32Array::from(std::mem::take(probe_idx));
-    let b = UInt32Array::from(std::mem::take(build_idx));
-    let probe_cols = take_columns(batch, &p)?;
-    let build_cols = take_columns(&build.batch, &b)?;
-    let columns = if spec.build_left {
-        build_cols.into_iter().chain(probe_cols).collect()
-    } else {
-        probe_cols.into_iter().chain(build_cols).collect()
-    };
-    let mut pairs = make_batch(pair_schema, columns, p.len())?;
-    let mut pair_probe = p;
-    if let Some(filter) = &spec.filter {
-        let mask = evaluate_predicate(filter, &pairs)?;
-        pairs = filter_record_batch(&pairs, &mask).context("join filter")?;
-        pair_probe = filter_indices(&pair_probe, &mask)?;
-    }
-    for i in pair_probe.values() {
-        matched[*i as usize] = true;
-    }
-    if matches!(spec.join_type, JoinType::Inner | JoinType::Left) && pairs.num_rows() > 0 {
-        out.push(
-            RecordBatch::try_new(spec.schema.clone(), pairs.columns().to_vec())
-                .context("join output")?,
-        );
-    }
-    Ok(())
 }
 
 fn filter_indices(idx: &UInt32Array, mask: &BooleanArray) -> Result<UInt32Array> {

@@ -8,6 +8,7 @@ mod aggregate;
 mod filter;
 mod group_table;
 mod join;
+mod join_spill;
 mod keys;
 mod limit;
 mod project;
@@ -15,6 +16,8 @@ mod scan;
 mod sort;
 mod union;
 
+#[cfg(test)]
+mod spill_tests;
 #[cfg(test)]
 mod tests;
 
@@ -26,6 +29,7 @@ use arrow::datatypes::{Schema, SchemaRef};
 use keel_proto::plan::PlanNode;
 
 use crate::error::{Result, WorkerError};
+use crate::input::InputStats;
 use crate::memory::TaskMemory;
 
 pub use keys::{hash_bytes, KeyEncoder};
@@ -38,9 +42,10 @@ pub const BATCH_ROWS: usize = 8192;
 /// What operators of one task share.
 pub struct ExecContext {
     pub memory: Arc<TaskMemory>,
-    /// Batches fetched for each `ShuffleRead` input, taken when the leaf is built.
-    pub inputs: Vec<Vec<RecordBatch>>,
+    /// The stream of each `ShuffleRead` input, taken when the leaf is built.
+    pub inputs: Vec<Option<BatchIter>>,
     pub cancelled: Arc<AtomicBool>,
+    pub input_stats: Arc<InputStats>,
 }
 
 impl ExecContext {
@@ -59,13 +64,17 @@ pub fn build(plan: &PlanNode, ctx: &mut ExecContext) -> Result<BatchIter> {
             scan::scan(splits.clone(), Arc::new(schema.clone()), ctx)?
         }
         PlanNode::ShuffleRead { input, schema } => {
-            let batches =
-                std::mem::take(ctx.inputs.get_mut(*input).ok_or_else(|| {
-                    WorkerError::eval(format!("task has no shuffle input #{input}"))
-                })?);
+            let batches = ctx
+                .inputs
+                .get_mut(*input)
+                .and_then(Option::take)
+                .ok_or_else(|| WorkerError::eval(format!("task has no shuffle input #{input}")))?;
             let schema: SchemaRef = Arc::new(schema.clone());
+            let stats = ctx.input_stats.clone();
             // Shuffle files carry the producer's schema; relabel to the plan's names.
-            Box::new(batches.into_iter().map(move |b| {
+            Box::new(batches.map(move |b| {
+                let b = b?;
+                stats.count(&b);
                 RecordBatch::try_new(schema.clone(), b.columns().to_vec()).map_err(|e| {
                     WorkerError::eval(format!("shuffle input does not match the plan: {e}"))
                 })
@@ -100,7 +109,7 @@ pub fn build(plan: &PlanNode, ctx: &mut ExecContext) -> Result<BatchIter> {
             group_by.clone(),
             aggs.clone(),
             Arc::new(schema.clone()),
-            ctx.memory.reservation(),
+            ctx.memory.spillable("hash aggregate"),
         )?,
         PlanNode::HashJoin {
             left,
@@ -130,7 +139,9 @@ pub fn build(plan: &PlanNode, ctx: &mut ExecContext) -> Result<BatchIter> {
                 build_left: *build_left,
                 filter: filter.clone(),
                 schema: Arc::new(schema.clone()),
-                reservation: ctx.memory.reservation(),
+                reservation: ctx.memory.spillable("hash join"),
+                level: 0,
+                flags: None,
             })?
         }
         PlanNode::Sort { input, keys, fetch } => sort::sort(
@@ -138,7 +149,7 @@ pub fn build(plan: &PlanNode, ctx: &mut ExecContext) -> Result<BatchIter> {
             Arc::new(input.schema()),
             keys.clone(),
             *fetch,
-            ctx.memory.reservation(),
+            ctx.memory.spillable("sort"),
         )?,
         PlanNode::Limit { input, skip, fetch } => limit::limit(build(input, ctx)?, *skip, *fetch),
         PlanNode::Union { inputs } => {

@@ -14,6 +14,7 @@ use crate::error::{ArrowContext, Result, WorkerError};
 
 pub fn scan(splits: Vec<FileSplit>, schema: SchemaRef, ctx: &ExecContext) -> Result<BatchIter> {
     let cancelled = ctx.cancelled.clone();
+    let stats = ctx.input_stats.clone();
     let mut splits = splits.into_iter();
     let mut current: Option<(String, ParquetRecordBatchReader, Vec<usize>)> = None;
     Ok(Box::new(std::iter::from_fn(move || loop {
@@ -36,7 +37,10 @@ pub fn scan(splits: Vec<FileSplit>, schema: SchemaRef, ctx: &ExecContext) -> Res
                     source: e.into(),
                 }));
             }
-            Some(Ok(batch)) => return Some(conform(batch, order, &schema)),
+            Some(Ok(batch)) => {
+                stats.count(&batch);
+                return Some(conform(batch, order, &schema));
+            }
         }
     })))
 }

@@ -15,7 +15,8 @@ use super::{collect, BatchIter};
 use crate::memory::{MemoryPool, Reservation, TaskMemory};
 
 fn reservation() -> Reservation {
-    TaskMemory::new(MemoryPool::new(1 << 30)).reservation()
+    let dir = std::env::temp_dir().join(format!("keel-op-test-{}", std::process::id()));
+    TaskMemory::new(MemoryPool::new(1 << 30), dir).spillable("test")
 }
 
 fn iter(batches: Vec<RecordBatch>) -> BatchIter {
@@ -290,6 +291,8 @@ fn join(
             filter,
             schema: Arc::new(Schema::new(fields)),
             reservation: reservation(),
+            level: 0,
+            flags: None,
         })
         .unwrap(),
     )
