@@ -13,6 +13,7 @@ use crate::datagen::{generate, ImbalancedJoin};
 use crate::embedded::EmbeddedCluster;
 use crate::error::ClientError;
 use crate::output::{print, Format};
+use keel_scheduler::planner::stages::human_bytes;
 
 #[derive(Parser)]
 #[command(name = "keel", version, about = "Keel: distributed SQL over Parquet")]
@@ -24,9 +25,9 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Run a query and print its result.
-    Sql(QueryArgs),
+    Sql(SqlArgs),
     /// Print the distributed plan of a query: stages, exchanges, task counts, sizes.
-    Explain(QueryArgs),
+    Explain(ExplainArgs),
     /// Generate a data set from WORKLOADS.md.
     Datagen {
         #[command(subcommand)]
@@ -67,6 +68,25 @@ pub enum DataSet {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+}
+
+#[derive(Args)]
+pub struct SqlArgs {
+    #[command(flatten)]
+    query: QueryArgs,
+    /// Write the job profile (per stage and task: worker, attempt, time,
+    /// rows and bytes in and out, peak memory, bytes spilled) to FILE as JSON.
+    #[arg(long, value_name = "FILE")]
+    profile: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    query: QueryArgs,
+    /// Run the query and print the plan as it ran, with measured figures per stage.
+    #[arg(long)]
+    analyze: bool,
 }
 
 #[derive(Args)]
@@ -153,10 +173,16 @@ impl QueryArgs {
 pub async fn run(cli: Cli) -> Result<(), ClientError> {
     match cli.command {
         Command::Sql(args) => sql(args).await,
-        Command::Explain(args) => {
+        Command::Explain(ExplainArgs { query: args, analyze }) => {
             let sql = args.sql()?;
             let session = Session::open(args.scheduler.as_deref(), args.workers).await?;
-            let plan = session.client.explain(&sql, &args.tables).await;
+            let plan = if analyze {
+                run_query(&session.client, &sql, &args.tables)
+                    .await
+                    .map(|r| r.report.analyzed_plan)
+            } else {
+                session.client.explain(&sql, &args.tables).await
+            };
             session.close().await;
             print!("{}", plan?);
             Ok(())
@@ -209,12 +235,18 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
     }
 }
 
-async fn sql(args: QueryArgs) -> Result<(), ClientError> {
+async fn sql(SqlArgs { query: args, profile }: SqlArgs) -> Result<(), ClientError> {
     let sql = args.sql()?;
     let session = Session::open(args.scheduler.as_deref(), args.workers).await?;
     let result = run_query(&session.client, &sql, &args.tables).await;
     session.close().await;
     let result = result?;
+    if let Some(path) = &profile {
+        std::fs::write(path, &result.report.profile_json).map_err(|e| ClientError::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+    }
     let mut stdout = std::io::stdout().lock();
     if result.report.copied_to.is_empty() {
         print(args.format, &result.schema, &result.batches, &mut stdout)?;
@@ -229,6 +261,13 @@ async fn sql(args: QueryArgs) -> Result<(), ClientError> {
             result.report.rows_written, result.report.copied_to
         )
         .map_err(io)?;
+    }
+    if result.report.spilled_bytes > 0 {
+        eprintln!(
+            "spilled {} to disk in {} files",
+            human_bytes(result.report.spilled_bytes),
+            result.report.spill_files
+        );
     }
     if result.report.tasks_retried > 0 {
         eprintln!(

@@ -348,14 +348,48 @@ impl fmt::Display for ScalarValue {
 
 impl fmt::Display for Expr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Expr::Column(i) => write!(f, "#{i}"),
+        fmt_expr(self, None, f)
+    }
+}
+
+/// An expression shown with the names of the columns it reads.
+pub struct Named<'a> {
+    pub expr: &'a Expr,
+    pub schema: &'a Schema,
+}
+
+impl fmt::Display for Named<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt_expr(self.expr, Some(self.schema), f)
+    }
+}
+
+impl Expr {
+    /// This expression with column names from `schema` (the input it reads).
+    pub fn named<'a>(&'a self, schema: &'a Schema) -> Named<'a> {
+        Named { expr: self, schema }
+    }
+}
+
+fn fmt_expr(e: &Expr, names: Option<&Schema>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let n = |x: &'_ Expr| -> String {
+        match names {
+            Some(schema) => x.named(schema).to_string(),
+            None => x.to_string(),
+        }
+    };
+    {
+        match e {
+            Expr::Column(i) => match names.and_then(|s| s.fields().get(*i)) {
+                Some(field) => write!(f, "{}", field.name()),
+                None => write!(f, "#{i}"),
+            },
             Expr::Literal(v) => write!(f, "{v}"),
-            Expr::Binary { op, left, right } => write!(f, "({left} {} {right})", op.symbol()),
-            Expr::Not(e) => write!(f, "NOT {e}"),
-            Expr::Negative(e) => write!(f, "-{e}"),
-            Expr::IsNull(e) => write!(f, "{e} IS NULL"),
-            Expr::IsNotNull(e) => write!(f, "{e} IS NOT NULL"),
+            Expr::Binary { op, left, right } => write!(f, "({} {} {})", n(left), op.symbol(), n(right)),
+            Expr::Not(e) => write!(f, "NOT {}", n(e)),
+            Expr::Negative(e) => write!(f, "-{}", n(e)),
+            Expr::IsNull(e) => write!(f, "{} IS NULL", n(e)),
+            Expr::IsNotNull(e) => write!(f, "{} IS NOT NULL", n(e)),
             Expr::Like {
                 expr,
                 pattern,
@@ -364,7 +398,8 @@ impl fmt::Display for Expr {
             } => {
                 write!(
                     f,
-                    "{expr} {}LIKE '{pattern}'",
+                    "{} {}LIKE '{pattern}'",
+                    n(expr),
                     if *negated { "NOT " } else { "" }
                 )
             }
@@ -376,7 +411,8 @@ impl fmt::Display for Expr {
                 let items: Vec<String> = list.iter().map(|v| v.to_string()).collect();
                 write!(
                     f,
-                    "{expr} {}IN ({})",
+                    "{} {}IN ({})",
+                    n(expr),
                     if *negated { "NOT " } else { "" },
                     items.join(", ")
                 )
@@ -384,16 +420,16 @@ impl fmt::Display for Expr {
             Expr::Case { whens, otherwise } => {
                 write!(f, "CASE")?;
                 for (w, t) in whens {
-                    write!(f, " WHEN {w} THEN {t}")?;
+                    write!(f, " WHEN {} THEN {}", n(w), n(t))?;
                 }
                 if let Some(o) = otherwise {
-                    write!(f, " ELSE {o}")?;
+                    write!(f, " ELSE {}", n(o))?;
                 }
                 write!(f, " END")
             }
-            Expr::Cast { expr, to } => write!(f, "CAST({expr} AS {to})"),
+            Expr::Cast { expr, to } => write!(f, "CAST({} AS {to})", n(expr)),
             Expr::Func { func, args } => {
-                let items: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+                let items: Vec<String> = args.iter().map(|a| n(a)).collect();
                 write!(f, "{}({})", func.name(), items.join(", "))
             }
         }

@@ -190,11 +190,12 @@ impl PlanNode {
         }
     }
 
-    /// One line naming this operator, for `explain`.
+    /// One line naming this operator, for `explain`; columns are named
+    /// from the schema of the input each expression reads.
     pub fn describe(&self) -> String {
-        let exprs = |es: &[Expr]| {
+        let exprs = |es: &[Expr], schema: &Schema| {
             es.iter()
-                .map(|e| e.to_string())
+                .map(|e| e.named(schema).to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
         };
@@ -211,20 +212,35 @@ impl PlanNode {
                     s.push_str(&format!(" files={} row_groups={groups}", splits.len()));
                 }
                 if let Some(p) = predicate {
-                    s.push_str(&format!(" prune_by={p}"));
+                    s.push_str(&format!(" prune_by={}", p.named(schema)));
                 }
                 s
             }
-            PlanNode::ShuffleRead { input, .. } => format!("ShuffleRead input={input}"),
+            PlanNode::ShuffleRead { input, schema } => {
+                let cols: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                format!("ShuffleRead input={input} [{}]", cols.join(", "))
+            }
             PlanNode::OneRow => "OneRow".into(),
-            PlanNode::Filter { predicate, .. } => format!("Filter {predicate}"),
+            PlanNode::Filter { predicate, input } => {
+                format!("Filter {}", predicate.named(&input.schema()))
+            }
             PlanNode::Project {
-                exprs: es, schema, ..
+                exprs: es,
+                schema,
+                input,
             } => {
+                let in_schema = input.schema();
                 let items: Vec<String> = es
                     .iter()
                     .zip(schema.fields())
-                    .map(|(e, f)| format!("{e} AS {}", f.name()))
+                    .map(|(e, f)| {
+                        let shown = e.named(&in_schema).to_string();
+                        if &shown == f.name() {
+                            shown
+                        } else {
+                            format!("{shown} AS {}", f.name())
+                        }
+                    })
                     .collect();
                 format!("Project {}", items.join(", "))
             }
@@ -232,15 +248,17 @@ impl PlanNode {
                 mode,
                 group_by,
                 aggs,
+                input,
                 ..
             } => {
+                let in_schema = input.schema();
                 let a: Vec<String> = aggs
                     .iter()
                     .map(|a| {
                         let arg = a
                             .arg
                             .as_ref()
-                            .map(|e| e.to_string())
+                            .map(|e| e.named(&in_schema).to_string())
                             .unwrap_or_else(|| "*".into());
                         let d = if a.distinct { "DISTINCT " } else { "" };
                         format!("{}({d}{arg})", a.func.name())
@@ -248,7 +266,7 @@ impl PlanNode {
                     .collect();
                 format!(
                     "HashAggregate({mode:?}) by [{}] aggs [{}]",
-                    exprs(group_by),
+                    exprs(group_by, &in_schema),
                     a.join(", ")
                 )
             }
@@ -258,23 +276,40 @@ impl PlanNode {
                 right_keys,
                 filter,
                 build_left,
+                left,
+                right,
                 ..
             } => {
+                let (ls, rs) = (left.schema(), right.schema());
                 let mut s = format!(
                     "HashJoin({join_type:?}) on [{}] = [{}] build={}",
-                    exprs(left_keys),
-                    exprs(right_keys),
+                    exprs(left_keys, &ls),
+                    exprs(right_keys, &rs),
                     if *build_left { "left" } else { "right" }
                 );
                 if let Some(f) = filter {
-                    s.push_str(&format!(" filter={f}"));
+                    let both = Schema::new(
+                        ls.fields()
+                            .iter()
+                            .chain(rs.fields().iter())
+                            .cloned()
+                            .collect::<Vec<_>>(),
+                    );
+                    s.push_str(&format!(" filter={}", f.named(&both)));
                 }
                 s
             }
-            PlanNode::Sort { keys, fetch, .. } => {
+            PlanNode::Sort { keys, fetch, input } => {
+                let in_schema = input.schema();
                 let k: Vec<String> = keys
                     .iter()
-                    .map(|k| format!("{}{}", k.expr, if k.descending { " DESC" } else { "" }))
+                    .map(|k| {
+                        format!(
+                            "{}{}",
+                            k.expr.named(&in_schema),
+                            if k.descending { " DESC" } else { "" }
+                        )
+                    })
                     .collect();
                 match fetch {
                     Some(n) => format!("TopK({n}) by [{}]", k.join(", ")),

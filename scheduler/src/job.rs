@@ -18,7 +18,7 @@ use keel_proto::plan::{FileSplit, PlanNode};
 use keel_proto::task::{encode, FetchSpec, PartitionTicket, ShuffleInput, TaskDescriptor};
 
 use crate::adaptive::{plan_tasks, AdaptiveConfig, MapOutput, TaskSpec};
-use crate::planner::stages::{InputMode, StageGraph, StagePlan};
+use crate::planner::stages::{explain, human_bytes, operators_text, InputMode, StageGraph, StagePlan};
 
 #[derive(Debug, Clone)]
 pub enum TaskState {
@@ -543,6 +543,7 @@ impl Job {
                             p.rows_out += stats.rows_out;
                             p.bytes_out += stats.bytes_out;
                             p.peak_memory = p.peak_memory.max(stats.peak_memory);
+                            p.spilled_bytes += stats.spilled_bytes;
                         }
                         TaskState::Running { .. } => p.tasks_running += 1,
                         TaskState::Pending => {}
@@ -609,6 +610,99 @@ impl Job {
             state,
             elapsed_ms: (end - self.submitted).as_millis() as u64,
         }
+    }
+}
+
+impl Job {
+    /// The job profile: per stage, its operators and every finished task's figures.
+    pub fn profile(&self) -> serde_json::Value {
+        let wall_ms = self
+            .finished
+            .unwrap_or_else(Instant::now)
+            .duration_since(self.submitted)
+            .as_millis() as u64;
+        let stages: Vec<serde_json::Value> = self
+            .stages
+            .iter()
+            .map(|s| {
+                let tasks: Vec<serde_json::Value> = s
+                    .tasks
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(t, run)| match &run.state {
+                        TaskState::Done {
+                            worker,
+                            attempt,
+                            stats,
+                            ..
+                        } => Some(serde_json::json!({
+                            "task": t,
+                            "attempt": attempt,
+                            "worker": worker.0,
+                            "duration_ms": stats.duration_ms,
+                            "input_rows": stats.input_rows,
+                            "input_bytes": stats.input_bytes,
+                            "output_rows": stats.rows_out,
+                            "output_bytes": stats.bytes_out,
+                            "peak_memory_bytes": stats.peak_memory,
+                            "spilled_bytes": stats.spilled_bytes,
+                            "spill_files": stats.spill_count,
+                        })),
+                        _ => None,
+                    })
+                    .collect();
+                serde_json::json!({
+                    "stage": s.plan.id.0,
+                    "operators": operators_text(&s.plan.plan),
+                    "tasks": tasks,
+                })
+            })
+            .collect();
+        serde_json::json!({ "job": self.id.0, "wall_ms": wall_ms, "stages": stages })
+    }
+
+    /// The plan as it ran (after adaptive rewrites), with measured figures per stage.
+    pub fn analyzed_plan(&self) -> String {
+        let plans: Vec<&StagePlan> = self.stages.iter().map(|s| &s.plan).collect();
+        let progress = self.progress();
+        explain(&plans, |plan| {
+            let s = self.index(plan.id)?;
+            let p = &progress[s];
+            let done: Vec<&TaskSucceeded> = self.stages[s]
+                .tasks
+                .iter()
+                .filter_map(|t| match &t.state {
+                    TaskState::Done { stats, .. } => Some(stats),
+                    _ => None,
+                })
+                .collect();
+            let input_rows: u64 = done.iter().map(|t| t.input_rows).sum();
+            let slowest = done.iter().map(|t| t.duration_ms).max().unwrap_or(0);
+            Some(format!(
+                "{} tasks, {:.2}s, slowest task {:.2}s; {input_rows} rows in, {} rows out ({}); peak task memory {}; spilled {}",
+                p.tasks_done,
+                p.elapsed_ms as f64 / 1000.0,
+                slowest as f64 / 1000.0,
+                p.rows_out,
+                human_bytes(p.bytes_out),
+                human_bytes(p.peak_memory),
+                human_bytes(p.spilled_bytes),
+            ))
+        })
+    }
+
+    /// Bytes spilled and spill files written by the job's finished tasks.
+    pub fn spill_totals(&self) -> (u64, u64) {
+        let mut totals = (0, 0);
+        for s in &self.stages {
+            for t in &s.tasks {
+                if let TaskState::Done { stats, .. } = &t.state {
+                    totals.0 += stats.spilled_bytes;
+                    totals.1 += stats.spill_count;
+                }
+            }
+        }
+        totals
     }
 }
 

@@ -542,6 +542,10 @@ impl SchedulerState {
                     Some(_) => final_rows,
                     None => 0,
                 },
+                profile_json: entry.job.profile().to_string(),
+                analyzed_plan: entry.job.analyzed_plan(),
+                spilled_bytes: entry.job.spill_totals().0,
+                spill_files: entry.job.spill_totals().1,
             }),
             JobState::Failed(m) => job_event::Event::Failed(JobFailed {
                 message: m.clone(),

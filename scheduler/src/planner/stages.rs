@@ -62,52 +62,71 @@ impl StageGraph {
 
     /// The plan as `keel explain` prints it.
     pub fn explain(&self) -> String {
-        let mut out = String::new();
-        for s in &self.stages {
-            let tasks = match &s.tasks {
-                TaskSource::Scan(splits) => {
-                    let mut files: Vec<&str> =
-                        splits.iter().flatten().map(|s| s.path.as_str()).collect();
-                    files.sort_unstable();
-                    files.dedup();
-                    let groups: usize = splits.iter().flatten().map(|s| s.row_groups.len()).sum();
-                    format!(
-                        "{} scan tasks over {} files, {groups} row groups",
-                        splits.len(),
-                        files.len()
-                    )
-                }
-                TaskSource::Shuffle => "reduce tasks chosen from map output sizes".to_string(),
-                TaskSource::Single => "1 task".to_string(),
-            };
-            let sink = match &s.sink {
-                Sink::Hash { keys, partitions } => {
-                    let k: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
-                    format!(
-                        "hash exchange on [{}] into {partitions} partitions",
-                        k.join(", ")
-                    )
-                }
-                Sink::Single if s.id == self.final_stage().id => "results to client".to_string(),
-                Sink::Single => "single partition".to_string(),
-                Sink::Parquet { dir } => format!("Parquet files in {dir}"),
-            };
-            out.push_str(&format!(
-                "Stage {} ({tasks}; est. {} rows, {}) -> {sink}\n",
-                s.id.0,
-                s.estimated_rows,
-                human_bytes(s.estimated_bytes)
-            ));
-            for (i, input) in s.inputs.iter().enumerate() {
-                out.push_str(&format!(
-                    "  input {i}: stage {} ({:?})\n",
-                    input.stage.0, input.mode
-                ));
-            }
-            render(&s.plan, 1, &mut out);
-        }
-        out
+        let stages: Vec<&StagePlan> = self.stages.iter().collect();
+        explain(&stages, |_| None)
     }
+}
+
+/// The stages as `keel explain` prints them; `annotate` may add a line of
+/// measured figures under a stage's header (`explain --analyze`).
+pub fn explain(stages: &[&StagePlan], annotate: impl Fn(&StagePlan) -> Option<String>) -> String {
+    let mut out = String::new();
+    let final_id = stages.last().map(|s| s.id);
+    for s in stages {
+        let tasks = match &s.tasks {
+            TaskSource::Scan(splits) => {
+                let mut files: Vec<&str> =
+                    splits.iter().flatten().map(|s| s.path.as_str()).collect();
+                files.sort_unstable();
+                files.dedup();
+                let groups: usize = splits.iter().flatten().map(|s| s.row_groups.len()).sum();
+                format!(
+                    "{} scan tasks over {} files, {groups} row groups",
+                    splits.len(),
+                    files.len()
+                )
+            }
+            TaskSource::Shuffle => "reduce tasks chosen from map output sizes".to_string(),
+            TaskSource::Single => "1 task".to_string(),
+        };
+        let sink = match &s.sink {
+            Sink::Hash { keys, partitions } => {
+                let schema = s.plan.schema();
+                let k: Vec<String> = keys.iter().map(|k| k.named(&schema).to_string()).collect();
+                format!(
+                    "hash exchange on [{}] into {partitions} partitions",
+                    k.join(", ")
+                )
+            }
+            Sink::Single if Some(s.id) == final_id => "results to client".to_string(),
+            Sink::Single => "single partition".to_string(),
+            Sink::Parquet { dir } => format!("Parquet files in {dir}"),
+        };
+        out.push_str(&format!(
+            "Stage {} ({tasks}; est. {} rows, {}) -> {sink}\n",
+            s.id.0,
+            s.estimated_rows,
+            human_bytes(s.estimated_bytes)
+        ));
+        if let Some(line) = annotate(s) {
+            out.push_str(&format!("  actual: {line}\n"));
+        }
+        for (i, input) in s.inputs.iter().enumerate() {
+            out.push_str(&format!(
+                "  input {i}: stage {} ({:?})\n",
+                input.stage.0, input.mode
+            ));
+        }
+        render(&s.plan, 1, &mut out);
+    }
+    out
+}
+
+/// The operator tree, one operator per line, indented by depth.
+pub fn operators_text(plan: &PlanNode) -> String {
+    let mut out = String::new();
+    render(plan, 0, &mut out);
+    out
 }
 
 fn render(node: &PlanNode, depth: usize, out: &mut String) {

@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""Story 1 under a memory limit: Keel workers with --memory-limit vs DuckDB with memory_limit.
+
+Generates story 1 (WORKLOADS.md) at --scale (default 0.002: 8.2 M df1 rows,
+121 M output groups) with `keel datagen`, then in the same run:
+
+- Keel: a keel-scheduler and --workers keel-worker processes with
+  `--cores 2 --memory-limit 1536MiB`, the story-1 query as COPY … TO Parquet;
+- the same with no --memory-limit (the worker defaults to the machine's memory);
+- DuckDB with 2 threads and memory_limit='4GB'.
+
+Checks that row counts and value sums agree, and prints wall times, the
+ratio to DuckDB, each worker's peak resident memory (VmHWM, read from /proc
+just before it exits) against its limit, and the bytes Keel spilled.
+
+    python3 bench/story1_memory.py [--scale 0.002] [--workers 2] [--limit 1536MiB]
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+QUERY = (
+    "SELECT df2_group, bucket, group1, group2, group3, group4, sum(value) AS value "
+    "FROM df1 JOIN df2 USING (key) "
+    "GROUP BY df2_group, bucket, group1, group2, group3, group4"
+)
+GIB = 1 << 30
+
+
+def run(cmd, **kw):
+    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
+    if r.returncode != 0:
+        sys.exit(f"{' '.join(map(str, cmd))} failed:\n{r.stderr}")
+    return r
+
+
+def parse_size(s):
+    m = re.fullmatch(r"(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB)?", s)
+    mult = {None: 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "KB": 10**3, "MB": 10**6, "GB": 10**9}
+    return int(m.group(1)) * mult[m.group(2)]
+
+
+def vm_hwm(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def start(cmd, env=None):
+    """Starts a process that prints `… listening on ADDR` first; returns (proc, addr)."""
+    p = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    line = p.stdout.readline()
+    m = re.search(r"listening on (\S+)", line)
+    if not m:
+        p.kill()
+        sys.exit(f"{cmd[0]} did not start: {line!r}")
+    return p, m.group(1)
+
+
+def keel_cluster_run(bin_dir, data, out, workers, limit, work_root):
+    """Runs the COPY on a fresh cluster; returns (seconds, [VmHWM per worker], spilled bytes)."""
+    scheduler, addr = start([bin_dir / "keel-scheduler", "--bind", "127.0.0.1:0"])
+    url = f"http://{addr}"
+    procs = []
+    try:
+        for i in range(workers):
+            cmd = [bin_dir / "keel-worker", "--scheduler", url, "--bind", "127.0.0.1:0", "--cores", "2",
+                   "--work-dir", work_root / f"w{i}"]
+            if limit:
+                cmd += ["--memory-limit", limit]
+            procs.append(start(cmd)[0])
+        deadline = time.time() + 30
+        while True:
+            r = subprocess.run([bin_dir / "keel", "health", "--scheduler", url], capture_output=True, text=True)
+            if r.returncode == 0 and f"{workers} workers" in r.stdout:
+                break
+            if time.time() > deadline:
+                sys.exit(f"workers did not register: {r.stdout}{r.stderr}")
+            time.sleep(0.2)
+        profile = work_root / "profile.json"
+        t0 = time.perf_counter()
+        run([bin_dir / "keel", "sql", "--scheduler", url, "--profile", profile,
+             "--table", f"df1={data}/df1", "--table", f"df2={data}/df2",
+             f"COPY ({QUERY}) TO '{out}' (FORMAT parquet)"])
+        seconds = time.perf_counter() - t0
+        hwm = [vm_hwm(p.pid) for p in procs]
+        spilled = sum(t["spilled_bytes"] for s in json.loads(profile.read_text())["stages"] for t in s["tasks"])
+        return seconds, hwm, spilled
+    finally:
+        for p in procs + [scheduler]:
+            p.terminate()
+        for p in procs + [scheduler]:
+            p.wait(timeout=30)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scale", default="0.002")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--limit", default="1536MiB")
+    ap.add_argument("--seed", default="42")
+    ap.add_argument("--data", default=str(ROOT / "bench" / "data"))
+    ap.add_argument("--skip-unlimited", action="store_true")
+    args = ap.parse_args()
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "duckdb>=1.1"],
+                   check=True, stderr=subprocess.DEVNULL)
+    import duckdb
+
+    print("building release binaries …", flush=True)
+    run(["cargo", "build", "--release", "--bins"], cwd=ROOT)
+    bin_dir = ROOT / "target" / "release"
+
+    data = Path(args.data) / f"story1-{args.scale}-{args.seed}"
+    if not (data / "df2").exists():
+        shutil.rmtree(data, ignore_errors=True)
+        r = run([bin_dir / "keel", "datagen", "imbalanced-join", "--scale", args.scale, "--seed", args.seed, "--out", data])
+        print(r.stderr.strip())
+    out = Path(args.data) / "out-memory"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+
+    results = {}
+    runs = [("limited", args.limit)] + ([] if args.skip_unlimited else [("unlimited", None)])
+    for name, limit in runs:
+        work = out / f"work-{name}"
+        work.mkdir()
+        print(f"keel, {name} …", flush=True)
+        results[name] = keel_cluster_run(bin_dir, data, out / f"keel-{name}", args.workers, limit, work)
+        shutil.rmtree(work, ignore_errors=True)
+
+    print("duckdb …", flush=True)
+    duck_out = out / "duckdb"
+    script = (
+        "import duckdb,time,resource\n"
+        "con=duckdb.connect(); con.execute('SET threads=2'); con.execute(\"SET memory_limit='4GB'\")\n"
+        "con.execute('SET enable_progress_bar=false')\n"
+        f"con.execute(\"SET temp_directory='{out}/duck-tmp'\")\n"
+        f"con.execute(\"CREATE VIEW df1 AS SELECT * FROM read_parquet('{data}/df1/*.parquet')\")\n"
+        f"con.execute(\"CREATE VIEW df2 AS SELECT * FROM read_parquet('{data}/df2/*.parquet')\")\n"
+        "t=time.perf_counter()\n"
+        f"con.execute(\"COPY ({QUERY}) TO '{duck_out}' (FORMAT parquet, PER_THREAD_OUTPUT true)\")\n"
+        "print(time.perf_counter()-t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss*1024)\n"
+    )
+    r = run([sys.executable, "-c", script])
+    duck_s, duck_rss = (float(x) for x in r.stdout.split()[-2:])
+
+    con = duckdb.connect()
+    check = lambda d: con.execute(f"SELECT count(*), sum(value) FROM read_parquet('{d}/*.parquet')").fetchone()
+    d_rows, d_sum = check(duck_out)
+    df1_rows = con.execute(f"SELECT count(*) FROM read_parquet('{data}/df1/*.parquet')").fetchone()[0]
+    limit_bytes = parse_size(args.limit)
+
+    print(f"\nstory 1, scale {args.scale}: {df1_rows:,} df1 rows -> {d_rows:,} output groups")
+    print(f"{'engine':<44} {'wall s':>8} {'ratio':>6}  peak RSS")
+    ok = True
+    for name, (secs, hwm, spilled) in results.items():
+        k_rows, k_sum = check(out / f"keel-{name}")
+        same = k_rows == d_rows and abs(k_sum - d_sum) <= 1e-6 * abs(d_sum)
+        ok &= same
+        label = f"keel, {args.workers} workers x 2 cores, " + (f"limit {args.limit}" if name == "limited" else "no limit")
+        rss = ", ".join(f"{h / GIB:.2f}" for h in hwm)
+        print(f"{label:<44} {secs:>8.2f} {secs / duck_s:>5.2f}x  workers {rss} GiB; spilled {spilled / GIB:.2f} GiB;"
+              f" answer {'matches' if same else 'DIFFERS'}")
+        if name == "limited":
+            under = all(h <= limit_bytes for h in hwm)
+            ok &= under
+            print(f"{'':<44} every worker under its {args.limit} limit: {'yes' if under else 'NO'}")
+    print(f"{'duckdb, 2 threads, memory_limit 4GB':<44} {duck_s:>8.2f} {1:>5.2f}x  {duck_rss / GIB:.2f} GiB")
+    if not ok:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
