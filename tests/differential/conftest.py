@@ -58,13 +58,13 @@ def write_data(dir: Path):
 class Cluster:
     """A keel-scheduler and workers as real processes; stopped by close()."""
 
-    def __init__(self, workers=2, scheduler_args=(), work_dir=None):
+    def __init__(self, workers=2, scheduler_args=(), work_dir=None, worker_args=()):
         self.procs = []
         self.scheduler = self._start([binary("keel-scheduler"), "--bind", "127.0.0.1:0", *scheduler_args])
         self.url = "http://" + self._address(self.scheduler, "keel-scheduler listening on ")
         self.workers = []
         for i in range(workers):
-            args = [binary("keel-worker"), "--scheduler", self.url, "--bind", "127.0.0.1:0", "--cores", "2"]
+            args = [binary("keel-worker"), "--scheduler", self.url, "--bind", "127.0.0.1:0", "--cores", "2", *worker_args]
             if work_dir:
                 args += ["--work-dir", str(Path(work_dir) / f"worker-{i}")]
             w = self._start(args)
@@ -114,14 +114,20 @@ def data(tmp_path_factory):
 
 CLUSTERS = {
     # Default sizing: small tables are broadcast, stages run as one task each.
-    "default": [],
+    "default": ([], []),
     # Tiny splits and tasks, no broadcasts: every exchange is a real multi-task shuffle.
-    "many-tasks": ["--split-bytes", "4KiB", "--task-bytes", "16KiB", "--broadcast-bytes", "0", "--shuffle-partitions", "16"],
+    "many-tasks": (["--split-bytes", "4KiB", "--task-bytes", "16KiB", "--broadcast-bytes", "0", "--shuffle-partitions", "16"], []),
+    # Workers whose memory pool (4 MiB of an 8 MiB limit) is far below what
+    # most queries hold: aggregations, joins and sorts spill to disk.
+    "small-memory": (["--broadcast-bytes", "0", "--shuffle-partitions", "4"], ["--memory-limit", "8MiB"]),
 }
 
 
 @pytest.fixture(scope="session", params=list(CLUSTERS))
 def cluster(request):
-    c = Cluster(workers=2, scheduler_args=CLUSTERS[request.param])
+    scheduler_args, worker_args = CLUSTERS[request.param]
+    c = Cluster(workers=2, scheduler_args=scheduler_args, worker_args=worker_args)
+    c.name = request.param
+    c.spilled_queries = 0
     yield c
     c.close()

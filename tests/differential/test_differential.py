@@ -104,6 +104,8 @@ def keel_rows(cluster, data, sql):
     ]
     r = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, f"keel failed on {sql!r}: {r.stderr}"
+    if "spilled " in r.stderr:
+        cluster.spilled_queries += 1
     rows = json.loads(r.stdout)
     return [tuple(row.values()) for row in rows]
 
@@ -178,3 +180,11 @@ def test_copy_to_parquet_matches_duckdb(cluster, data, reference, tmp_path):
 
 def test_query_count(cluster):
     assert len(QUERIES) >= 40
+
+
+def test_small_workers_spill_most_queries(cluster):
+    """Runs after the queries (pytest keeps file order): on the small-memory
+    cluster most of them must have gone to disk, or that shape tests nothing."""
+    if cluster.name != "small-memory":
+        pytest.skip("only the small-memory cluster is expected to spill")
+    assert cluster.spilled_queries >= len(QUERIES) // 2, f"only {cluster.spilled_queries} of {len(QUERIES)} queries spilled"

@@ -83,6 +83,7 @@ fn spawn(cmd: &mut Command, prefix: &str) -> (Child, String) {
 pub struct TestCluster {
     pub url: String,
     scheduler_args: Vec<String>,
+    worker_args: Vec<String>,
     scheduler: Child,
     pub workers: Vec<Child>,
     pub work_dirs: Vec<tempfile::TempDir>,
@@ -94,6 +95,11 @@ impl TestCluster {
     }
 
     pub fn start_with(workers: usize, scheduler_args: &[&str]) -> Self {
+        Self::start_with_workers(workers, scheduler_args, &[])
+    }
+
+    /// A cluster whose workers all get `worker_args` (e.g. `--memory-limit`).
+    pub fn start_with_workers(workers: usize, scheduler_args: &[&str], worker_args: &[&str]) -> Self {
         let (scheduler, addr) = spawn(
             Command::new(bin("keel-scheduler"))
                 .args(["--bind", "127.0.0.1:0"])
@@ -103,6 +109,7 @@ impl TestCluster {
         let mut cluster = TestCluster {
             url: format!("http://{addr}"),
             scheduler_args: scheduler_args.iter().map(|s| s.to_string()).collect(),
+            worker_args: worker_args.iter().map(|s| s.to_string()).collect(),
             scheduler,
             workers: vec![],
             work_dirs: vec![],
@@ -132,7 +139,8 @@ impl TestCluster {
                     &cores,
                     "--work-dir",
                 ])
-                .arg(dir.path()),
+                .arg(dir.path())
+                .args(&self.worker_args),
             "keel-worker listening on ",
         );
         self.workers.push(child);
@@ -154,6 +162,18 @@ impl TestCluster {
             Duration::from_secs(20),
             || self.live_workers() >= n,
         );
+    }
+
+    /// A live worker's peak resident memory so far (the kernel's VmHWM).
+    pub fn worker_peak_rss(&self, i: usize) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.workers[i].id()))
+            .expect("worker is alive");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmHWM in /proc status")
+            * 1024
     }
 
     /// SIGKILLs one worker process.

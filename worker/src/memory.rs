@@ -10,7 +10,9 @@
 //! - spillable consumers (aggregation, join, sort, writers) share what the
 //!   unspillable ones leave, fairly: each may hold at most
 //!   `(limit - unspillable) / spillable consumers`, so one task cannot
-//!   starve its neighbours (DataFusion's `FairSpillPool` is the model).
+//!   starve its neighbours (DataFusion's `FairSpillPool` is the model);
+//!   a consumer holding nothing may take its first bytes from any room left,
+//!   so every operator can make progress.
 //!
 //! A refused reservation is a [`WorkerError::MemoryExhausted`] naming the
 //! consumer; spilling operators catch it and go to disk. Each task's
@@ -68,8 +70,11 @@ impl MemoryPool {
     fn try_grow(&self, consumer: &'static str, spillable: bool, held: usize, bytes: usize) -> Result<()> {
         let mut s = self.state.lock().expect("pool");
         let refused = if spillable {
+            // A consumer holding nothing may take its first bytes while the
+            // pool has room, so every operator can make progress; past that
+            // it keeps to its fair share.
             let share = self.limit.saturating_sub(s.unspillable) / s.spillable_consumers.max(1);
-            held + bytes > share || s.unspillable + s.spillable + bytes > self.limit
+            (held > 0 && held + bytes > share) || s.unspillable + s.spillable + bytes > self.limit
         } else {
             s.unspillable + s.spillable + bytes > self.limit
         };
