@@ -111,14 +111,16 @@ def main():
     ap.add_argument("--seed", default="42")
     ap.add_argument("--data", default=str(ROOT / "bench" / "data"))
     ap.add_argument("--skip-unlimited", action="store_true")
+    ap.add_argument("--no-build", action="store_true", help="use the release binaries as they are")
     args = ap.parse_args()
 
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "duckdb>=1.1"],
                    check=True, stderr=subprocess.DEVNULL)
     import duckdb
 
-    print("building release binaries …", flush=True)
-    run(["cargo", "build", "--release", "--bins"], cwd=ROOT)
+    if not args.no_build:
+        print("building release binaries …", flush=True)
+        run(["cargo", "build", "--release", "--bins"], cwd=ROOT)
     bin_dir = ROOT / "target" / "release"
 
     data = Path(args.data) / f"story1-{args.scale}-{args.seed}"

@@ -173,7 +173,10 @@ impl QueryArgs {
 pub async fn run(cli: Cli) -> Result<(), ClientError> {
     match cli.command {
         Command::Sql(args) => sql(args).await,
-        Command::Explain(ExplainArgs { query: args, analyze }) => {
+        Command::Explain(ExplainArgs {
+            query: args,
+            analyze,
+        }) => {
             let sql = args.sql()?;
             let session = Session::open(args.scheduler.as_deref(), args.workers).await?;
             let plan = if analyze {
@@ -235,7 +238,12 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
     }
 }
 
-async fn sql(SqlArgs { query: args, profile }: SqlArgs) -> Result<(), ClientError> {
+async fn sql(
+    SqlArgs {
+        query: args,
+        profile,
+    }: SqlArgs,
+) -> Result<(), ClientError> {
     let sql = args.sql()?;
     let session = Session::open(args.scheduler.as_deref(), args.workers).await?;
     let result = run_query(&session.client, &sql, &args.tables).await;

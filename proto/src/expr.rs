@@ -385,7 +385,9 @@ fn fmt_expr(e: &Expr, names: Option<&Schema>, f: &mut fmt::Formatter<'_>) -> fmt
                 None => write!(f, "#{i}"),
             },
             Expr::Literal(v) => write!(f, "{v}"),
-            Expr::Binary { op, left, right } => write!(f, "({} {} {})", n(left), op.symbol(), n(right)),
+            Expr::Binary { op, left, right } => {
+                write!(f, "({} {} {})", n(left), op.symbol(), n(right))
+            }
             Expr::Not(e) => write!(f, "NOT {}", n(e)),
             Expr::Negative(e) => write!(f, "-{}", n(e)),
             Expr::IsNull(e) => write!(f, "{} IS NULL", n(e)),

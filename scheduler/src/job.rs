@@ -18,7 +18,9 @@ use keel_proto::plan::{FileSplit, PlanNode};
 use keel_proto::task::{encode, FetchSpec, PartitionTicket, ShuffleInput, TaskDescriptor};
 
 use crate::adaptive::{plan_tasks, AdaptiveConfig, MapOutput, TaskSpec};
-use crate::planner::stages::{explain, human_bytes, operators_text, InputMode, StageGraph, StagePlan};
+use crate::planner::stages::{
+    explain, human_bytes, operators_text, InputMode, StageGraph, StagePlan,
+};
 
 #[derive(Debug, Clone)]
 pub enum TaskState {

@@ -99,7 +99,11 @@ impl TestCluster {
     }
 
     /// A cluster whose workers all get `worker_args` (e.g. `--memory-limit`).
-    pub fn start_with_workers(workers: usize, scheduler_args: &[&str], worker_args: &[&str]) -> Self {
+    pub fn start_with_workers(
+        workers: usize,
+        scheduler_args: &[&str],
+        worker_args: &[&str],
+    ) -> Self {
         let (scheduler, addr) = spawn(
             Command::new(bin("keel-scheduler"))
                 .args(["--bind", "127.0.0.1:0"])
@@ -270,4 +274,20 @@ pub fn story1_data(dir: &std::path::Path, scale: &str) {
         dir.to_str().expect("utf-8 path"),
     ]);
     assert!(out.status.success(), "datagen failed: {}", stderr(&out));
+}
+
+/// Story 1 summarised to one row: the number of output groups and their total.
+pub const STORY1: &str = "SELECT count(*) AS groups, sum(value) AS total FROM (SELECT df2_group, bucket, group1, group2, group3, group4, sum(value) AS value FROM df1 JOIN df2 USING (key) GROUP BY df2_group, bucket, group1, group2, group3, group4)";
+/// DuckDB's answer to [`STORY1`] for `keel datagen imbalanced-join --scale 0.00005 --seed 42`.
+pub const STORY1_GROUPS: i64 = 2_773_048;
+pub const STORY1_TOTAL: f64 = 1_389_896.986156065;
+
+/// `--table df1=… --table df2=…` for story-1 data generated into `dir`.
+pub fn story1_tables(dir: &std::path::Path) -> Vec<String> {
+    vec![
+        "--table".into(),
+        format!("df1={}", dir.join("df1").display()),
+        "--table".into(),
+        format!("df2={}", dir.join("df2").display()),
+    ]
 }

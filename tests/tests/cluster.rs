@@ -2,25 +2,14 @@
 
 use arrow::array::{Array, Float64Array, Int64Array};
 use keel_client::KeelClient;
-use keel_tests::{keel, stderr, stdout, story1_data, TestCluster};
-
-const STORY1: &str = "SELECT count(*) AS groups, sum(value) AS total FROM (SELECT df2_group, bucket, group1, group2, group3, group4, sum(value) AS value FROM df1 JOIN df2 USING (key) GROUP BY df2_group, bucket, group1, group2, group3, group4)";
-// DuckDB's answer for `keel datagen imbalanced-join --scale 0.00005 --seed 42`.
-const STORY1_GROUPS: i64 = 2_773_048;
-const STORY1_TOTAL: f64 = 1_389_896.986156065;
-
-fn tables(dir: &std::path::Path) -> Vec<String> {
-    vec![
-        "--table".into(),
-        format!("df1={}", dir.join("df1").display()),
-        "--table".into(),
-        format!("df2={}", dir.join("df2").display()),
-    ]
-}
+use keel_tests::{
+    keel, stderr, stdout, story1_data, story1_tables, TestCluster, STORY1, STORY1_GROUPS,
+    STORY1_TOTAL,
+};
 
 /// Runs story 1 with `keel ARGS… --table … QUERY` and checks DuckDB's answer.
 fn assert_story1_answer(data: &std::path::Path, args: &[&str]) {
-    let t = tables(data);
+    let t = story1_tables(data);
     let mut all: Vec<&str> = args.to_vec();
     all.extend(t.iter().map(|s| s.as_str()));
     all.push(STORY1);
@@ -96,7 +85,7 @@ fn explain_shows_stages_and_exchanges() {
     story1_data(data.path(), "0.00002");
     let cluster = TestCluster::start(1);
     let mut args = vec!["explain", "--scheduler", &cluster.url];
-    let t = tables(data.path());
+    let t = story1_tables(data.path());
     args.extend(t.iter().map(|s| s.as_str()));
     args.push(STORY1);
     let out = keel(&args);
@@ -127,7 +116,7 @@ fn copy_writes_complete_parquet_files_only() {
         out_dir.display()
     );
     let mut args = vec!["sql", "--scheduler", &cluster.url];
-    let t = tables(data.path());
+    let t = story1_tables(data.path());
     args.extend(t.iter().map(|s| s.as_str()));
     args.push(&sql);
     let out = keel(&args);

@@ -6,9 +6,7 @@ use std::time::Duration;
 use arrow::array::{Array, Float64Array, Int64Array};
 use keel_client::{KeelClient, QueryResult};
 use keel_proto::pb::StageProgress;
-use keel_tests::{story1_data, wait_for, TestCluster};
-
-const STORY1: &str = "SELECT count(*) AS groups, sum(value) AS total FROM (SELECT df2_group, bucket, group1, group2, group3, group4, sum(value) AS value FROM df1 JOIN df2 USING (key) GROUP BY df2_group, bucket, group1, group2, group3, group4)";
+use keel_tests::{story1_data, wait_for, TestCluster, STORY1};
 
 /// Small splits and tasks, no broadcasts: stages of many tasks, so there is
 /// time to act while one runs, and both join sides go through the shuffle.

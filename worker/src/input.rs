@@ -41,20 +41,24 @@ pub struct InputStats {
 
 impl InputStats {
     pub fn count(&self, batch: &RecordBatch) {
-        self.rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        self.rows
+            .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
         self.bytes
             .fetch_add(batch.get_array_memory_size() as u64, Ordering::Relaxed);
     }
 }
 
-/// Opens a non-broadcast shuffle input as a stream. Must be called inside
-/// the Tokio runtime (it spawns the fetchers); the returned iterator blocks
-/// and so belongs on the task's blocking thread.
+/// Opens a non-broadcast shuffle input as a stream with its own in-flight
+/// budget. Must be called inside the Tokio runtime; the returned iterator
+/// blocks and so belongs on the task's blocking thread. Remote fetchers
+/// start when the operator first reaches them: a join reads its build side
+/// to the end before its probe side, and a probe side fetched ahead would
+/// only hold memory (with a shared budget it would even starve the build).
 pub fn open(
     reader: Arc<ShuffleReader>,
     job: &JobId,
     input: &ShuffleInput,
-    budget: &InFlightBudget,
+    budget: InFlightBudget,
 ) -> BatchIter {
     let mut local = VecDeque::new();
     let mut remote = VecDeque::new();
@@ -67,10 +71,11 @@ pub fn open(
             }
         }
     }
-    let remote = (!remote.is_empty()).then(|| Remote::start(reader.clone(), job, remote, budget));
+    let runtime = tokio::runtime::Handle::current();
+    let mut queue = (!remote.is_empty()).then_some(remote);
+    let mut remote: Option<Remote> = None;
     let job = job.clone();
     let mut current: Option<BatchIter> = None;
-    let mut remote = remote;
     Box::new(std::iter::from_fn(move || loop {
         if let Some(it) = current.as_mut() {
             match it.next() {
@@ -82,14 +87,24 @@ pub fn open(
             let path = reader.local_path(&job, &spec, p);
             match read_ipc(&path) {
                 Ok(it) => {
-                    current = Some(Box::new(
-                        it.map(move |b| b.map_err(|e| fetch_error(&spec, e.to_string()))),
-                    ))
+                    current =
+                        Some(Box::new(it.map(move |b| {
+                            b.map_err(|e| fetch_error(&spec, e.to_string()))
+                        })))
                 }
                 // The scheduler lists only partitions that hold rows: a missing file is lost output.
                 Err(e) => return Some(Err(fetch_error(&spec, e.to_string()))),
             }
             continue;
+        }
+        if let Some(queue) = queue.take() {
+            remote = Some(Remote::start(
+                &runtime,
+                reader.clone(),
+                &job,
+                queue,
+                &budget,
+            ));
         }
         return remote.as_mut()?.next();
     }))
@@ -127,6 +142,7 @@ struct Remote {
 
 impl Remote {
     fn start(
+        runtime: &tokio::runtime::Handle,
         reader: Arc<ShuffleReader>,
         job: &JobId,
         queue: VecDeque<(FetchSpec, u32)>,
@@ -139,7 +155,7 @@ impl Remote {
                 let (reader, queue, tx, job) =
                     (reader.clone(), queue.clone(), tx.clone(), job.clone());
                 let (semaphore, cap) = (budget.semaphore.clone(), budget.bytes);
-                tokio::spawn(async move {
+                runtime.spawn(async move {
                     loop {
                         let Some((spec, p)) = queue.lock().expect("queue").pop_front() else {
                             return;
@@ -177,7 +193,9 @@ impl Remote {
 
     fn next(&mut self) -> Option<Result<RecordBatch>> {
         // The permit drops here: once an operator has the batch, holding it is its business.
-        self.rx.blocking_recv().map(|r| r.map(|(batch, _permit)| batch))
+        self.rx
+            .blocking_recv()
+            .map(|r| r.map(|(batch, _permit)| batch))
     }
 }
 
@@ -251,7 +269,10 @@ impl BroadcastCache {
         job: &JobId,
         input: &ShuffleInput,
     ) -> Result<Arc<BroadcastSide>> {
-        let owner = TaskMemory::new(self.pool.clone(), self.spill_root.join(format!("broadcast-{job}")));
+        let owner = TaskMemory::new(
+            self.pool.clone(),
+            self.spill_root.join(format!("broadcast-{job}")),
+        );
         let mut reservation = owner.reservation("broadcast join side");
         let mut batches = vec![];
         for spec in &input.fetches {

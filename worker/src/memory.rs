@@ -67,7 +67,13 @@ impl MemoryPool {
         }
     }
 
-    fn try_grow(&self, consumer: &'static str, spillable: bool, held: usize, bytes: usize) -> Result<()> {
+    fn try_grow(
+        &self,
+        consumer: &'static str,
+        spillable: bool,
+        held: usize,
+        bytes: usize,
+    ) -> Result<()> {
         let mut s = self.state.lock().expect("pool");
         let refused = if spillable {
             // A consumer holding nothing may take its first bytes while the

@@ -115,13 +115,15 @@ async fn execute(
         task.job, task.task.stage.0, task.task.index, task.task.attempt
     ));
     let memory = TaskMemory::new(env.pool.clone(), spill_dir);
-    let budget = InFlightBudget::new(&memory, IN_FLIGHT_BYTES.min(env.pool.limit() / 16));
+    let streamed = task.inputs.iter().filter(|i| !i.broadcast).count().max(1);
+    let per_input = IN_FLIGHT_BYTES.min(env.pool.limit() / 16) / streamed;
     let mut inputs = Vec::with_capacity(task.inputs.len());
     for input in &task.inputs {
         inputs.push(Some(if input.broadcast {
             env.broadcasts.get(&env.reader, &task.job, input).await?
         } else {
-            input::open(env.reader.clone(), &task.job, input, &budget)
+            let budget = InFlightBudget::new(&memory, per_input);
+            input::open(env.reader.clone(), &task.job, input, budget)
         }));
     }
     let (job, task_id) = (task.job.clone(), task.task);
@@ -138,7 +140,14 @@ async fn execute(
         };
         let iter = operators::build(&task.plan, &mut ctx)?;
         let schema = Arc::new(task.plan.schema());
-        let mut sink = TaskSink::open(&task.sink, &env2.work_dir, &task.job, task.task, schema, &ctx.memory)?;
+        let mut sink = TaskSink::open(
+            &task.sink,
+            &env2.work_dir,
+            &task.job,
+            task.task,
+            schema,
+            &ctx.memory,
+        )?;
         for batch in iter {
             let written = batch.and_then(|b| {
                 ctx.check_cancelled()?;
@@ -154,7 +163,6 @@ async fn execute(
     let result = handle
         .await
         .map_err(|e| WorkerError::eval(format!("task panicked: {e}")))?;
-    drop(budget);
     if result.is_err() {
         // Half-written shuffle files of a failed or cancelled attempt are never read: remove them.
         let dir = map_dir(

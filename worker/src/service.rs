@@ -24,8 +24,8 @@ use tonic::transport::{Channel, Server};
 
 use crate::error::{Result, WorkerError};
 use crate::flight::KeelFlight;
-use crate::memory::MemoryPool;
 use crate::input::BroadcastCache;
+use crate::memory::MemoryPool;
 use crate::runner::{run_task, spill_root, TaskEnv};
 use crate::shuffle::{job_dir, ShuffleReader};
 
@@ -119,7 +119,10 @@ pub async fn run(
     let env = Arc::new(TaskEnv {
         work_dir: config.work_dir.clone(),
         pool: pool.clone(),
-        reader: Arc::new(ShuffleReader::new(config.work_dir.clone(), flight_url.clone())),
+        reader: Arc::new(ShuffleReader::new(
+            config.work_dir.clone(),
+            flight_url.clone(),
+        )),
         broadcasts: BroadcastCache::new(pool.clone(), spill),
     });
 

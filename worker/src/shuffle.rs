@@ -154,7 +154,8 @@ impl ShuffleWriter {
         };
         self.buffered_rows[p] = 0;
         let written = self.write_out(p, &batch);
-        self.reservation.shrink(std::mem::take(&mut self.buffered_bytes[p]));
+        self.reservation
+            .shrink(std::mem::take(&mut self.buffered_bytes[p]));
         written
     }
 
@@ -163,8 +164,12 @@ impl ShuffleWriter {
             let path = self.dir.join(format!("part-{p}.arrow"));
             let file = File::create(&path).map_err(|e| WorkerError::io(path.display(), e))?;
             self.writers[p] = Some(
-                StreamWriter::try_new_with_options(BufWriter::new(file), &self.schema, ipc_options())
-                    .context("opening shuffle file")?,
+                StreamWriter::try_new_with_options(
+                    BufWriter::new(file),
+                    &self.schema,
+                    ipc_options(),
+                )
+                .context("opening shuffle file")?,
             );
         }
         self.stats[p].rows += batch.num_rows() as u64;

@@ -49,8 +49,9 @@ impl SpillWriter {
     pub fn create(memory: &Arc<TaskMemory>, what: &str, schema: &SchemaRef) -> Result<Self> {
         let path = memory.spill_path(what)?;
         let file = File::create(&path).map_err(|e| WorkerError::io(path.display(), e))?;
-        let writer = StreamWriter::try_new_with_options(BufWriter::new(file), schema, ipc_options())
-            .context("opening a spill file")?;
+        let writer =
+            StreamWriter::try_new_with_options(BufWriter::new(file), schema, ipc_options())
+                .context("opening a spill file")?;
         Ok(SpillWriter {
             path,
             writer,

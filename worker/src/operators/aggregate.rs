@@ -118,7 +118,9 @@ impl Merge {
             group_by: (0..state.group_by.len()).map(Expr::Column).collect(),
             aggs: state.aggs.clone(),
             schema: state.schema.clone(),
-            reservation: state.reservation.sibling("hash aggregate (spilled partition)"),
+            reservation: state
+                .reservation
+                .sibling("hash aggregate (spilled partition)"),
             level: state.level + 1,
         }
     }
@@ -139,7 +141,8 @@ impl Merge {
                     self.group_by.clone(),
                     self.aggs.clone(),
                     self.schema.clone(),
-                    self.reservation.sibling("hash aggregate (spilled partition)"),
+                    self.reservation
+                        .sibling("hash aggregate (spilled partition)"),
                     self.level,
                 )
             });
@@ -325,7 +328,10 @@ impl AggState {
     fn relieve(&mut self) -> Result<Vec<RecordBatch>> {
         if self.mode == AggMode::Partial {
             let groups = self.groups.as_ref().map_or(0, |g| g.n_groups());
-            tracing::debug!(groups, "partial aggregation emits early under memory pressure");
+            tracing::debug!(
+                groups,
+                "partial aggregation emits early under memory pressure"
+            );
             let out = self.emit()?;
             self.reservation.resize(0)?;
             // Emitted states are the consumer's to hold from here.
@@ -350,7 +356,11 @@ impl AggState {
             for acc in &mut self.accs {
                 columns.extend(acc.state()?);
             }
-            tracing::debug!(groups = n, level = self.level, "hash aggregation spills its table");
+            tracing::debug!(
+                groups = n,
+                level = self.level,
+                "hash aggregation spills its table"
+            );
             self.spill_columns(columns, n)?;
         }
         self.reservation.resize(self.size())
@@ -365,7 +375,11 @@ impl AggState {
                 .iter()
                 .enumerate()
                 .map(|(i, c)| {
-                    let name = if i < k { format!("k{i}") } else { format!("s{}", i - k) };
+                    let name = if i < k {
+                        format!("k{i}")
+                    } else {
+                        format!("s{}", i - k)
+                    };
                     Field::new(name, c.data_type().clone(), true)
                 })
                 .collect();

@@ -177,7 +177,11 @@ fn build_side(spec: &mut JoinSpec) -> Result<Built> {
 impl BuildSide {
     /// Hashes `batch` on the build keys. `flags` overrides what the batch says
     /// about the build side (when it is one chunk of a bigger one).
-    pub(super) fn new(spec: &JoinSpec, batch: RecordBatch, flags: Option<BuildFlags>) -> Result<Self> {
+    pub(super) fn new(
+        spec: &JoinSpec,
+        batch: RecordBatch,
+        flags: Option<BuildFlags>,
+    ) -> Result<Self> {
         let encoder = KeyEncoder::new(spec.build_keys.clone(), &spec.build_schema)?;
         let key_columns = encoder.key_columns(&batch)?;
         let rows = encoder.encode_columns(&key_columns)?;
@@ -284,10 +288,26 @@ impl Prober {
                 j = build.next[j as usize];
             }
             if probe_idx.len() >= PAIRS_PER_BATCH {
-                self.emit_pairs(spec, build, batch, &mut probe_idx, &mut build_idx, matched, &mut out)?;
+                self.emit_pairs(
+                    spec,
+                    build,
+                    batch,
+                    &mut probe_idx,
+                    &mut build_idx,
+                    matched,
+                    &mut out,
+                )?;
             }
         }
-        self.emit_pairs(spec, build, batch, &mut probe_idx, &mut build_idx, matched, &mut out)?;
+        self.emit_pairs(
+            spec,
+            build,
+            batch,
+            &mut probe_idx,
+            &mut build_idx,
+            matched,
+            &mut out,
+        )?;
         Ok(out)
     }
 

@@ -56,7 +56,10 @@ fn empty() -> BatchIter {
 /// probe side is partitioned, then each partition's join.
 pub(super) fn grace_join(spec: &mut JoinSpec, buffered: Vec<RecordBatch>) -> Result<BatchIter> {
     let memory = spec.reservation.task().clone();
-    tracing::debug!(level = spec.level, "hash join spills: partitioning both sides");
+    tracing::debug!(
+        level = spec.level,
+        "hash join spills: partitioning both sides"
+    );
     let track = spec.flags.is_none();
     let mut flags = spec.flags.unwrap_or(BuildFlags {
         empty: true,
@@ -118,7 +121,8 @@ pub(super) fn grace_join(spec: &mut JoinSpec, buffered: Vec<RecordBatch>) -> Res
                     let (non_null, had_nulls) = drop_null_keys(&probe_keys, &batch)?;
                     let parts = probe_parts.as_mut().expect("partitioning");
                     parts.write(&non_null)?;
-                    if !had_nulls || matches!(template.join_type, JoinType::Inner | JoinType::Semi) {
+                    if !had_nulls || matches!(template.join_type, JoinType::Inner | JoinType::Semi)
+                    {
                         return Ok(vec![]);
                     }
                     let nulls = null_key_rows(&probe_keys, &batch)?;
@@ -162,8 +166,15 @@ pub(super) fn grace_join(spec: &mut JoinSpec, buffered: Vec<RecordBatch>) -> Res
             .is_some_and(|b| b.rows * 10 >= build_rows * 9 && build_rows > 0);
         let opened = match build {
             Some(b) if hot || template.level + 1 >= MAX_SPILL_LEVEL => {
-                tracing::debug!(rows = b.rows, "hash join partition holds a hot key: joining in chunks");
-                Ok(chunked_join(template.derive(empty(), empty(), flags), b, probe_file))
+                tracing::debug!(
+                    rows = b.rows,
+                    "hash join partition holds a hot key: joining in chunks"
+                );
+                Ok(chunked_join(
+                    template.derive(empty(), empty(), flags),
+                    b,
+                    probe_file,
+                ))
             }
             Some(b) => b.read_and_remove().and_then(|build| {
                 let probe = probe_file.read_and_remove()?;
@@ -192,7 +203,10 @@ fn drop_null_keys(keys: &KeyEncoder, batch: &RecordBatch) -> Result<(RecordBatch
         None => Ok((batch.clone(), false)),
         Some(nulls) => {
             let keep = BooleanArray::from(nulls.iter().map(|n| !n).collect::<Vec<_>>());
-            Ok((filter_record_batch(batch, &keep).context("join spill")?, true))
+            Ok((
+                filter_record_batch(batch, &keep).context("join spill")?,
+                true,
+            ))
         }
     }
 }
@@ -279,7 +293,9 @@ impl Chunks {
                     if self.matched.len() <= i {
                         self.matched.push(vec![false; batch.num_rows()]);
                     }
-                    return prober.probe(spec, chunk, &batch, &mut self.matched[i]).map(Some);
+                    return prober
+                        .probe(spec, chunk, &batch, &mut self.matched[i])
+                        .map(Some);
                 }
                 None => {
                     self.chunk = None;

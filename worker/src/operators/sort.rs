@@ -63,7 +63,11 @@ fn top_k(
         reservation.resize(2 * bytes)?;
         buffer.push(batch);
         if rows > bound {
-            let top = sort_batch(&concat_batches(schema, &buffer).context("top-k")?, keys, Some(k))?;
+            let top = sort_batch(
+                &concat_batches(schema, &buffer).context("top-k")?,
+                keys,
+                Some(k),
+            )?;
             rows = top.num_rows();
             bytes = top.get_array_memory_size();
             buffer = vec![top];
@@ -92,7 +96,12 @@ fn sort_all(
             if buffer.is_empty() {
                 return Err(reservation.cannot_proceed(need));
             }
-            runs.push(write_run(std::mem::take(&mut buffer), schema, keys, reservation)?);
+            runs.push(write_run(
+                std::mem::take(&mut buffer),
+                schema,
+                keys,
+                reservation,
+            )?);
             reservation.resize(0)?;
             reservation
                 .grow(need)
@@ -111,7 +120,11 @@ fn sort_all(
     drop(sorted);
     reservation.resize(0)?;
     tracing::debug!(runs = runs.len(), "sort spilled: merging runs from disk");
-    Ok(Box::new(RunMerge::new(runs, schema.clone(), keys.to_vec())?))
+    Ok(Box::new(RunMerge::new(
+        runs,
+        schema.clone(),
+        keys.to_vec(),
+    )?))
 }
 
 fn write_run(
@@ -127,7 +140,11 @@ fn write_run(
     write_sorted(&sorted, schema, reservation)
 }
 
-fn write_sorted(sorted: &RecordBatch, schema: &SchemaRef, reservation: &Reservation) -> Result<SpillFile> {
+fn write_sorted(
+    sorted: &RecordBatch,
+    schema: &SchemaRef,
+    reservation: &Reservation,
+) -> Result<SpillFile> {
     let mut w = SpillWriter::create(reservation.task(), "sort-run", schema)?;
     for part in split(sorted.clone()) {
         w.write(&part)?;
@@ -162,7 +179,12 @@ impl RunMerge {
     fn new(files: Vec<SpillFile>, schema: SchemaRef, keys: Vec<SortKey>) -> Result<Self> {
         let fields = keys
             .iter()
-            .map(|k| Ok(SortField::new_with_options(k.expr.data_type(&schema)?, k.options())))
+            .map(|k| {
+                Ok(SortField::new_with_options(
+                    k.expr.data_type(&schema)?,
+                    k.options(),
+                ))
+            })
             .collect::<Result<Vec<_>, keel_proto::ProtoError>>()?;
         let converter = RowConverter::new(fields).context("sort merge")?;
         let mut merge = RunMerge {
@@ -191,7 +213,9 @@ impl RunMerge {
         }
         merge.order = (0..merge.runs.len()).collect();
         let runs = &merge.runs;
-        merge.order.sort_by(|&a, &b| runs[a].rows.row(0).cmp(&runs[b].rows.row(0)));
+        merge
+            .order
+            .sort_by(|&a, &b| runs[a].rows.row(0).cmp(&runs[b].rows.row(0)));
         Ok(merge)
     }
 
@@ -201,7 +225,9 @@ impl RunMerge {
             .iter()
             .map(|k| evaluate(&k.expr, batch))
             .collect::<Result<Vec<_>>>()?;
-        self.converter.convert_columns(&columns).context("sort merge")
+        self.converter
+            .convert_columns(&columns)
+            .context("sort merge")
     }
 
     /// Moves run `r` past its current row; false when the run is exhausted.
@@ -254,7 +280,8 @@ impl RunMerge {
         }
         self.batches = kept;
         Ok(Some(
-            RecordBatch::try_new(self.schema.clone(), out.columns().to_vec()).context("sort merge")?,
+            RecordBatch::try_new(self.schema.clone(), out.columns().to_vec())
+                .context("sort merge")?,
         ))
     }
 }

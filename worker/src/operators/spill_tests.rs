@@ -78,7 +78,12 @@ fn rows(batches: &[RecordBatch]) -> Vec<String> {
     out
 }
 
-fn agg_run(limit: usize, mode: AggMode, input: Vec<RecordBatch>, distinct: bool) -> (Vec<String>, Arc<TaskMemory>, PathBuf) {
+fn agg_run(
+    limit: usize,
+    mode: AggMode,
+    input: Vec<RecordBatch>,
+    distinct: bool,
+) -> (Vec<String>, Arc<TaskMemory>, PathBuf) {
     let (memory, dir) = task(limit);
     let mut aggs = vec![
         AggExpr {
@@ -130,7 +135,11 @@ fn aggregation_spills_and_matches_the_unbounded_result() {
     assert_eq!(got.len(), 20_012);
     assert_eq!(got, expected);
     drop(memory);
-    assert!(!dir.exists(), "spill files left behind in {}", dir.display());
+    assert!(
+        !dir.exists(),
+        "spill files left behind in {}",
+        dir.display()
+    );
 }
 
 #[test]
@@ -146,7 +155,11 @@ fn final_aggregation_spills_states_and_merges_them() {
                 Field::new("sum", DataType::Int64, true),
                 Field::new("n", DataType::Int64, true),
             ]);
-            RecordBatch::try_new(Arc::new(s), vec![b.column(0).clone(), b.column(1).clone(), Arc::new(n)]).unwrap()
+            RecordBatch::try_new(
+                Arc::new(s),
+                vec![b.column(0).clone(), b.column(1).clone(), Arc::new(n)],
+            )
+            .unwrap()
         })
         .collect();
     let (expected, _, _) = agg_run(HUGE, AggMode::Final, states.clone(), false);
@@ -155,44 +168,62 @@ fn final_aggregation_spills_states_and_merges_them() {
     assert_eq!(got, expected);
 }
 
-fn join_run(limit: usize, join_type: JoinType, hot: bool) -> (Vec<String>, Arc<TaskMemory>, PathBuf) {
-    let (memory, dir) = task(limit);
-    // Build: 30k rows over 3k keys, and with `hot` a third of them on key 7.
+/// A join on column 0 of build (30k rows over 3k keys, with `hot` a third
+/// of them on key 7) and probe (20k rows over 4k keys, key 7 every 50th row).
+fn join_over(memory: &Arc<TaskMemory>, join_type: JoinType, hot: bool) -> BatchIter {
     let (bs, build) = table(30_000, |i| if hot && i % 3 == 0 { 7 } else { i % 3_001 });
-    // Probe: 20k rows over 4k keys (some miss), key 7 on every 50th row.
     let (ps, probe) = table(20_000, |i| if i % 50 == 0 { 7 } else { i % 4_001 });
     let fields: Vec<Field> = match join_type {
         JoinType::Semi | JoinType::Anti => ps.fields().iter().map(|f| f.as_ref().clone()).collect(),
-        _ => ps.fields().iter().chain(bs.fields().iter()).map(|f| f.as_ref().clone()).collect(),
+        _ => ps
+            .fields()
+            .iter()
+            .chain(bs.fields().iter())
+            .map(|f| f.as_ref().clone())
+            .collect(),
     };
-    let out = collect(
-        hash_join(JoinSpec {
-            build: iter(build),
-            build_schema: bs,
-            probe: iter(probe),
-            probe_schema: ps,
-            build_keys: vec![Expr::Column(0)],
-            probe_keys: vec![Expr::Column(0)],
-            join_type,
-            build_left: false,
-            filter: None,
-            schema: Arc::new(Schema::new(fields)),
-            reservation: memory.spillable("hash join"),
-            level: 0,
-            flags: None,
-        })
-        .unwrap(),
-    )
-    .unwrap();
+    hash_join(JoinSpec {
+        build: iter(build),
+        build_schema: bs,
+        probe: iter(probe),
+        probe_schema: ps,
+        build_keys: vec![Expr::Column(0)],
+        probe_keys: vec![Expr::Column(0)],
+        join_type,
+        build_left: false,
+        filter: None,
+        schema: Arc::new(Schema::new(fields)),
+        reservation: memory.spillable("hash join"),
+        level: 0,
+        flags: None,
+    })
+    .unwrap()
+}
+
+fn join_run(
+    limit: usize,
+    join_type: JoinType,
+    hot: bool,
+) -> (Vec<String>, Arc<TaskMemory>, PathBuf) {
+    let (memory, dir) = task(limit);
+    let out = collect(join_over(&memory, join_type, hot)).unwrap();
     (rows(&out), memory, dir)
 }
 
 #[test]
 fn join_spills_by_partition_and_matches_the_unbounded_result() {
-    for join_type in [JoinType::Inner, JoinType::Left, JoinType::Semi, JoinType::Anti] {
+    for join_type in [
+        JoinType::Inner,
+        JoinType::Left,
+        JoinType::Semi,
+        JoinType::Anti,
+    ] {
         let (expected, _, _) = join_run(HUGE, join_type, false);
         let (got, memory, dir) = join_run(TINY, join_type, false);
-        assert!(memory.spilled_bytes() > 0, "{join_type:?} join did not spill");
+        assert!(
+            memory.spilled_bytes() > 0,
+            "{join_type:?} join did not spill"
+        );
         assert_eq!(got.len(), expected.len(), "{join_type:?}");
         assert_eq!(got, expected, "{join_type:?}");
         drop(memory);
@@ -206,7 +237,10 @@ fn a_hot_key_is_joined_in_chunks_of_the_build_side() {
         let (expected, _, _) = join_run(HUGE, join_type, true);
         // Key 7's 10k build rows alone are far over the pool.
         let (got, memory, _dir) = join_run(TINY, join_type, true);
-        assert!(memory.spill_count() > 32, "{join_type:?}: expected partitions and chunks");
+        assert!(
+            memory.spill_count() > 32,
+            "{join_type:?}: expected partitions and chunks"
+        );
         assert_eq!(got, expected, "{join_type:?}");
     }
 }
@@ -226,7 +260,8 @@ fn sort_run(limit: usize) -> (Vec<RecordBatch>, Arc<TaskMemory>, PathBuf) {
             nulls_first: false,
         },
     ];
-    let out = collect(sort(iter(input), schema, keys, None, memory.spillable("sort")).unwrap()).unwrap();
+    let out =
+        collect(sort(iter(input), schema, keys, None, memory.spillable("sort")).unwrap()).unwrap();
     (out, memory, dir)
 }
 
@@ -238,8 +273,18 @@ fn sort_spills_runs_and_merges_them_in_order() {
     let keys = |bs: &[RecordBatch]| -> Vec<(Option<i64>, i64)> {
         bs.iter()
             .flat_map(|b| {
-                let k = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().clone();
-                let v = b.column(1).as_any().downcast_ref::<Int64Array>().unwrap().clone();
+                let k = b
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .clone();
+                let v = b
+                    .column(1)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .clone();
                 (0..b.num_rows()).map(move |i| (k.is_valid(i).then(|| k.value(i)), v.value(i)))
             })
             .collect()
@@ -252,25 +297,7 @@ fn sort_spills_runs_and_merges_them_in_order() {
 #[test]
 fn dropping_a_spilling_operator_midway_leaves_nothing_behind() {
     let (memory, dir) = task(TINY);
-    let (bs, build) = table(30_000, |i| i % 3_001);
-    let (ps, probe) = table(20_000, |i| i % 4_001);
-    let fields: Vec<Field> = ps.fields().iter().chain(bs.fields().iter()).map(|f| f.as_ref().clone()).collect();
-    let mut it = hash_join(JoinSpec {
-        build: iter(build),
-        build_schema: bs,
-        probe: iter(probe),
-        probe_schema: ps,
-        build_keys: vec![Expr::Column(0)],
-        probe_keys: vec![Expr::Column(0)],
-        join_type: JoinType::Inner,
-        build_left: false,
-        filter: None,
-        schema: Arc::new(Schema::new(fields)),
-        reservation: memory.spillable("hash join"),
-        level: 0,
-        flags: None,
-    })
-    .unwrap();
+    let mut it = join_over(&memory, JoinType::Inner, false);
     it.next().unwrap().unwrap();
     assert!(dir.exists(), "the join should be spilling by now");
     // A cancelled task drops its operators, then its memory.
