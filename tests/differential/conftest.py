@@ -118,7 +118,7 @@ CLUSTERS = {
     # Tiny splits and tasks, no broadcasts: every exchange is a real multi-task shuffle.
     "many-tasks": (["--split-bytes", "4KiB", "--task-bytes", "16KiB", "--broadcast-bytes", "0", "--shuffle-partitions", "16"], []),
     # Workers whose memory pool (4 MiB of an 8 MiB limit) is far below what
-    # most queries hold: aggregations, joins and sorts spill to disk.
+    # the bigger queries hold: their aggregations, joins and sorts spill.
     "small-memory": (["--broadcast-bytes", "0", "--shuffle-partitions", "4"], ["--memory-limit", "8MiB"]),
 }
 

@@ -171,6 +171,10 @@ impl SpillPartitioner {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        if key_columns.is_empty() {
+            // No keys (a global aggregate): one partition holds everything.
+            return self.write_part(0, batch.clone());
+        }
         let rows = self.keys.encode_columns(key_columns)?;
         let mut indices: Vec<Vec<u32>> = vec![vec![]; SPILL_FANOUT];
         for (i, row) in rows.iter().enumerate() {
@@ -185,12 +189,16 @@ impl SpillPartitioner {
             } else {
                 take_record_batch(batch, &UInt32Array::from(idx)).context("spill partitioning")?
             };
-            if self.writers[p].is_none() {
-                self.writers[p] = Some(SpillWriter::create(&self.memory, self.what, &self.schema)?);
-            }
-            self.writers[p].as_mut().expect("open").write(&part)?;
+            self.write_part(p, part)?;
         }
         Ok(())
+    }
+
+    fn write_part(&mut self, p: usize, part: RecordBatch) -> Result<()> {
+        if self.writers[p].is_none() {
+            self.writers[p] = Some(SpillWriter::create(&self.memory, self.what, &self.schema)?);
+        }
+        self.writers[p].as_mut().expect("open").write(&part)
     }
 
     /// The partitions' files, `None` where a partition got no rows.

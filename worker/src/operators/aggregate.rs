@@ -259,7 +259,20 @@ impl AggState {
         }
         // Reserve for the worst case (every row a new group) before the table grows.
         let mut out = vec![];
-        if let Err(e) = self.reservation.resize(self.projected_size(rows)) {
+        // A global aggregate holds one group, with nothing to partition by:
+        // it goes on over its share (its state is one row, or one DISTINCT set).
+        let global = self.group_by.is_empty();
+        let reserved = self
+            .reservation
+            .resize(self.projected_size(rows))
+            .or_else(|e| {
+                if global && is_refusal(&e) {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            });
+        if let Err(e) = reserved {
             if !is_refusal(&e) {
                 return Err(e);
             }
@@ -285,7 +298,14 @@ impl AggState {
             acc.update(&self.ids, n, cols)?;
         }
         self.rows_seen += rows;
-        self.reservation.resize(self.size())?;
+        let held = self.reservation.resize(self.size());
+        held.or_else(|e| {
+            if global && is_refusal(&e) {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })?;
         if !out.is_empty() {
             return Ok(out);
         }

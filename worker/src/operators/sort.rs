@@ -60,9 +60,14 @@ fn top_k(
         let batch = batch?;
         rows += batch.num_rows();
         bytes += batch.get_array_memory_size();
-        reservation.resize(2 * bytes)?;
         buffer.push(batch);
-        if rows > bound {
+        // Out of memory: cut the buffer back to k rows now rather than at the bound.
+        let refused = match reservation.resize(2 * bytes) {
+            Ok(()) => false,
+            Err(e) if is_refusal(&e) => true,
+            Err(e) => return Err(e),
+        };
+        if rows > bound || (refused && rows > k) {
             let top = sort_batch(
                 &concat_batches(schema, &buffer).context("top-k")?,
                 keys,
