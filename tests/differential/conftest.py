@@ -117,9 +117,9 @@ CLUSTERS = {
     "default": ([], []),
     # Tiny splits and tasks, no broadcasts: every exchange is a real multi-task shuffle.
     "many-tasks": (["--split-bytes", "4KiB", "--task-bytes", "16KiB", "--broadcast-bytes", "0", "--shuffle-partitions", "16"], []),
-    # Workers whose memory pool (4 MiB of an 8 MiB limit) is far below what
-    # the bigger queries hold: their aggregations, joins and sorts spill.
-    "small-memory": (["--broadcast-bytes", "0", "--shuffle-partitions", "4"], ["--memory-limit", "8MiB"]),
+    # Workers with a 1 MiB limit (a 512 KiB pool): every query must still be
+    # right, and the ones that hold the most (aggregations, joins, sorts) spill.
+    "small-memory": (["--broadcast-bytes", "0", "--shuffle-partitions", "4"], ["--memory-limit", "1MiB"]),
 }
 
 

@@ -181,3 +181,11 @@ def test_copy_to_parquet_matches_duckdb(cluster, data, reference, tmp_path):
 def test_query_count(cluster):
     assert len(QUERIES) >= 40
 
+
+def test_small_workers_spill(cluster):
+    """Runs after the queries (pytest keeps file order): on the small-memory
+    cluster the biggest of them go to disk, or that shape tests nothing.
+    (The test tables are small: most queries hold less than the pool.)"""
+    if cluster.name != "small-memory":
+        pytest.skip("only the small-memory cluster is expected to spill")
+    assert cluster.spilled_queries >= 3, f"only {cluster.spilled_queries} of {len(QUERIES)} queries spilled"

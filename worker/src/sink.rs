@@ -121,12 +121,31 @@ impl TaskSink {
                     if !is_refusal(&e) {
                         return Err(e);
                     }
-                    // Out of memory: close the row group early, then go on.
+                    // Out of memory: close the row group early, then go on. If
+                    // even an empty row group cannot take this batch, it becomes
+                    // a row group of its own, closed at once.
                     writer.flush().map_err(perr)?;
-                    reservation.resize(writer.memory_size() + batch.get_array_memory_size())?;
+                    let need = writer.memory_size() + batch.get_array_memory_size();
+                    if let Err(e) = reservation.resize(need) {
+                        if !is_refusal(&e) {
+                            return Err(e);
+                        }
+                        writer.write(&batch).map_err(perr)?;
+                        writer.flush().map_err(perr)?;
+                        return reservation.resize(writer.memory_size());
+                    }
                 }
                 writer.write(&batch).map_err(perr)?;
-                reservation.resize(writer.memory_size())
+                // Encoded pages can outgrow the batch they came from: if the
+                // row group no longer fits, it is closed now.
+                if let Err(e) = reservation.resize(writer.memory_size()) {
+                    if !is_refusal(&e) {
+                        return Err(e);
+                    }
+                    writer.flush().map_err(perr)?;
+                    reservation.resize(writer.memory_size())?;
+                }
+                Ok(())
             }
         }
     }

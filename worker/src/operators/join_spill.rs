@@ -12,7 +12,8 @@
 //! is hashed, the probe partition is re-read from disk against it, and so on
 //! chunk by chunk; probe rows remember across chunks whether they matched,
 //! so LEFT, semi and anti joins are answered by one last pass. It never
-//! fails for memory unless a single batch of the build side cannot be held.
+//! fails for memory unless a single row of the build side cannot be held
+//! (a batch too big for the pool is split).
 
 use std::sync::Arc;
 
@@ -226,7 +227,7 @@ fn chunked_join(spec: JoinSpec, build: SpillFile, probe: SpillFile) -> BatchIter
         build_reader: build.read().ok(),
         _build: build,
         probe,
-        carry: None,
+        carry: vec![],
         chunk: None,
         probe_iter: None,
         probe_index: 0,
@@ -263,8 +264,9 @@ struct Chunks {
     build_reader: Option<BatchIter>,
     _build: SpillFile,
     probe: SpillFile,
-    /// A build batch read but refused by the pool: it starts the next chunk.
-    carry: Option<RecordBatch>,
+    /// Build rows read but not yet in a chunk (a batch the pool refused, or
+    /// the pieces of one too big for an empty chunk), the next on top.
+    carry: Vec<RecordBatch>,
     chunk: Option<BuildSide>,
     probe_iter: Option<BatchIter>,
     probe_index: usize,
@@ -340,7 +342,7 @@ impl Chunks {
     fn load_chunk(&mut self, spec: &mut JoinSpec) -> Result<Vec<RecordBatch>> {
         let mut batches = vec![];
         loop {
-            let batch = match self.carry.take() {
+            let batch = match self.carry.pop() {
                 Some(b) => b,
                 None => match self.build_reader.as_mut().and_then(|r| r.next()) {
                     Some(b) => b?,
@@ -352,11 +354,18 @@ impl Chunks {
                 if !is_refusal(&e) {
                     return Err(e);
                 }
-                if batches.is_empty() {
+                if !batches.is_empty() {
+                    self.carry.push(batch);
+                    return Ok(batches);
+                }
+                // Not even this batch fits: a chunk may be part of one, down to a row.
+                let rows = batch.num_rows();
+                if rows <= 1 {
                     return Err(spec.reservation.cannot_proceed(need));
                 }
-                self.carry = Some(batch);
-                return Ok(batches);
+                self.carry.push(batch.slice(rows / 2, rows - rows / 2));
+                self.carry.push(batch.slice(0, rows / 2));
+                continue;
             }
             batches.push(batch);
         }
