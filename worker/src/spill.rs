@@ -68,10 +68,6 @@ impl SpillWriter {
         self.writer.write(batch).context("writing a spill file")
     }
 
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
     pub fn finish(mut self) -> Result<SpillFile> {
         self.writer.finish().context("closing a spill file")?;
         let bytes = std::fs::metadata(&self.path)
@@ -81,7 +77,6 @@ impl SpillWriter {
         Ok(SpillFile {
             path: std::mem::take(&mut self.path),
             rows: self.rows,
-            bytes,
         })
     }
 }
@@ -91,7 +86,6 @@ impl SpillWriter {
 pub struct SpillFile {
     path: PathBuf,
     pub rows: usize,
-    pub bytes: u64,
 }
 
 impl SpillFile {
