@@ -68,6 +68,16 @@ pub enum DataSet {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    /// Story 4: two daily snapshots of 40 signals whose sizes spread 100×
+    /// (day1/ and day2/, one Parquet file per signal; 10 k to 1 M rows at scale 1).
+    Backups {
+        #[arg(long)]
+        scale: f64,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
 }
 
 #[derive(Args)]
@@ -205,6 +215,21 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
             );
             Ok(())
         }
+        Command::Datagen {
+            set: DataSet::Backups { scale, out, seed },
+        } => {
+            let started = Instant::now();
+            let b = crate::datagen_backups::generate(scale, seed, &out)?;
+            eprintln!(
+                "wrote {} day-1 rows and {} day-2 rows in {} files under {} in {:.1}s",
+                b.day1_rows,
+                b.day2_rows,
+                b.files,
+                out.display(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
         Command::Demo { scale, workers } => crate::demo::run(scale, workers).await,
         Command::Jobs { scheduler } => {
             for j in KeelClient::connect(&scheduler).await?.jobs().await? {
@@ -278,8 +303,12 @@ async fn sql(
         );
     }
     if result.report.tasks_retried > 0 {
+        let memory = match result.report.memory_failures {
+            0 => String::new(),
+            n => format!(" ({n} for memory)"),
+        };
         eprintln!(
-            "{} task attempts were retried:",
+            "{} task attempts were retried{memory}:",
             result.report.tasks_retried
         );
         for r in &result.report.retry_reasons {

@@ -92,7 +92,7 @@ const ROWS_PER_FILE: u64 = 1 << 20;
 const MAX_ROWS_PER_GROUP: usize = 128 * 1024;
 const MIN_ROWS_PER_GROUP: usize = 8 * 1024;
 
-fn writer(
+pub(crate) fn writer(
     path: &Path,
     schema: Arc<Schema>,
     group_rows: usize,
@@ -110,7 +110,7 @@ fn writer(
     })
 }
 
-fn write_err(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> ClientError + '_ {
+pub(crate) fn write_err(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> ClientError + '_ {
     move |e| ClientError::Usage {
         message: format!("writing {}: {e}", path.display()),
     }

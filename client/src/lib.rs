@@ -13,6 +13,7 @@
 pub mod cli;
 pub mod client;
 pub mod datagen;
+pub mod datagen_backups;
 pub mod demo;
 pub mod embedded;
 pub mod error;

@@ -59,6 +59,10 @@ pub enum BinaryOp {
     LtEq,
     Gt,
     GtEq,
+    /// `IS DISTINCT FROM`: `<>` where NULL equals NULL; never NULL itself.
+    IsDistinctFrom,
+    /// `IS NOT DISTINCT FROM`: `=` where NULL equals NULL; never NULL itself.
+    IsNotDistinctFrom,
     And,
     Or,
 }
@@ -73,6 +77,8 @@ impl BinaryOp {
                 | BinaryOp::LtEq
                 | BinaryOp::Gt
                 | BinaryOp::GtEq
+                | BinaryOp::IsDistinctFrom
+                | BinaryOp::IsNotDistinctFrom
         )
     }
 
@@ -96,6 +102,8 @@ impl BinaryOp {
             BinaryOp::LtEq => "<=",
             BinaryOp::Gt => ">",
             BinaryOp::GtEq => ">=",
+            BinaryOp::IsDistinctFrom => "IS DISTINCT FROM",
+            BinaryOp::IsNotDistinctFrom => "IS NOT DISTINCT FROM",
             BinaryOp::And => "AND",
             BinaryOp::Or => "OR",
         }

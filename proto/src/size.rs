@@ -21,6 +21,15 @@ pub fn parse_size(s: &str) -> std::result::Result<usize, String> {
     Ok((value * mult) as usize)
 }
 
+/// A worker's memory pool: `--memory-limit` less a reserve for what is not
+/// tracked (the runtime, thread stacks, allocator slack, gRPC buffers): a
+/// fifth of the limit, and at least 64 MiB where the limit allows. The
+/// worker sizes its pool with it and the scheduler admits tasks against it.
+pub fn memory_pool_size(memory_limit: u64) -> u64 {
+    let reserve = (memory_limit / 5).max(64 << 20).min(memory_limit / 2);
+    memory_limit - reserve
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

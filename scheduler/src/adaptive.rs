@@ -62,6 +62,25 @@ impl MapOutput {
 pub struct TaskSpec {
     pub splits: Option<Vec<FileSplit>>,
     pub inputs: TaskInputs,
+    /// Uncompressed Parquet bytes the task scans.
+    pub scan_bytes: u64,
+    /// Bytes the task reads from each input, as its map tasks reported them.
+    pub input_bytes: Vec<u64>,
+}
+
+impl TaskSpec {
+    fn empty(n_inputs: usize) -> TaskSpec {
+        TaskSpec {
+            inputs: vec![vec![]; n_inputs],
+            input_bytes: vec![0; n_inputs],
+            ..Default::default()
+        }
+    }
+
+    /// Everything the task reads.
+    pub fn bytes(&self) -> u64 {
+        self.scan_bytes + self.input_bytes.iter().sum::<u64>()
+    }
 }
 
 pub struct AdaptiveConfig {
@@ -107,21 +126,16 @@ pub fn plan_tasks(
         TaskSource::Scan(splits) => splits
             .iter()
             .map(|s| TaskSpec {
-                splits: Some(s.clone()),
-                inputs: vec![vec![]; n_inputs],
+                splits: Some(s.splits.clone()),
+                scan_bytes: s.bytes,
+                ..TaskSpec::empty(n_inputs)
             })
             .collect(),
-        TaskSource::Single => vec![TaskSpec {
-            splits: None,
-            inputs: vec![vec![]; n_inputs],
-        }],
+        TaskSource::Single => vec![TaskSpec::empty(n_inputs)],
         TaskSource::Shuffle => shuffle_tasks(stage, outputs, config),
     };
     if tasks.is_empty() {
-        tasks.push(TaskSpec {
-            splits: None,
-            inputs: vec![vec![]; n_inputs],
-        });
+        tasks.push(TaskSpec::empty(n_inputs));
     }
     for (i, input) in stage.inputs.iter().enumerate() {
         if matches!(input.mode, InputMode::Broadcast | InputMode::Gather) {
@@ -129,6 +143,11 @@ pub fn plan_tasks(
             for t in &mut tasks {
                 t.inputs[i] = all.clone();
             }
+        }
+    }
+    for t in &mut tasks {
+        for (i, slices) in t.inputs.iter().enumerate() {
+            t.input_bytes[i] = slices.iter().map(|sl| slice_bytes(&outputs[i], sl)).sum();
         }
     }
     (tasks, note)
@@ -163,10 +182,7 @@ fn shuffle_tasks(
         }
         let target = config.target(sizes.iter().sum());
         for range in coalesce(&sizes, target) {
-            let mut t = TaskSpec {
-                splits: None,
-                inputs: vec![vec![]; n_inputs],
-            };
+            let mut t = TaskSpec::empty(n_inputs);
             for &i in &hash {
                 t.inputs[i] = outputs[i]
                     .iter()
@@ -181,10 +197,7 @@ fn shuffle_tasks(
             .flat_map(|&i| outputs[i].iter().map(|o| o.bytes()))
             .sum();
         let target = config.target(total);
-        let mut current = TaskSpec {
-            splits: None,
-            inputs: vec![vec![]; n_inputs],
-        };
+        let mut current = TaskSpec::empty(n_inputs);
         let mut bytes = 0;
         for &i in &slice {
             for o in &outputs[i] {
@@ -194,10 +207,7 @@ fn shuffle_tasks(
                     if bytes >= target {
                         tasks.push(std::mem::replace(
                             &mut current,
-                            TaskSpec {
-                                splits: None,
-                                inputs: vec![vec![]; n_inputs],
-                            },
+                            TaskSpec::empty(n_inputs),
                         ));
                         bytes = 0;
                     }
@@ -209,6 +219,19 @@ fn shuffle_tasks(
         }
     }
     tasks
+}
+
+/// Bytes of the partitions a slice reads, as its map task reported them.
+fn slice_bytes(outputs: &[MapOutput], slice: &InputSlice) -> u64 {
+    let Some(o) = outputs.iter().find(|o| o.map_task == slice.map_task) else {
+        return 0;
+    };
+    slice
+        .partitions
+        .iter()
+        .filter_map(|&p| o.partitions.get(p as usize))
+        .map(|p| p.1)
+        .sum()
 }
 
 /// Contiguous partition ranges of about `target` bytes each (empty partitions ride along).

@@ -18,6 +18,7 @@ use keel_proto::plan::{FileSplit, PlanNode};
 use keel_proto::task::{encode, FetchSpec, PartitionTicket, ShuffleInput, TaskDescriptor};
 
 use crate::adaptive::{plan_tasks, AdaptiveConfig, MapOutput, TaskSpec};
+use crate::admission::{self, Measured};
 use crate::planner::stages::{
     explain, human_bytes, operators_text, InputMode, StageGraph, StagePlan,
 };
@@ -28,12 +29,15 @@ pub enum TaskState {
     Running {
         worker: WorkerId,
         attempt: u32,
+        /// The peak memory admission expected of this attempt.
+        estimate: u64,
     },
     Done {
         worker: WorkerId,
         attempt: u32,
         flight_url: String,
         stats: TaskSucceeded,
+        estimate: u64,
     },
 }
 
@@ -47,6 +51,8 @@ pub struct TaskRun {
     pub failures: u32,
     /// Attempts that could not read an input (the input is recomputed instead).
     pub fetch_failures: u32,
+    /// Attempts that failed for memory (each doubles the estimate).
+    pub memory_failures: u32,
 }
 
 /// Fetch failures one task may see before its job fails: more means the
@@ -74,6 +80,8 @@ pub struct StageRun {
     pub plan: StagePlan,
     pub state: StageState,
     pub tasks: Vec<TaskRun>,
+    /// What its finished tasks held, for estimating the rest.
+    pub measured: Measured,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -98,6 +106,8 @@ pub struct Job {
     pub retries: Vec<String>,
     /// Adaptive planning decisions, for the job report.
     pub notes: Vec<String>,
+    /// Task attempts that failed for memory.
+    pub memory_failures: u32,
 }
 
 /// What a task report changed.
@@ -118,6 +128,7 @@ impl Job {
                 plan,
                 state: StageState::Waiting,
                 tasks: vec![],
+                measured: Measured::default(),
             })
             .collect();
         Job {
@@ -131,6 +142,7 @@ impl Job {
             finished: None,
             retries: vec![],
             notes: vec![],
+            memory_failures: 0,
         }
     }
 
@@ -194,6 +206,7 @@ impl Job {
                     attempts: 0,
                     failures: 0,
                     fetch_failures: 0,
+                    memory_failures: 0,
                 })
                 .collect();
             stage.state = StageState::Running {
@@ -290,8 +303,30 @@ impl Job {
             .collect()
     }
 
+    /// Tasks of this job running now.
+    pub fn running_tasks(&self) -> usize {
+        self.stages
+            .iter()
+            .flat_map(|s| &s.tasks)
+            .filter(|t| matches!(t.state, TaskState::Running { .. }))
+            .count()
+    }
+
+    /// The peak memory task `t` of stage `s` is expected to hold: measured
+    /// on its stage's finished tasks if any, else the operator model;
+    /// raised after failures for memory.
+    pub fn estimate(&self, s: usize, t: usize) -> u64 {
+        let stage = &self.stages[s];
+        let task = &stage.tasks[t];
+        let base = stage
+            .measured
+            .estimate(task.spec.bytes())
+            .unwrap_or_else(|| admission::model(&stage.plan.plan, &task.spec));
+        admission::raised(base, task.memory_failures)
+    }
+
     /// Marks a task running on `worker` and returns what to send it.
-    pub fn start(&mut self, s: usize, t: usize, worker: &WorkerId) -> TaskDescriptor {
+    pub fn start(&mut self, s: usize, t: usize, worker: &WorkerId, estimate: u64) -> TaskDescriptor {
         let inputs = self.resolve_inputs(s, t);
         let stage = &mut self.stages[s];
         let task = &mut stage.tasks[t];
@@ -300,6 +335,7 @@ impl Job {
         task.state = TaskState::Running {
             worker: worker.clone(),
             attempt,
+            estimate,
         };
         let plan = match &task.spec.splits {
             Some(splits) => with_splits(&stage.plan.plan, splits),
@@ -347,17 +383,27 @@ impl Job {
         let Some((s, run)) = self.running_task(stage, task, attempt) else {
             return Outcome::Ignored;
         };
-        let worker = match &run.state {
-            TaskState::Running { worker, .. } => worker.clone(),
+        let (worker, estimate) = match &run.state {
+            TaskState::Running {
+                worker, estimate, ..
+            } => (worker.clone(), *estimate),
             _ => unreachable!("running"),
+        };
+        let input_bytes = run.spec.bytes();
+        let wanted = if stats.spilled_bytes > 0 {
+            stats.peak_memory.max(estimate)
+        } else {
+            stats.peak_memory
         };
         run.state = TaskState::Done {
             worker,
             attempt,
             flight_url,
             stats,
+            estimate,
         };
         let stage_run = &mut self.stages[s];
+        stage_run.measured.record(input_bytes, wanted);
         if stage_run
             .tasks
             .iter()
@@ -380,6 +426,7 @@ impl Job {
         task: u32,
         attempt: u32,
         message: &str,
+        out_of_memory: bool,
         max_attempts: u32,
     ) -> Outcome {
         if self.state != JobState::Running {
@@ -389,6 +436,17 @@ impl Job {
             return Outcome::Ignored;
         };
         run.failures += 1;
+        let mut why = message.to_string();
+        if out_of_memory {
+            run.memory_failures += 1;
+            if let TaskState::Running { estimate, .. } = run.state {
+                why = format!(
+                    "{message} (out of memory; estimate raised from {} to {})",
+                    human_bytes(estimate),
+                    human_bytes(admission::raised(estimate, 1))
+                );
+            }
+        }
         if run.failures >= max_attempts {
             let msg = format!(
                 "stage {stage} task {task} failed after {} attempts: {message}",
@@ -398,9 +456,8 @@ impl Job {
             return Outcome::JobFailed;
         }
         run.state = TaskState::Pending;
-        self.retries.push(format!(
-            "stage {stage} task {task} attempt {attempt}: {message}"
-        ));
+        self.memory_failures += out_of_memory as u32;
+        self.retries.push(format!("stage {stage} task {task} attempt {attempt}: {why}"));
         Outcome::Retrying
     }
 
@@ -636,6 +693,7 @@ impl Job {
                             worker,
                             attempt,
                             stats,
+                            estimate,
                             ..
                         } => Some(serde_json::json!({
                             "task": t,
@@ -647,6 +705,7 @@ impl Job {
                             "output_rows": stats.rows_out,
                             "output_bytes": stats.bytes_out,
                             "peak_memory_bytes": stats.peak_memory,
+                            "estimated_memory_bytes": estimate,
                             "spilled_bytes": stats.spilled_bytes,
                             "spill_files": stats.spill_count,
                         })),
@@ -660,7 +719,12 @@ impl Job {
                 })
             })
             .collect();
-        serde_json::json!({ "job": self.id.0, "wall_ms": wall_ms, "stages": stages })
+        serde_json::json!({
+            "job": self.id.0,
+            "wall_ms": wall_ms,
+            "memory_failures": self.memory_failures,
+            "stages": stages,
+        })
     }
 
     /// The plan as it ran (after adaptive rewrites), with measured figures per stage.
@@ -678,16 +742,26 @@ impl Job {
                     _ => None,
                 })
                 .collect();
+            let estimated = self.stages[s]
+                .tasks
+                .iter()
+                .filter_map(|t| match &t.state {
+                    TaskState::Done { estimate, .. } => Some(*estimate),
+                    _ => None,
+                })
+                .max()
+                .unwrap_or(0);
             let input_rows: u64 = done.iter().map(|t| t.input_rows).sum();
             let slowest = done.iter().map(|t| t.duration_ms).max().unwrap_or(0);
             Some(format!(
-                "{} tasks, {:.2}s, slowest task {:.2}s; {input_rows} rows in, {} rows out ({}); peak task memory {}; spilled {}",
+                "{} tasks, {:.2}s, slowest task {:.2}s; {input_rows} rows in, {} rows out ({}); peak task memory {} (estimated {}); spilled {}",
                 p.tasks_done,
                 p.elapsed_ms as f64 / 1000.0,
                 slowest as f64 / 1000.0,
                 p.rows_out,
                 human_bytes(p.bytes_out),
                 human_bytes(p.peak_memory),
+                human_bytes(estimated),
                 human_bytes(p.spilled_bytes),
             ))
         })

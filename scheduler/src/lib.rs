@@ -14,6 +14,7 @@
 //! - [`error`]: the crate's error type.
 
 pub mod adaptive;
+pub mod admission;
 pub mod catalog;
 pub mod error;
 pub mod grpc;

@@ -14,11 +14,13 @@ use keel_proto::pb::{
     job_event, task_status, worker_command, ClusterStatusResponse, JobCompleted, JobEvent,
     JobFailed, JobProgress, JobSummary, TaskStatus, WorkerCommand, WorkerSummary,
 };
+use keel_proto::size::memory_pool_size;
 use keel_proto::task::encode;
 use tokio::sync::{mpsc, oneshot};
 use tonic::Status;
 
 use crate::adaptive::AdaptiveConfig;
+use crate::admission::Room;
 use crate::error::SchedulerError;
 use crate::job::{Job, JobState, Outcome};
 
@@ -41,6 +43,8 @@ pub struct SchedulerConfig {
     pub split_bytes: Option<u64>,
     /// A job with work to do and no live worker for this long fails.
     pub worker_wait: Duration,
+    /// Memory-aware admission (`--admission on`); off places tasks by free cores alone.
+    pub admission: bool,
 }
 
 impl Default for SchedulerConfig {
@@ -55,6 +59,7 @@ impl Default for SchedulerConfig {
             shuffle_partitions: 64,
             split_bytes: None,
             worker_wait: Duration::from_secs(60),
+            admission: true,
         }
     }
 }
@@ -107,15 +112,31 @@ pub enum Event {
     TimerTicked,
 }
 
+/// One task attempt: (job, stage, task, attempt).
+type AttemptKey = (JobId, u32, u32, u32);
+
 struct WorkerEntry {
     flight_url: String,
     cores: u32,
     memory_limit: u64,
+    /// Reserved in the worker's pool, as of its last heartbeat or task report.
     memory_used: u64,
-    /// Tasks this scheduler has dispatched to the worker and not heard back about.
-    assigned: u32,
+    /// Tasks dispatched to the worker and not heard back about, with their estimates.
+    running: HashMap<AttemptKey, u64>,
     last_seen: Instant,
     commands: Option<mpsc::Sender<WorkerCommand>>,
+}
+
+impl WorkerEntry {
+    fn room(&self) -> Room {
+        let estimated: u64 = self.running.values().sum();
+        Room {
+            cores: self.cores,
+            running: self.running.len() as u32,
+            budget: memory_pool_size(self.memory_limit),
+            load: estimated.max(self.memory_used),
+        }
+    }
 }
 
 struct JobEntry {
@@ -177,7 +198,7 @@ impl SchedulerState {
                         cores: cores.max(1),
                         memory_limit,
                         memory_used: 0,
-                        assigned: 0,
+                        running: HashMap::new(),
                         last_seen: Instant::now(),
                         commands: None,
                     },
@@ -289,7 +310,7 @@ impl SchedulerState {
                         cores: w.cores,
                         memory_limit: w.memory_limit,
                         memory_used: w.memory_used,
-                        running_tasks: w.assigned,
+                        running_tasks: w.running.len() as u32,
                     })
                     .collect();
                 workers.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
@@ -381,9 +402,11 @@ impl SchedulerState {
     fn task_reported(&mut self, status: TaskStatus) {
         let job_id = JobId(status.job_id.clone());
         let worker = WorkerId(status.worker_id.clone());
+        let key = (job_id.clone(), status.stage_id, status.task, status.attempt);
         let flight_url = match self.workers.get_mut(&worker) {
             Some(w) => {
-                w.assigned = w.assigned.saturating_sub(1);
+                w.running.remove(&key);
+                w.memory_used = status.worker_memory_used;
                 w.flight_url.clone()
             }
             None => return, // a lost worker's late report: its task was already rescheduled
@@ -420,6 +443,7 @@ impl SchedulerState {
                     status.task,
                     status.attempt,
                     &f.message,
+                    f.out_of_memory,
                     max_attempts,
                 ),
             },
@@ -430,61 +454,124 @@ impl SchedulerState {
         }
     }
 
-    /// Sends pending tasks to workers with free slots, oldest job first.
+    /// Starts whatever pending tasks the workers admit (see [`crate::admission`]).
+    ///
+    /// Jobs take turns: the next task comes from the running job with the
+    /// fewest tasks running (the oldest on a tie), so no job starves and a
+    /// small job's tasks backfill around a large one. Within a job, tasks go
+    /// in stage order. A task no worker admits now is passed over, and the
+    /// first such task holds the worker where it fits best: nothing else
+    /// starts there until it does, so a big task is not starved by small ones.
     fn dispatch(&mut self) {
-        let running: Vec<JobId> = self
+        struct Queue {
+            job: JobId,
+            rank: usize,
+            running: usize,
+            pending: Vec<(usize, usize)>,
+            next: usize,
+        }
+        let mut queues: Vec<Queue> = self
             .order
             .iter()
-            .filter(|id| {
-                self.jobs
-                    .get(*id)
-                    .is_some_and(|e| e.job.state == JobState::Running)
+            .enumerate()
+            .filter_map(|(rank, id)| {
+                let job = &self.jobs.get(id)?.job;
+                let pending = job.pending();
+                (!pending.is_empty()).then(|| Queue {
+                    job: id.clone(),
+                    rank,
+                    running: job.running_tasks(),
+                    pending,
+                    next: 0,
+                })
             })
-            .cloned()
             .collect();
-        for id in running {
-            let pending = self
-                .jobs
-                .get(&id)
-                .map(|e| e.job.pending())
-                .unwrap_or_default();
-            let mut started = 0;
-            for (s, t) in pending {
-                let Some(worker) = self.pick_worker() else {
-                    break;
-                };
-                let entry = self.jobs.get_mut(&id).expect("job");
-                let descriptor = entry.job.start(s, t, &worker);
-                let bytes = match encode(&descriptor) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        entry.job.fail(format!("could not encode a task: {e}"));
-                        break;
-                    }
-                };
-                started += 1;
-                let w = self.workers.get_mut(&worker).expect("picked");
-                w.assigned += 1;
-                let launch = WorkerCommand {
-                    command: Some(worker_command::Command::LaunchTask(bytes)),
-                };
-                if !w
-                    .commands
-                    .as_ref()
-                    .is_some_and(|c| c.try_send(launch).is_ok())
-                {
-                    self.lose_worker(&worker, "its command stream is closed");
-                }
-            }
-            if started > 0
-                || self
-                    .jobs
-                    .get(&id)
-                    .is_some_and(|e| e.job.state != JobState::Running)
+        let memory_aware = self.config.admission;
+        let mut held: Option<WorkerId> = None;
+        let mut started: Vec<JobId> = vec![];
+        loop {
+            if !self
+                .workers
+                .iter()
+                .any(|(id, w)| w.commands.is_some() && w.room().has_core() && held.as_ref() != Some(id))
             {
-                self.publish(&id);
+                break;
+            }
+            let Some(q) = queues
+                .iter_mut()
+                .filter(|q| q.next < q.pending.len())
+                .min_by_key(|q| (q.running, q.rank))
+            else {
+                break;
+            };
+            let (s, t) = q.pending[q.next];
+            q.next += 1;
+            let Some(estimate) = self.jobs.get(&q.job).map(|e| e.job.estimate(s, t)) else {
+                continue;
+            };
+            let Some(worker) = self.place(estimate, held.as_ref()) else {
+                if memory_aware && held.is_none() {
+                    held = self.best_fit();
+                }
+                continue;
+            };
+            let entry = self.jobs.get_mut(&q.job).expect("queued job");
+            let descriptor = entry.job.start(s, t, &worker, estimate);
+            let bytes = match encode(&descriptor) {
+                Ok(b) => b,
+                Err(e) => {
+                    entry.job.fail(format!("could not encode a task: {e}"));
+                    q.next = q.pending.len();
+                    started.push(q.job.clone());
+                    continue;
+                }
+            };
+            q.running += 1;
+            started.push(q.job.clone());
+            let key = (q.job.clone(), descriptor.task.stage.0, descriptor.task.index, descriptor.task.attempt);
+            let w = self.workers.get_mut(&worker).expect("placed");
+            w.running.insert(key, estimate);
+            let launch = WorkerCommand {
+                command: Some(worker_command::Command::LaunchTask(bytes)),
+            };
+            if !w
+                .commands
+                .as_ref()
+                .is_some_and(|c| c.try_send(launch).is_ok())
+            {
+                self.lose_worker(&worker, "its command stream is closed");
+                break;
             }
         }
+        started.sort();
+        started.dedup();
+        for id in started {
+            self.publish(&id);
+        }
+    }
+
+    /// The worker that admits a task of this estimate now, with the most
+    /// free cores and then the most free memory; never the held one.
+    fn place(&self, estimate: u64, held: Option<&WorkerId>) -> Option<WorkerId> {
+        let memory_aware = self.config.admission;
+        self.workers
+            .iter()
+            .filter(|(id, w)| w.commands.is_some() && held != Some(*id))
+            .map(|(id, w)| (id, w.room()))
+            .filter(|(_, r)| r.admits(estimate, memory_aware))
+            .max_by_key(|(id, r)| (r.cores - r.running, r.free(), std::cmp::Reverse((*id).clone())))
+            .map(|(id, _)| id.clone())
+    }
+
+    /// Where a task that fits nowhere now will fit soonest: the worker with
+    /// the most free memory, then the fewest running tasks.
+    fn best_fit(&self) -> Option<WorkerId> {
+        self.workers
+            .iter()
+            .filter(|(_, w)| w.commands.is_some())
+            .map(|(id, w)| (id, w.room()))
+            .max_by_key(|(id, r)| (r.free(), std::cmp::Reverse(r.running), std::cmp::Reverse((*id).clone())))
+            .map(|(id, _)| id.clone())
     }
 
     /// Keeps the most recent finished jobs for `ListJobs`; forgets older ones.
@@ -506,14 +593,6 @@ impl SchedulerState {
                 true
             }
         });
-    }
-
-    fn pick_worker(&self) -> Option<WorkerId> {
-        self.workers
-            .iter()
-            .filter(|(_, w)| w.commands.is_some() && w.assigned < w.cores)
-            .max_by_key(|(id, w)| (w.cores - w.assigned, std::cmp::Reverse((*id).clone())))
-            .map(|(id, _)| id.clone())
     }
 
     /// Sends watchers the job's progress, or its end; ends of jobs clean up.
@@ -546,6 +625,7 @@ impl SchedulerState {
                 analyzed_plan: entry.job.analyzed_plan(),
                 spilled_bytes: entry.job.spill_totals().0,
                 spill_files: entry.job.spill_totals().1,
+                memory_failures: entry.job.memory_failures,
             }),
             JobState::Failed(m) => job_event::Event::Failed(JobFailed {
                 message: m.clone(),
@@ -607,3 +687,7 @@ pub async fn run_event_loop(mut state: SchedulerState, mut events: mpsc::Receive
         state.handle(e);
     }
 }
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

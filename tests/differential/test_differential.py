@@ -77,6 +77,14 @@ QUERIES = [
     "SELECT u1.k, u2.name FROM u u1 JOIN u u2 ON u1.k = u2.k",
     "SELECT count(*) FROM t JOIN u ON t.k = u.k JOIN u AS u2 ON u.k = u2.k",
     "SELECT u.name, count(t.id) FROM u LEFT JOIN t ON u.k = t.k GROUP BY u.name",
+    # IS [NOT] DISTINCT FROM: NULLs on both sides, in filters, projections and join keys
+    "SELECT id, n IS DISTINCT FROM 7, n IS NOT DISTINCT FROM NULL, s IS DISTINCT FROM 'name_3', NULL IS NOT DISTINCT FROM NULL FROM t WHERE id < 300",
+    "SELECT count(*) FROM t WHERE n IS DISTINCT FROM k",
+    "SELECT count(*) FROM t WHERE x IS NOT DISTINCT FROM n",
+    "SELECT t.id, u.name FROM t JOIN u ON t.n IS NOT DISTINCT FROM u.k WHERE t.id < 300",
+    "SELECT count(*), count(u.name) FROM t LEFT JOIN u ON t.n IS NOT DISTINCT FROM u.k AND t.k = u.k",
+    "SELECT a.id, b.id FROM t a JOIN t b ON a.s IS NOT DISTINCT FROM b.s AND a.id = b.id + 13 WHERE a.id < 2000",
+    "SELECT count(*) FROM t JOIN u ON t.k = u.k AND t.s IS DISTINCT FROM u.name",
     # subqueries, CTEs, unions
     "SELECT count(*) FROM t WHERE k IN (SELECT k FROM u WHERE w > 100)",
     "SELECT count(*) FROM t WHERE n NOT IN (SELECT n FROM t WHERE n > 10)",

@@ -204,9 +204,21 @@ fn cast_to(a: ArrayRef, to: &DataType) -> Result<ArrayRef> {
     arrow::compute::cast(&a, to).context("coercing a CASE branch")
 }
 
-fn compare(op: BinaryOp, l: &Value, r: &Value, _rows: usize) -> Result<BooleanArray> {
+fn compare(op: BinaryOp, l: &Value, r: &Value, rows: usize) -> Result<BooleanArray> {
+    let distinct = matches!(op, BinaryOp::IsDistinctFrom | BinaryOp::IsNotDistinctFrom);
     if *l.data_type() == DataType::Null || *r.data_type() == DataType::Null {
-        return Ok(BooleanArray::new_null(_rows));
+        if !distinct {
+            return Ok(BooleanArray::new_null(rows));
+        }
+        // NULL IS [NOT] DISTINCT FROM x: whether x is (not) NULL.
+        let other = if *l.data_type() == DataType::Null { r } else { l };
+        let other = other.clone().into_array(rows)?;
+        return Ok(if op == BinaryOp::IsDistinctFrom {
+            boolean::is_not_null(&other)
+        } else {
+            boolean::is_null(&other)
+        }
+        .context("comparison")?);
     }
     let (l, r) = (l.datum(), r.datum());
     let (l, r) = (l.as_ref(), r.as_ref());
@@ -217,6 +229,8 @@ fn compare(op: BinaryOp, l: &Value, r: &Value, _rows: usize) -> Result<BooleanAr
         BinaryOp::LtEq => cmp::lt_eq(l, r),
         BinaryOp::Gt => cmp::gt(l, r),
         BinaryOp::GtEq => cmp::gt_eq(l, r),
+        BinaryOp::IsDistinctFrom => cmp::distinct(l, r),
+        BinaryOp::IsNotDistinctFrom => cmp::not_distinct(l, r),
         _ => unreachable!("not a comparison"),
     }
     .context("comparison")

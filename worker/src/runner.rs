@@ -99,6 +99,10 @@ pub async fn run_task(
                 message: e.to_string(),
                 fetch_failure,
                 cancelled: matches!(e, WorkerError::Cancelled),
+                out_of_memory: matches!(
+                    e,
+                    WorkerError::MemoryExhausted { .. } | WorkerError::CannotProceed { .. }
+                ),
             })
         }
     });

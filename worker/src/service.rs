@@ -108,7 +108,7 @@ pub async fn run(
     std::fs::create_dir_all(&config.work_dir)
         .map_err(|e| WorkerError::io(config.work_dir.display(), e))?;
     // --memory-limit is everything the process may use (a container's limit).
-    let pool = MemoryPool::new(pool_size(config.memory_limit));
+    let pool = MemoryPool::new(keel_proto::size::memory_pool_size(config.memory_limit as u64) as usize);
     // Spill files of a previous life of this worker belong to tasks that are gone.
     let spill = spill_root(&config.work_dir);
     if let Err(e) = std::fs::remove_dir_all(&spill) {
@@ -163,14 +163,6 @@ pub async fn run(
     let _ = stop_tx.send(());
     let _ = server.await;
     Ok(())
-}
-
-/// The memory pool's size: `--memory-limit` less a reserve for what is not
-/// tracked (the runtime, thread stacks, allocator slack, gRPC buffers):
-/// a fifth of the limit, and at least 64 MiB where the limit allows.
-pub fn pool_size(memory_limit: usize) -> usize {
-    let reserve = (memory_limit / 5).max(64 << 20).min(memory_limit / 2);
-    memory_limit - reserve
 }
 
 fn default_advertise(local: SocketAddr) -> String {
@@ -302,8 +294,10 @@ fn launch(
         let Ok(_slot) = slots.acquire_owned().await else {
             return;
         };
+        let pool = env.pool.clone();
         let mut status = run_task(env, task, cancelled.clone()).await;
         running.remove(&job, &cancelled);
+        status.worker_memory_used = pool.used() as u64;
         // Reported even when cancelled: the scheduler frees the task's slot.
         status.worker_id = worker_id;
         let mut client = WorkerServiceClient::new(channel);

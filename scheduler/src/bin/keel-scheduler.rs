@@ -33,6 +33,16 @@ struct Args {
     /// Partitions each hash exchange writes.
     #[arg(long, default_value_t = 64)]
     shuffle_partitions: u32,
+    /// Memory-aware admission: `on` starts a task only where its estimated
+    /// memory fits the worker's budget; `off` places tasks by free cores alone.
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    admission: Switch,
+}
+
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum Switch {
+    On,
+    Off,
 }
 
 #[tokio::main]
@@ -58,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
         shuffle_partitions: args.shuffle_partitions.max(1),
         split_bytes: args.split_bytes.map(|b| b as u64),
         worker_wait: Duration::from_secs_f64(args.worker_wait),
+        admission: args.admission == Switch::On,
         ..Default::default()
     };
     let listener = tokio::net::TcpListener::bind(&args.bind)

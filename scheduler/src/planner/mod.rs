@@ -19,7 +19,7 @@ use keel_proto::ids::StageId;
 use keel_proto::plan::{AggExpr, AggFunc, AggMode, FileSplit, JoinType, PlanNode, Sink, SortKey};
 
 use crate::logical::LogicalPlan;
-use stages::{InputMode, StageGraph, StageInput, StagePlan, TaskSource};
+use stages::{InputMode, ScanTask, StageGraph, StageInput, StagePlan, TaskSource};
 
 #[derive(Debug, Clone)]
 pub struct PlannerConfig {
@@ -55,7 +55,7 @@ struct Fragment {
 
 #[derive(Clone)]
 enum Source {
-    Scan(Vec<Vec<FileSplit>>),
+    Scan(Vec<ScanTask>),
     Hash,
     Slice,
     Single,
@@ -285,7 +285,7 @@ impl Planner {
         let target = self.config.split_bytes.unwrap_or_else(|| {
             (total / (2 * self.config.total_cores.max(1) as u64)).clamp(8 << 20, 128 << 20)
         });
-        let mut tasks: Vec<Vec<FileSplit>> = vec![];
+        let mut tasks: Vec<ScanTask> = vec![];
         let mut current: Vec<FileSplit> = vec![];
         let mut current_bytes = 0;
         for (fi, gi, bytes, _) in groups {
@@ -299,12 +299,17 @@ impl Planner {
             }
             current_bytes += bytes;
             if current_bytes >= target {
-                tasks.push(std::mem::take(&mut current));
-                current_bytes = 0;
+                tasks.push(ScanTask {
+                    splits: std::mem::take(&mut current),
+                    bytes: std::mem::take(&mut current_bytes),
+                });
             }
         }
         if !current.is_empty() || tasks.is_empty() {
-            tasks.push(current);
+            tasks.push(ScanTask {
+                splits: current,
+                bytes: current_bytes,
+            });
         }
         let predicate = crate::sql::types::conjunction_of(filters);
         Fragment {

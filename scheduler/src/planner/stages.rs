@@ -24,11 +24,19 @@ pub struct StageInput {
     pub mode: InputMode,
 }
 
+/// One scan task's row groups and their uncompressed bytes (from the
+/// Parquet footers, counting only the columns read).
+#[derive(Debug, Clone)]
+pub struct ScanTask {
+    pub splits: Vec<FileSplit>,
+    pub bytes: u64,
+}
+
 /// Where a stage's tasks come from.
 #[derive(Debug, Clone)]
 pub enum TaskSource {
     /// One task per group of Parquet row groups.
-    Scan(Vec<Vec<FileSplit>>),
+    Scan(Vec<ScanTask>),
     /// Reduce tasks chosen when the inputs finish, from their reported sizes.
     Shuffle,
     Single,
@@ -75,11 +83,11 @@ pub fn explain(stages: &[&StagePlan], annotate: impl Fn(&StagePlan) -> Option<St
     for s in stages {
         let tasks = match &s.tasks {
             TaskSource::Scan(splits) => {
-                let mut files: Vec<&str> =
-                    splits.iter().flatten().map(|s| s.path.as_str()).collect();
+                let all = || splits.iter().flat_map(|t| &t.splits);
+                let mut files: Vec<&str> = all().map(|s| s.path.as_str()).collect();
                 files.sort_unstable();
                 files.dedup();
-                let groups: usize = splits.iter().flatten().map(|s| s.row_groups.len()).sum();
+                let groups: usize = all().map(|s| s.row_groups.len()).sum();
                 format!(
                     "{} scan tasks over {} files, {groups} row groups",
                     splits.len(),

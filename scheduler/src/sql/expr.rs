@@ -56,7 +56,9 @@ pub fn contains_aggregate(e: &ast::Expr) -> bool {
         return true;
     }
     match e {
-        E::BinaryOp { left, right, .. } => contains_aggregate(left) || contains_aggregate(right),
+        E::BinaryOp { left, right, .. }
+        | E::IsDistinctFrom(left, right)
+        | E::IsNotDistinctFrom(left, right) => contains_aggregate(left) || contains_aggregate(right),
         E::UnaryOp { expr, .. }
         | E::Nested(expr)
         | E::IsNull(expr)
@@ -380,6 +382,19 @@ impl<'a> ExprBinder<'a> {
                     UnaryOperator::Plus => (x, t),
                     other => return Err(SchedulerError::unsupported(format!("operator {other}"))),
                 }
+            }
+            E::IsDistinctFrom(left, right) | E::IsNotDistinctFrom(left, right) => {
+                let op = if matches!(e, E::IsDistinctFrom(..)) {
+                    BinaryOp::IsDistinctFrom
+                } else {
+                    BinaryOp::IsNotDistinctFrom
+                };
+                let (l, lt) = self.bind(left)?;
+                let (r, rt) = self.bind(right)?;
+                (
+                    binary(op, l, &lt, r, &rt, &e.to_string())?,
+                    DataType::Boolean,
+                )
             }
             E::IsNull(inner) => (
                 Expr::IsNull(Box::new(self.bind(inner)?.0)),

@@ -1,6 +1,6 @@
 //! FROM clauses: tables, `read_parquet`, subqueries, CTE references and joins.
 
-use keel_proto::expr::{BinaryOp, Expr};
+use keel_proto::expr::{BinaryOp, Expr, ScalarValue};
 use keel_proto::plan::JoinType;
 use sqlparser::ast::{
     self, FunctionArg, FunctionArgExpr, JoinConstraint, JoinOperator, TableFactor,
@@ -192,12 +192,16 @@ impl Binder<'_> {
                 let mut conjuncts = vec![];
                 split_conjuncts(on, &mut conjuncts);
                 for c in conjuncts {
-                    if let ast::Expr::BinaryOp {
-                        left,
-                        op: ast::BinaryOperator::Eq,
-                        right,
-                    } = c
-                    {
+                    let equality = match c {
+                        ast::Expr::BinaryOp {
+                            left,
+                            op: ast::BinaryOperator::Eq,
+                            right,
+                        } => Some((left, right, false)),
+                        ast::Expr::IsNotDistinctFrom(left, right) => Some((left, right, true)),
+                        _ => None,
+                    };
+                    if let Some((left, right, null_safe)) = equality {
                         let mut b = ExprBinder::new(&combined);
                         let (l, lt) = b.bind(left)?;
                         let (r, rt) = b.bind(right)?;
@@ -222,9 +226,19 @@ impl Binder<'_> {
                         if let Some(((l, lt), (r, rt))) = pair {
                             let t = common_type(&lt, &rt, false, false)
                                 .ok_or_else(|| key_mismatch(&c.to_string(), &lt, &rt))?;
-                            left_keys.push(super::types::cast_if_needed(l, &lt, &t));
+                            let l = super::types::cast_if_needed(l, &lt, &t);
                             let r = r.remap_columns(&|i| i - nl);
-                            right_keys.push(super::types::cast_if_needed(r, &rt, &t));
+                            let r = super::types::cast_if_needed(r, &rt, &t);
+                            if null_safe {
+                                // Hash joins never match NULL keys; these never are NULL.
+                                let (ln, lv) = null_safe_key(l, &t);
+                                let (rn, rv) = null_safe_key(r, &t);
+                                left_keys.extend([ln, lv]);
+                                right_keys.extend([rn, rv]);
+                            } else {
+                                left_keys.push(l);
+                                right_keys.push(r);
+                            }
                             continue;
                         }
                     }
@@ -261,6 +275,24 @@ impl Binder<'_> {
         };
         Ok((plan, lscope.join(rscope)))
     }
+}
+
+/// `k IS NOT DISTINCT FROM …` as two keys that are never NULL: whether `k`
+/// is NULL, and `k` with NULL replaced by a fixed value of its type.
+fn null_safe_key(k: Expr, t: &arrow::datatypes::DataType) -> (Expr, Expr) {
+    use arrow::datatypes::DataType as T;
+    let fill = match t {
+        T::Utf8 => Expr::Literal(ScalarValue::Utf8(String::new())),
+        T::Boolean => Expr::Literal(ScalarValue::Boolean(false)),
+        T::Date32 => Expr::Literal(ScalarValue::Date32(0)),
+        T::Timestamp(..) => Expr::Literal(ScalarValue::Timestamp(0)).cast(t.clone()),
+        _ => Expr::Literal(ScalarValue::Int64(0)).cast(t.clone()),
+    };
+    let value = Expr::Case {
+        whens: vec![(Expr::IsNull(Box::new(k.clone())), fill)],
+        otherwise: Some(Box::new(k.clone())),
+    };
+    (Expr::IsNull(Box::new(k)), value)
 }
 
 fn key_mismatch(

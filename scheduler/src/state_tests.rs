@@ -1,0 +1,277 @@
+//! Admission and fairness, by feeding events to the scheduler's state and
+//! reading the task launches that come out.
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema};
+use keel_proto::expr::Expr;
+use keel_proto::ids::{JobId, StageId, WorkerId};
+use keel_proto::pb::{task_status, worker_command, TaskFailed, TaskStatus, TaskSucceeded, WorkerCommand};
+use keel_proto::plan::{FileSplit, PlanNode, Sink, SortKey};
+use keel_proto::task::{decode, TaskDescriptor};
+use tokio::sync::{mpsc, oneshot};
+
+use super::*;
+use crate::admission::TASK_BASE_BYTES;
+use crate::job::Job;
+use crate::planner::stages::{ScanTask, StageGraph, StagePlan, TaskSource};
+
+const MIB: u64 = 1 << 20;
+/// A worker with this limit has a 1000 MiB budget (the limit less a fifth).
+const LIMIT_FOR_1000MIB: u64 = 1250 * MIB;
+
+struct Harness {
+    state: SchedulerState,
+    launches: Vec<(WorkerId, mpsc::Receiver<WorkerCommand>)>,
+}
+
+impl Harness {
+    fn new(admission: bool) -> Harness {
+        let config = SchedulerConfig {
+            admission,
+            ..Default::default()
+        };
+        Harness {
+            state: SchedulerState::new(config, Arc::new(AtomicUsize::new(1))),
+            launches: vec![],
+        }
+    }
+
+    fn worker(&mut self, cores: u32, memory_limit: u64) -> WorkerId {
+        let (reply, mut id) = oneshot::channel();
+        self.state.handle(Event::WorkerRegistered {
+            flight_url: "http://w".into(),
+            cores,
+            memory_limit,
+            reply,
+        });
+        let id = id.try_recv().expect("registered");
+        let (commands, rx) = mpsc::channel(1000);
+        let (reply, _) = oneshot::channel();
+        self.state.handle(Event::WorkerConnected {
+            worker: id.clone(),
+            commands,
+            reply,
+        });
+        self.launches.push((id.clone(), rx));
+        id
+    }
+
+    /// A one-stage job of sort tasks, one per entry of `scan_mib`: each is
+    /// estimated at the base plus 1.25 × its bytes.
+    fn job(&mut self, name: &str, scan_mib: &[u64]) {
+        let schema = Schema::new(vec![Field::new("x", DataType::Int64, true)]);
+        let plan = PlanNode::Sort {
+            input: Box::new(PlanNode::Scan {
+                splits: vec![],
+                schema,
+                predicate: None,
+            }),
+            keys: vec![SortKey {
+                expr: Expr::Column(0),
+                descending: false,
+                nulls_first: false,
+            }],
+            fetch: None,
+        };
+        let tasks = scan_mib
+            .iter()
+            .enumerate()
+            .map(|(i, mib)| ScanTask {
+                splits: vec![FileSplit {
+                    path: format!("/{name}/{i}.parquet"),
+                    row_groups: vec![0],
+                }],
+                bytes: mib * MIB,
+            })
+            .collect();
+        let graph = StageGraph {
+            stages: vec![StagePlan {
+                id: StageId(1),
+                plan,
+                sink: Sink::Single,
+                inputs: vec![],
+                tasks: TaskSource::Scan(tasks),
+                estimated_rows: 0,
+                estimated_bytes: 0,
+            }],
+            output_schema: Schema::empty(),
+            copy_to: None,
+        };
+        let job = Job::new(JobId(name.into()), String::new(), graph);
+        self.state.handle(Event::JobSubmitted { job: Box::new(job) });
+    }
+
+    /// Task launches since the last call: (worker, job, task, attempt).
+    fn launched(&mut self) -> Vec<(WorkerId, String, u32, u32)> {
+        let mut out = vec![];
+        for (w, rx) in &mut self.launches {
+            while let Ok(cmd) = rx.try_recv() {
+                if let Some(worker_command::Command::LaunchTask(bytes)) = cmd.command {
+                    let d: TaskDescriptor = decode(&bytes).unwrap();
+                    out.push((w.clone(), d.job.0, d.task.index, d.task.attempt));
+                }
+            }
+        }
+        out
+    }
+
+    fn report(&mut self, worker: &WorkerId, job: &str, task: u32, attempt: u32, result: task_status::Result) {
+        self.state.handle(Event::TaskReported(TaskStatus {
+            worker_id: worker.0.clone(),
+            job_id: job.into(),
+            stage_id: 1,
+            task,
+            attempt,
+            result: Some(result),
+            worker_memory_used: 0,
+        }));
+    }
+
+    fn succeed(&mut self, worker: &WorkerId, job: &str, task: u32, peak: u64) {
+        let stats = TaskSucceeded {
+            peak_memory: peak,
+            ..Default::default()
+        };
+        self.report(worker, job, task, 0, task_status::Result::Succeeded(stats));
+    }
+
+    fn job_state(&self, job: &str) -> &Job {
+        &self.state.jobs[&JobId(job.into())].job
+    }
+}
+
+fn tasks_of(launched: &[(WorkerId, String, u32, u32)], job: &str) -> Vec<u32> {
+    launched.iter().filter(|l| l.1 == job).map(|l| l.2).collect()
+}
+
+#[test]
+fn small_tasks_pack_up_to_the_cores() {
+    let mut h = Harness::new(true);
+    h.worker(4, LIMIT_FOR_1000MIB);
+    h.job("small", &[40; 6]); // about 66 MiB each
+    assert_eq!(tasks_of(&h.launched(), "small"), vec![0, 1, 2, 3]);
+}
+
+#[test]
+fn big_tasks_run_with_fewer_neighbours() {
+    let mut h = Harness::new(true);
+    let w = h.worker(4, LIMIT_FOR_1000MIB);
+    h.job("big", &[320; 4]); // 416 MiB each: two fit in 1000 MiB, three do not
+    assert_eq!(tasks_of(&h.launched(), "big"), vec![0, 1]);
+    h.succeed(&w, "big", 0, 416 * MIB);
+    assert_eq!(tasks_of(&h.launched(), "big"), vec![2]);
+}
+
+#[test]
+fn admission_off_places_by_cores_alone() {
+    let mut h = Harness::new(false);
+    h.worker(4, LIMIT_FOR_1000MIB);
+    h.job("big", &[320; 4]);
+    assert_eq!(tasks_of(&h.launched(), "big"), vec![0, 1, 2, 3]);
+}
+
+#[test]
+fn a_task_too_big_for_every_worker_runs_alone() {
+    let mut h = Harness::new(true);
+    let w = h.worker(4, LIMIT_FOR_1000MIB);
+    h.job("huge", &[2000, 1]);
+    // Alone on the idle worker; the small one waits rather than join it.
+    assert_eq!(tasks_of(&h.launched(), "huge"), vec![0]);
+    assert!(h.job_state("huge").estimate(0, 0) > 1000 * MIB);
+    h.succeed(&w, "huge", 0, 900 * MIB);
+    assert_eq!(tasks_of(&h.launched(), "huge"), vec![1]);
+}
+
+#[test]
+fn later_tasks_are_estimated_from_what_finished_ones_used() {
+    let mut h = Harness::new(true);
+    let w = h.worker(4, LIMIT_FOR_1000MIB);
+    h.job("learn", &[400; 4]); // the model says 516 MiB each: one at a time
+    assert_eq!(tasks_of(&h.launched(), "learn"), vec![0]);
+    assert_eq!(h.job_state("learn").estimate(0, 1), TASK_BASE_BYTES + 500 * MIB);
+    // It really held 116 MiB: 0.25 bytes per input byte.
+    h.succeed(&w, "learn", 0, TASK_BASE_BYTES + 100 * MIB);
+    assert_eq!(h.job_state("learn").estimate(0, 1), TASK_BASE_BYTES + 100 * MIB);
+    assert_eq!(tasks_of(&h.launched(), "learn"), vec![1, 2, 3]);
+}
+
+#[test]
+fn a_task_that_failed_for_memory_is_retried_with_a_raised_estimate() {
+    let mut h = Harness::new(true);
+    let w = h.worker(4, LIMIT_FOR_1000MIB);
+    h.job("oom", &[200]);
+    assert_eq!(h.launched().len(), 1);
+    let before = h.job_state("oom").estimate(0, 0);
+    let failed = TaskFailed {
+        message: "memory exhausted".into(),
+        out_of_memory: true,
+        ..Default::default()
+    };
+    h.report(&w, "oom", 0, 0, task_status::Result::Failed(failed));
+    let job = h.job_state("oom");
+    assert_eq!(job.estimate(0, 0), 2 * before);
+    assert_eq!(job.memory_failures, 1);
+    assert!(job.retries[0].contains("out of memory; estimate raised"), "{:?}", job.retries);
+    let relaunched = h.launched();
+    assert_eq!(relaunched.len(), 1);
+    assert_eq!(relaunched[0].3, 1, "attempt 1");
+}
+
+#[test]
+fn jobs_take_turns() {
+    let mut h = Harness::new(true);
+    // Both jobs wait for the worker, so the first dispatch sees both.
+    h.job("large", &[40; 8]);
+    h.job("small", &[40; 2]);
+    let w = h.worker(4, LIMIT_FOR_1000MIB);
+    let first = h.launched();
+    assert_eq!(tasks_of(&first, "large"), vec![0, 1]);
+    assert_eq!(tasks_of(&first, "small"), vec![0, 1]);
+    // The large job has the fewest running once the small one is done.
+    h.succeed(&w, "small", 0, MIB);
+    h.job("later", &[40]);
+    h.succeed(&w, "small", 1, MIB);
+    let next = h.launched();
+    assert_eq!(tasks_of(&next, "large"), vec![2]);
+    assert_eq!(tasks_of(&next, "later"), vec![0]);
+}
+
+#[test]
+fn a_blocked_task_holds_one_worker_and_small_jobs_backfill_the_others() {
+    let mut h = Harness::new(true);
+    let w1 = h.worker(4, LIMIT_FOR_1000MIB);
+    let w2 = h.worker(4, LIMIT_FOR_1000MIB);
+    h.job("a", &[300, 300]); // 391 MiB each: one per worker
+    let spread: Vec<WorkerId> = h.launched().into_iter().map(|l| l.0).collect();
+    assert_eq!(spread, vec![w1.clone(), w2.clone()]);
+    h.job("huge", &[700]); // 891 MiB: fits beside nothing
+    h.job("tiny", &[1]);
+    let next = h.launched();
+    assert_eq!(tasks_of(&next, "huge"), Vec::<u32>::new());
+    // The huge task holds worker 1; the tiny job backfills worker 2.
+    assert_eq!(next.iter().map(|l| (&l.0, l.1.as_str())).collect::<Vec<_>>(), vec![(&w2, "tiny")]);
+    h.job("filler", &[1]);
+    let filler = h.launched();
+    assert_eq!(filler.iter().map(|l| &l.0).collect::<Vec<_>>(), vec![&w2], "never on the held worker");
+    h.succeed(&w1, "a", 0, 391 * MIB);
+    let last = h.launched();
+    assert_eq!(last.iter().map(|l| (&l.0, l.1.as_str())).collect::<Vec<_>>(), vec![(&w1, "huge")]);
+}
+
+#[test]
+fn a_blocked_task_is_not_starved_by_small_ones() {
+    let mut h = Harness::new(true);
+    let w = h.worker(4, LIMIT_FOR_1000MIB);
+    h.job("first", &[300]); // 391 MiB
+    assert_eq!(h.launched().len(), 1);
+    h.job("huge", &[700]); // 891 MiB: waits for "first"
+    h.job("filler", &[40; 4]);
+    // The filler would fit beside "first", but the worker is held for "huge".
+    assert!(h.launched().is_empty());
+    h.succeed(&w, "first", 0, 391 * MIB);
+    let next = h.launched();
+    assert_eq!(tasks_of(&next, "huge"), vec![0]);
+    assert_eq!(tasks_of(&next, "filler"), vec![0], "only one 66 MiB task fits beside 891 MiB");
+}
