@@ -18,13 +18,13 @@ just before it exits) against its limit, and the bytes Keel spilled.
 
 import argparse
 import json
-import os
-import re
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from cluster import GIB, Cluster, parse_size, run
 
 ROOT = Path(__file__).resolve().parents[1]
 QUERY = (
@@ -32,75 +32,21 @@ QUERY = (
     "FROM df1 JOIN df2 USING (key) "
     "GROUP BY df2_group, bucket, group1, group2, group3, group4"
 )
-GIB = 1 << 30
-
-
-def run(cmd, **kw):
-    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
-    if r.returncode != 0:
-        sys.exit(f"{' '.join(map(str, cmd))} failed:\n{r.stderr}")
-    return r
-
-
-def parse_size(s):
-    m = re.fullmatch(r"(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB)?", s)
-    mult = {None: 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "KB": 10**3, "MB": 10**6, "GB": 10**9}
-    return int(m.group(1)) * mult[m.group(2)]
-
-
-def vm_hwm(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def start(cmd, env=None):
-    """Starts a process that prints `… listening on ADDR` first; returns (proc, addr)."""
-    p = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    line = p.stdout.readline()
-    m = re.search(r"listening on (\S+)", line)
-    if not m:
-        p.kill()
-        sys.exit(f"{cmd[0]} did not start: {line!r}")
-    return p, m.group(1)
 
 
 def keel_cluster_run(bin_dir, data, out, workers, limit, work_root):
     """Runs the COPY on a fresh cluster; returns (seconds, [VmHWM per worker], spilled bytes)."""
-    scheduler, addr = start([bin_dir / "keel-scheduler", "--bind", "127.0.0.1:0"])
-    url = f"http://{addr}"
-    procs = []
-    try:
-        for i in range(workers):
-            cmd = [bin_dir / "keel-worker", "--scheduler", url, "--bind", "127.0.0.1:0", "--cores", "2",
-                   "--work-dir", work_root / f"w{i}"]
-            if limit:
-                cmd += ["--memory-limit", limit]
-            procs.append(start(cmd)[0])
-        deadline = time.time() + 30
-        while True:
-            r = subprocess.run([bin_dir / "keel", "health", "--scheduler", url], capture_output=True, text=True)
-            if r.returncode == 0 and f"{workers} workers" in r.stdout:
-                break
-            if time.time() > deadline:
-                sys.exit(f"workers did not register: {r.stdout}{r.stderr}")
-            time.sleep(0.2)
+    worker_args = ["--cores", "2"] + (["--memory-limit", limit] if limit else [])
+    with Cluster(bin_dir, workers, work_root, worker_args=worker_args) as cluster:
         profile = work_root / "profile.json"
         t0 = time.perf_counter()
-        run([bin_dir / "keel", "sql", "--scheduler", url, "--profile", profile,
+        run([bin_dir / "keel", "sql", "--scheduler", cluster.url, "--profile", profile,
              "--table", f"df1={data}/df1", "--table", f"df2={data}/df2",
              f"COPY ({QUERY}) TO '{out}' (FORMAT parquet)"])
         seconds = time.perf_counter() - t0
-        hwm = [vm_hwm(p.pid) for p in procs]
+        hwm = cluster.peak_rss()
         spilled = sum(t["spilled_bytes"] for s in json.loads(profile.read_text())["stages"] for t in s["tasks"])
         return seconds, hwm, spilled
-    finally:
-        for p in procs + [scheduler]:
-            p.terminate()
-        for p in procs + [scheduler]:
-            p.wait(timeout=30)
 
 
 def main():

@@ -23,6 +23,9 @@ pub struct ShuffleInput {
     /// Every task of the stage reads all of it (a broadcast join side):
     /// the worker fetches it once and shares it between those tasks.
     pub broadcast: bool,
+    /// Bytes the fetches hold, as their map tasks reported them (sizes the
+    /// task's in-flight buffer: a small input does not reserve a big one).
+    pub bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

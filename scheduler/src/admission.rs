@@ -21,6 +21,9 @@ use crate::adaptive::TaskSpec;
 /// shuffle-writer buffers.
 pub const TASK_BASE_BYTES: u64 = 16 << 20;
 
+/// A worker buffers at most this much of one task's shuffle input.
+const IN_FLIGHT_BYTES: u64 = 32 << 20;
+
 /// A partial aggregation emits what it holds when refused, so it is
 /// estimated at no more than this.
 const PARTIAL_AGGREGATE_BYTES: u64 = 64 << 20;
@@ -36,7 +39,8 @@ fn held(node: &PlanNode, spec: &TaskSpec) -> (u64, u64) {
     match node {
         PlanNode::Scan { .. } => (spec.scan_bytes, 0),
         PlanNode::ShuffleRead { input: i, .. } => {
-            (spec.input_bytes.get(*i).copied().unwrap_or(0), 0)
+            let bytes = spec.input_bytes.get(*i).copied().unwrap_or(0);
+            (bytes, bytes.min(IN_FLIGHT_BYTES))
         }
         PlanNode::OneRow => (0, 0),
         PlanNode::Aggregate {
@@ -171,10 +175,13 @@ mod tests {
             schema: schema.clone(),
         };
         let mb = 1 << 20;
-        assert_eq!(model(&agg(AggMode::Final), &spec(&[100 * mb])), TASK_BASE_BYTES + 150 * mb);
+        assert_eq!(
+            model(&agg(AggMode::Final), &spec(&[100 * mb])),
+            TASK_BASE_BYTES + 32 * mb + 150 * mb
+        );
         assert_eq!(
             model(&agg(AggMode::Partial), &spec(&[1000 * mb])),
-            TASK_BASE_BYTES + PARTIAL_AGGREGATE_BYTES
+            TASK_BASE_BYTES + 32 * mb + PARTIAL_AGGREGATE_BYTES
         );
         let join = PlanNode::HashJoin {
             left: read(0),
@@ -186,8 +193,12 @@ mod tests {
             build_left: false,
             schema: schema.clone(),
         };
-        // Only the build side (right) is held: twice, batches and index.
-        assert_eq!(model(&join, &spec(&[500 * mb, 10 * mb])), TASK_BASE_BYTES + 20 * mb);
+        // The build side (right) is held twice (batches and index); each
+        // input has up to 32 MiB in flight.
+        assert_eq!(
+            model(&join, &spec(&[500 * mb, 10 * mb])),
+            TASK_BASE_BYTES + 20 * mb + 32 * mb + 10 * mb
+        );
     }
 
     #[test]

@@ -274,7 +274,8 @@ impl Job {
             .inputs
             .iter()
             .zip(&stage.plan.inputs)
-            .map(|(slices, input)| {
+            .zip(&stage.tasks[t].spec.input_bytes)
+            .map(|((slices, input), &bytes)| {
                 let p = self.index(input.stage).expect("input stage");
                 let fetches = slices
                     .iter()
@@ -298,6 +299,7 @@ impl Job {
                 ShuffleInput {
                     fetches,
                     broadcast: input.mode == InputMode::Broadcast,
+                    bytes,
                 }
             })
             .collect()

@@ -75,6 +75,7 @@ QUERIES = [
     "SELECT t.k, count(*) FROM t JOIN u ON t.k = u.k AND t.n < u.w GROUP BY t.k",
     "SELECT count(*) FROM t JOIN u ON t.n = u.k",
     "SELECT u1.k, u2.name FROM u u1 JOIN u u2 ON u1.k = u2.k",
+    "SELECT u.*, t.id FROM t JOIN u ON t.k = u.k WHERE t.id < 50",
     "SELECT count(*) FROM t JOIN u ON t.k = u.k JOIN u AS u2 ON u.k = u2.k",
     "SELECT u.name, count(t.id) FROM u LEFT JOIN t ON u.k = t.k GROUP BY u.name",
     # IS [NOT] DISTINCT FROM: NULLs on both sides, in filters, projections and join keys

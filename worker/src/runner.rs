@@ -126,7 +126,8 @@ async fn execute(
         inputs.push(Some(if input.broadcast {
             env.broadcasts.get(&env.reader, &task.job, input).await?
         } else {
-            let budget = InFlightBudget::new(&memory, per_input);
+            let want = per_input.min((input.bytes as usize).max(1 << 20));
+            let budget = InFlightBudget::new(&memory, want);
             input::open(env.reader.clone(), &task.job, input, budget)
         }));
     }

@@ -226,7 +226,12 @@ impl Binder<'_> {
                     }
                 }
                 SelectItem::QualifiedWildcard(kind, _) => {
-                    let q = kind.to_string();
+                    let q = match kind {
+                        ast::SelectItemQualifiedWildcardKind::ObjectName(name) => name.to_string(),
+                        ast::SelectItemQualifiedWildcardKind::Expr(e) => {
+                            return Err(SchedulerError::unsupported(format!("{e}.*")))
+                        }
+                    };
                     if !scope.has_qualifier(&q) {
                         return Err(SchedulerError::bind(format!(
                             "{q}.* names no table in FROM"

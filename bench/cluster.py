@@ -1,0 +1,80 @@
+"""Helpers the benchmarks share: sizes, processes, peak memory, a cluster of
+real keel-scheduler and keel-worker processes."""
+
+import re
+import subprocess
+import sys
+import time
+
+GIB = 1 << 30
+
+
+def run(cmd, **kw):
+    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
+    if r.returncode != 0:
+        sys.exit(f"{' '.join(map(str, cmd))} failed:\n{r.stderr}")
+    return r
+
+
+def parse_size(s):
+    m = re.fullmatch(r"(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB)?", s)
+    mult = {None: 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "KB": 10**3, "MB": 10**6, "GB": 10**9}
+    return int(m.group(1)) * mult[m.group(2)]
+
+
+def vm_hwm(pid):
+    """The process's peak resident memory (the kernel's VmHWM), in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def start(cmd, env=None):
+    """Starts a process that prints `… listening on ADDR` first; returns (proc, addr)."""
+    p = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    line = p.stdout.readline()
+    m = re.search(r"listening on (\S+)", line)
+    if not m:
+        p.kill()
+        sys.exit(f"{cmd[0]} did not start: {line!r}")
+    return p, m.group(1)
+
+
+class Cluster:
+    """A keel-scheduler and workers as real processes; a context manager."""
+
+    def __init__(self, bin_dir, workers, work_root, scheduler_args=(), worker_args=()):
+        self.bin_dir = bin_dir
+        self.scheduler, addr = start([bin_dir / "keel-scheduler", "--bind", "127.0.0.1:0", *scheduler_args])
+        self.url = f"http://{addr}"
+        self.workers = []
+        for i in range(workers):
+            cmd = [bin_dir / "keel-worker", "--scheduler", self.url, "--bind", "127.0.0.1:0",
+                   "--work-dir", work_root / f"w{i}", *worker_args]
+            self.workers.append(start(cmd)[0])
+        deadline = time.time() + 30
+        while True:
+            r = subprocess.run([bin_dir / "keel", "health", "--scheduler", self.url], capture_output=True, text=True)
+            if r.returncode == 0 and f"{workers} workers" in r.stdout:
+                break
+            if time.time() > deadline:
+                self.close()
+                sys.exit(f"workers did not register: {r.stdout}{r.stderr}")
+            time.sleep(0.2)
+
+    def peak_rss(self):
+        return [vm_hwm(p.pid) for p in self.workers]
+
+    def close(self):
+        for p in self.workers + [self.scheduler]:
+            p.terminate()
+        for p in self.workers + [self.scheduler]:
+            p.wait(timeout=30)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
