@@ -58,13 +58,13 @@ def write_data(dir: Path):
 class Cluster:
     """A keel-scheduler and workers as real processes; stopped by close()."""
 
-    def __init__(self, workers=2, scheduler_args=(), work_dir=None, worker_args=()):
+    def __init__(self, workers=2, scheduler_args=(), work_dir=None, worker_args=(), cores=2):
         self.procs = []
         self.scheduler = self._start([binary("keel-scheduler"), "--bind", "127.0.0.1:0", *scheduler_args])
         self.url = "http://" + self._address(self.scheduler, "keel-scheduler listening on ")
         self.workers = []
         for i in range(workers):
-            args = [binary("keel-worker"), "--scheduler", self.url, "--bind", "127.0.0.1:0", "--cores", "2", *worker_args]
+            args = [binary("keel-worker"), "--scheduler", self.url, "--bind", "127.0.0.1:0", "--cores", str(cores), *worker_args]
             if work_dir:
                 args += ["--work-dir", str(Path(work_dir) / f"worker-{i}")]
             w = self._start(args)
@@ -93,6 +93,14 @@ class Cluster:
                 return
             time.sleep(0.05)
         pytest.fail(f"{n} workers did not register within {timeout}s")
+
+    def peak_rss(self):
+        """Each worker's peak resident memory so far (the kernel's VmHWM), in bytes."""
+        peaks = []
+        for w in self.workers:
+            with open(f"/proc/{w.pid}/status") as f:
+                peaks.append(next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:")))
+        return peaks
 
     def close(self):
         for p in self.procs:
