@@ -264,6 +264,7 @@ impl WorkerService for Handle {
             .ask(|reply| Event::HeartbeatReceived {
                 worker: WorkerId(r.worker_id),
                 memory_used: r.memory_used,
+                memory_pinned: r.memory_pinned,
                 reply,
             })
             .await?;

@@ -84,6 +84,7 @@ pub enum Event {
     HeartbeatReceived {
         worker: WorkerId,
         memory_used: u64,
+        memory_pinned: u64,
         reply: oneshot::Sender<bool>,
     },
     TaskReported(TaskStatus),
@@ -119,8 +120,10 @@ struct WorkerEntry {
     flight_url: String,
     cores: u32,
     memory_limit: u64,
-    /// Reserved in the worker's pool, as of its last heartbeat or task report.
+    /// Reserved in the worker's pool, and of that what cannot spill, as of
+    /// its last heartbeat or task report.
     memory_used: u64,
+    memory_pinned: u64,
     /// Tasks dispatched to the worker and not heard back about, with their estimates.
     running: HashMap<AttemptKey, u64>,
     last_seen: Instant,
@@ -134,7 +137,9 @@ impl WorkerEntry {
             cores: self.cores,
             running: self.running.len() as u32,
             budget: memory_pool_size(self.memory_limit),
-            load: estimated.max(self.memory_used),
+            // Spillable consumers grow into whatever the pool has, so only
+            // what cannot spill corrects the estimates.
+            load: estimated.max(self.memory_pinned),
         }
     }
 }
@@ -198,6 +203,7 @@ impl SchedulerState {
                         cores: cores.max(1),
                         memory_limit,
                         memory_used: 0,
+                        memory_pinned: 0,
                         running: HashMap::new(),
                         last_seen: Instant::now(),
                         commands: None,
@@ -227,12 +233,14 @@ impl SchedulerState {
             Event::HeartbeatReceived {
                 worker,
                 memory_used,
+                memory_pinned,
                 reply,
             } => {
                 let known = match self.workers.get_mut(&worker) {
                     Some(w) => {
                         w.last_seen = Instant::now();
                         w.memory_used = memory_used;
+                        w.memory_pinned = memory_pinned;
                         true
                     }
                     None => false,
@@ -407,6 +415,7 @@ impl SchedulerState {
             Some(w) => {
                 w.running.remove(&key);
                 w.memory_used = status.worker_memory_used;
+                w.memory_pinned = status.worker_memory_pinned;
                 w.flight_url.clone()
             }
             None => return, // a lost worker's late report: its task was already rescheduled

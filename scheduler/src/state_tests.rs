@@ -126,6 +126,7 @@ impl Harness {
             attempt,
             result: Some(result),
             worker_memory_used: 0,
+            worker_memory_pinned: 0,
         }));
     }
 
@@ -274,4 +275,29 @@ fn a_blocked_task_is_not_starved_by_small_ones() {
     let next = h.launched();
     assert_eq!(tasks_of(&next, "huge"), vec![0]);
     assert_eq!(tasks_of(&next, "filler"), vec![0], "only one 66 MiB task fits beside 891 MiB");
+}
+
+#[test]
+fn unspillable_memory_a_worker_reports_counts_against_its_budget() {
+    let mut h = Harness::new(true);
+    let w = h.worker(4, LIMIT_FOR_1000MIB);
+    h.job("first", &[40; 1]);
+    assert_eq!(h.launched().len(), 1);
+    let (reply, _) = oneshot::channel();
+    h.state.handle(Event::HeartbeatReceived {
+        worker: w.clone(),
+        memory_used: 990 * MIB,
+        memory_pinned: 950 * MIB,
+        reply,
+    });
+    h.job("second", &[40]);
+    assert!(h.launched().is_empty(), "950 MiB pinned + 66 MiB exceed the budget");
+    let (reply, _) = oneshot::channel();
+    h.state.handle(Event::HeartbeatReceived {
+        worker: w,
+        memory_used: 990 * MIB,
+        memory_pinned: 0,
+        reply,
+    });
+    assert_eq!(tasks_of(&h.launched(), "second"), vec![0], "spillable memory is no bar");
 }

@@ -55,6 +55,11 @@ impl MemoryPool {
         s.unspillable + s.spillable
     }
 
+    /// Reserved by consumers that cannot spill.
+    pub fn pinned(&self) -> usize {
+        self.state.lock().expect("pool").unspillable
+    }
+
     fn register(&self, spillable: bool) {
         if spillable {
             self.state.lock().expect("pool").spillable_consumers += 1;

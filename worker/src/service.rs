@@ -298,6 +298,7 @@ fn launch(
         let mut status = run_task(env, task, cancelled.clone()).await;
         running.remove(&job, &cancelled);
         status.worker_memory_used = pool.used() as u64;
+        status.worker_memory_pinned = pool.pinned() as u64;
         // Reported even when cancelled: the scheduler frees the task's slot.
         status.worker_id = worker_id;
         let mut client = WorkerServiceClient::new(channel);
@@ -320,6 +321,7 @@ async fn heartbeats(
         let request = HeartbeatRequest {
             worker_id: worker_id.clone(),
             memory_used: pool.used() as u64,
+            memory_pinned: pool.pinned() as u64,
             running_tasks: running.count() as u32,
         };
         if let Err(e) = client.heartbeat(request).await {
