@@ -2,9 +2,11 @@
 real keel-scheduler and keel-worker processes."""
 
 import re
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 GIB = 1 << 30
 
@@ -20,6 +22,24 @@ def parse_size(s):
     m = re.fullmatch(r"(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB)?", s)
     mult = {None: 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "KB": 10**3, "MB": 10**6, "GB": 10**9}
     return int(m.group(1)) * mult[m.group(2)]
+
+
+def dataset(bin_dir, root, kind, scale, seed):
+    """`keel datagen KIND` under ROOT/KIND-SCALE-SEED, generated once; returns the directory."""
+    data = Path(root) / f"{kind}-{scale}-{seed}"
+    if not (data / ".complete").exists():
+        shutil.rmtree(data, ignore_errors=True)
+        r = run([bin_dir / "keel", "datagen", kind, "--scale", scale, "--seed", seed, "--out", data])
+        print(r.stderr.strip())
+        (data / ".complete").touch()
+    return data
+
+
+def fresh_dir(path):
+    """An empty directory at `path`, whatever was there."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
 
 
 def vm_hwm(pid):

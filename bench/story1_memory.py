@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from cluster import GIB, Cluster, parse_size, run
+from cluster import GIB, Cluster, dataset, fresh_dir, parse_size, run
 
 ROOT = Path(__file__).resolve().parents[1]
 QUERY = (
@@ -69,14 +69,8 @@ def main():
         run(["cargo", "build", "--release", "--bins"], cwd=ROOT)
     bin_dir = ROOT / "target" / "release"
 
-    data = Path(args.data) / f"story1-{args.scale}-{args.seed}"
-    if not (data / "df2").exists():
-        shutil.rmtree(data, ignore_errors=True)
-        r = run([bin_dir / "keel", "datagen", "imbalanced-join", "--scale", args.scale, "--seed", args.seed, "--out", data])
-        print(r.stderr.strip())
-    out = Path(args.data) / "out-memory"
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
+    data = dataset(bin_dir, args.data, "imbalanced-join", args.scale, args.seed)
+    out = fresh_dir(Path(args.data) / "out-memory")
 
     results = {}
     runs = [("limited", args.limit)] + ([] if args.skip_unlimited else [("unlimited", None)])

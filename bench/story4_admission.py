@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from cluster import GIB, Cluster, parse_size, run
+from cluster import GIB, Cluster, dataset, fresh_dir, parse_size, run
 
 ROOT = Path(__file__).resolve().parents[1]
 SIGNALS = 40
@@ -84,14 +84,8 @@ def main():
         run(["cargo", "build", "--release", "--bins"], cwd=ROOT)
     bin_dir = Path(args.bin_dir) if args.bin_dir else ROOT / "target" / "release"
 
-    data = Path(args.data) / f"backups-{args.scale}-{args.seed}"
-    if not (data / "day2").exists():
-        shutil.rmtree(data, ignore_errors=True)
-        r = run([bin_dir / "keel", "datagen", "backups", "--scale", args.scale, "--seed", args.seed, "--out", data])
-        print(r.stderr.strip())
-    out = Path(args.data) / "out-admission"
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
+    data = dataset(bin_dir, args.data, "backups", args.scale, args.seed)
+    out = fresh_dir(Path(args.data) / "out-admission")
 
     results = {}
     for admission in ["on", "off"]:

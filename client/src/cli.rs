@@ -60,24 +60,20 @@ pub enum Command {
 #[derive(Subcommand)]
 pub enum DataSet {
     /// Story 1: skewed many-to-many join, then group-by sum (df1/ and df2/).
-    ImbalancedJoin {
-        #[arg(long)]
-        scale: f64,
-        #[arg(long)]
-        out: PathBuf,
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-    },
+    ImbalancedJoin(GenArgs),
     /// Story 4: two daily snapshots of 40 signals whose sizes spread 100×
     /// (day1/ and day2/, one Parquet file per signal; 10 k to 1 M rows at scale 1).
-    Backups {
-        #[arg(long)]
-        scale: f64,
-        #[arg(long)]
-        out: PathBuf,
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-    },
+    Backups(GenArgs),
+}
+
+#[derive(Args)]
+pub struct GenArgs {
+    #[arg(long)]
+    scale: f64,
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
 }
 
 #[derive(Args)]
@@ -201,7 +197,7 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
             Ok(())
         }
         Command::Datagen {
-            set: DataSet::ImbalancedJoin { scale, out, seed },
+            set: DataSet::ImbalancedJoin(GenArgs { scale, out, seed }),
         } => {
             let started = Instant::now();
             let g = generate(&ImbalancedJoin::new(scale, seed), &out)?;
@@ -216,7 +212,7 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
             Ok(())
         }
         Command::Datagen {
-            set: DataSet::Backups { scale, out, seed },
+            set: DataSet::Backups(GenArgs { scale, out, seed }),
         } => {
             let started = Instant::now();
             let b = crate::datagen_backups::generate(scale, seed, &out)?;

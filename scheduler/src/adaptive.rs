@@ -205,10 +205,7 @@ fn shuffle_tasks(
                     current.inputs[i].push(f);
                     bytes += o.bytes();
                     if bytes >= target {
-                        tasks.push(std::mem::replace(
-                            &mut current,
-                            TaskSpec::empty(n_inputs),
-                        ));
+                        tasks.push(std::mem::replace(&mut current, TaskSpec::empty(n_inputs)));
                         bytes = 0;
                     }
                 }

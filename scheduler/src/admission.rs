@@ -43,9 +43,7 @@ fn held(node: &PlanNode, spec: &TaskSpec) -> (u64, u64) {
             (bytes, bytes.min(IN_FLIGHT_BYTES))
         }
         PlanNode::OneRow => (0, 0),
-        PlanNode::Aggregate {
-            input: i, mode, ..
-        } => {
+        PlanNode::Aggregate { input: i, mode, .. } => {
             let (out, h) = input(i);
             let table = match mode {
                 AggMode::Partial => out.min(PARTIAL_AGGREGATE_BYTES),
@@ -227,10 +225,7 @@ mod tests {
         assert!(busy.admits(40, true));
         assert!(!busy.admits(41, true));
         assert!(busy.admits(41, false), "slots only when admission is off");
-        let full = Room {
-            running: 4,
-            ..busy
-        };
+        let full = Room { running: 4, ..busy };
         assert!(!full.admits(1, false));
     }
 }

@@ -328,7 +328,13 @@ impl Job {
     }
 
     /// Marks a task running on `worker` and returns what to send it.
-    pub fn start(&mut self, s: usize, t: usize, worker: &WorkerId, estimate: u64) -> TaskDescriptor {
+    pub fn start(
+        &mut self,
+        s: usize,
+        t: usize,
+        worker: &WorkerId,
+        estimate: u64,
+    ) -> TaskDescriptor {
         let inputs = self.resolve_inputs(s, t);
         let stage = &mut self.stages[s];
         let task = &mut stage.tasks[t];
@@ -459,7 +465,9 @@ impl Job {
         }
         run.state = TaskState::Pending;
         self.memory_failures += out_of_memory as u32;
-        self.retries.push(format!("stage {stage} task {task} attempt {attempt}: {why}"));
+        self.retries.push(format!(
+            "stage {stage} task {task} attempt {attempt}: {why}"
+        ));
         Outcome::Retrying
     }
 

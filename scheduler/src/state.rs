@@ -499,11 +499,9 @@ impl SchedulerState {
         let mut held: Option<WorkerId> = None;
         let mut started: Vec<JobId> = vec![];
         loop {
-            if !self
-                .workers
-                .iter()
-                .any(|(id, w)| w.commands.is_some() && w.room().has_core() && held.as_ref() != Some(id))
-            {
+            if !self.workers.iter().any(|(id, w)| {
+                w.commands.is_some() && w.room().has_core() && held.as_ref() != Some(id)
+            }) {
                 break;
             }
             let Some(q) = queues
@@ -537,7 +535,12 @@ impl SchedulerState {
             };
             q.running += 1;
             started.push(q.job.clone());
-            let key = (q.job.clone(), descriptor.task.stage.0, descriptor.task.index, descriptor.task.attempt);
+            let key = (
+                q.job.clone(),
+                descriptor.task.stage.0,
+                descriptor.task.index,
+                descriptor.task.attempt,
+            );
             let w = self.workers.get_mut(&worker).expect("placed");
             w.running.insert(key, estimate);
             let launch = WorkerCommand {
@@ -568,7 +571,13 @@ impl SchedulerState {
             .filter(|(id, w)| w.commands.is_some() && held != Some(*id))
             .map(|(id, w)| (id, w.room()))
             .filter(|(_, r)| r.admits(estimate, memory_aware))
-            .max_by_key(|(id, r)| (r.cores - r.running, r.free(), std::cmp::Reverse((*id).clone())))
+            .max_by_key(|(id, r)| {
+                (
+                    r.cores - r.running,
+                    r.free(),
+                    std::cmp::Reverse((*id).clone()),
+                )
+            })
             .map(|(id, _)| id.clone())
     }
 
@@ -579,7 +588,13 @@ impl SchedulerState {
             .iter()
             .filter(|(_, w)| w.commands.is_some())
             .map(|(id, w)| (id, w.room()))
-            .max_by_key(|(id, r)| (r.free(), std::cmp::Reverse(r.running), std::cmp::Reverse((*id).clone())))
+            .max_by_key(|(id, r)| {
+                (
+                    r.free(),
+                    std::cmp::Reverse(r.running),
+                    std::cmp::Reverse((*id).clone()),
+                )
+            })
             .map(|(id, _)| id.clone())
     }
 

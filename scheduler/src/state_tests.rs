@@ -7,7 +7,9 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, Schema};
 use keel_proto::expr::Expr;
 use keel_proto::ids::{JobId, StageId, WorkerId};
-use keel_proto::pb::{task_status, worker_command, TaskFailed, TaskStatus, TaskSucceeded, WorkerCommand};
+use keel_proto::pb::{
+    task_status, worker_command, TaskFailed, TaskStatus, TaskSucceeded, WorkerCommand,
+};
 use keel_proto::plan::{FileSplit, PlanNode, Sink, SortKey};
 use keel_proto::task::{decode, TaskDescriptor};
 use tokio::sync::{mpsc, oneshot};
@@ -100,7 +102,8 @@ impl Harness {
             copy_to: None,
         };
         let job = Job::new(JobId(name.into()), String::new(), graph);
-        self.state.handle(Event::JobSubmitted { job: Box::new(job) });
+        self.state
+            .handle(Event::JobSubmitted { job: Box::new(job) });
     }
 
     /// Task launches since the last call: (worker, job, task, attempt).
@@ -117,7 +120,14 @@ impl Harness {
         out
     }
 
-    fn report(&mut self, worker: &WorkerId, job: &str, task: u32, attempt: u32, result: task_status::Result) {
+    fn report(
+        &mut self,
+        worker: &WorkerId,
+        job: &str,
+        task: u32,
+        attempt: u32,
+        result: task_status::Result,
+    ) {
         self.state.handle(Event::TaskReported(TaskStatus {
             worker_id: worker.0.clone(),
             job_id: job.into(),
@@ -144,7 +154,11 @@ impl Harness {
 }
 
 fn tasks_of(launched: &[(WorkerId, String, u32, u32)], job: &str) -> Vec<u32> {
-    launched.iter().filter(|l| l.1 == job).map(|l| l.2).collect()
+    launched
+        .iter()
+        .filter(|l| l.1 == job)
+        .map(|l| l.2)
+        .collect()
 }
 
 #[test]
@@ -191,10 +205,16 @@ fn later_tasks_are_estimated_from_what_finished_ones_used() {
     let w = h.worker(4, LIMIT_FOR_1000MIB);
     h.job("learn", &[400; 4]); // the model says 516 MiB each: one at a time
     assert_eq!(tasks_of(&h.launched(), "learn"), vec![0]);
-    assert_eq!(h.job_state("learn").estimate(0, 1), TASK_BASE_BYTES + 500 * MIB);
+    assert_eq!(
+        h.job_state("learn").estimate(0, 1),
+        TASK_BASE_BYTES + 500 * MIB
+    );
     // It really held 116 MiB: 0.25 bytes per input byte.
     h.succeed(&w, "learn", 0, TASK_BASE_BYTES + 100 * MIB);
-    assert_eq!(h.job_state("learn").estimate(0, 1), TASK_BASE_BYTES + 100 * MIB);
+    assert_eq!(
+        h.job_state("learn").estimate(0, 1),
+        TASK_BASE_BYTES + 100 * MIB
+    );
     assert_eq!(tasks_of(&h.launched(), "learn"), vec![1, 2, 3]);
 }
 
@@ -214,7 +234,11 @@ fn a_task_that_failed_for_memory_is_retried_with_a_raised_estimate() {
     let job = h.job_state("oom");
     assert_eq!(job.estimate(0, 0), 2 * before);
     assert_eq!(job.memory_failures, 1);
-    assert!(job.retries[0].contains("out of memory; estimate raised"), "{:?}", job.retries);
+    assert!(
+        job.retries[0].contains("out of memory; estimate raised"),
+        "{:?}",
+        job.retries
+    );
     let relaunched = h.launched();
     assert_eq!(relaunched.len(), 1);
     assert_eq!(relaunched[0].3, 1, "attempt 1");
@@ -252,13 +276,27 @@ fn a_blocked_task_holds_one_worker_and_small_jobs_backfill_the_others() {
     let next = h.launched();
     assert_eq!(tasks_of(&next, "huge"), Vec::<u32>::new());
     // The huge task holds worker 1; the tiny job backfills worker 2.
-    assert_eq!(next.iter().map(|l| (&l.0, l.1.as_str())).collect::<Vec<_>>(), vec![(&w2, "tiny")]);
+    assert_eq!(
+        next.iter()
+            .map(|l| (&l.0, l.1.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(&w2, "tiny")]
+    );
     h.job("filler", &[1]);
     let filler = h.launched();
-    assert_eq!(filler.iter().map(|l| &l.0).collect::<Vec<_>>(), vec![&w2], "never on the held worker");
+    assert_eq!(
+        filler.iter().map(|l| &l.0).collect::<Vec<_>>(),
+        vec![&w2],
+        "never on the held worker"
+    );
     h.succeed(&w1, "a", 0, 391 * MIB);
     let last = h.launched();
-    assert_eq!(last.iter().map(|l| (&l.0, l.1.as_str())).collect::<Vec<_>>(), vec![(&w1, "huge")]);
+    assert_eq!(
+        last.iter()
+            .map(|l| (&l.0, l.1.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(&w1, "huge")]
+    );
 }
 
 #[test]
@@ -274,7 +312,11 @@ fn a_blocked_task_is_not_starved_by_small_ones() {
     h.succeed(&w, "first", 0, 391 * MIB);
     let next = h.launched();
     assert_eq!(tasks_of(&next, "huge"), vec![0]);
-    assert_eq!(tasks_of(&next, "filler"), vec![0], "only one 66 MiB task fits beside 891 MiB");
+    assert_eq!(
+        tasks_of(&next, "filler"),
+        vec![0],
+        "only one 66 MiB task fits beside 891 MiB"
+    );
 }
 
 #[test]
@@ -291,7 +333,10 @@ fn unspillable_memory_a_worker_reports_counts_against_its_budget() {
         reply,
     });
     h.job("second", &[40]);
-    assert!(h.launched().is_empty(), "950 MiB pinned + 66 MiB exceed the budget");
+    assert!(
+        h.launched().is_empty(),
+        "950 MiB pinned + 66 MiB exceed the budget"
+    );
     let (reply, _) = oneshot::channel();
     h.state.handle(Event::HeartbeatReceived {
         worker: w,
@@ -299,5 +344,9 @@ fn unspillable_memory_a_worker_reports_counts_against_its_budget() {
         memory_pinned: 0,
         reply,
     });
-    assert_eq!(tasks_of(&h.launched(), "second"), vec![0], "spillable memory is no bar");
+    assert_eq!(
+        tasks_of(&h.launched(), "second"),
+        vec![0],
+        "spillable memory is no bar"
+    );
 }

@@ -211,7 +211,11 @@ fn compare(op: BinaryOp, l: &Value, r: &Value, rows: usize) -> Result<BooleanArr
             return Ok(BooleanArray::new_null(rows));
         }
         // NULL IS [NOT] DISTINCT FROM x: whether x is (not) NULL.
-        let other = if *l.data_type() == DataType::Null { r } else { l };
+        let other = if *l.data_type() == DataType::Null {
+            r
+        } else {
+            l
+        };
         let other = other.clone().into_array(rows)?;
         return Ok(if op == BinaryOp::IsDistinctFrom {
             boolean::is_not_null(&other)

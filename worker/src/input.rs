@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, OnceCell, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::error::Result;
-use crate::memory::{MemoryPool, Reservation, TaskMemory};
+use crate::memory::{batch_memory, MemoryPool, Reservation, TaskMemory};
 use crate::operators::BatchIter;
 use crate::shuffle::{fetch_error, ShuffleReader};
 use crate::spill::read_ipc;
@@ -44,7 +44,7 @@ impl InputStats {
         self.rows
             .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
         self.bytes
-            .fetch_add(batch.get_array_memory_size() as u64, Ordering::Relaxed);
+            .fetch_add(batch_memory(&batch) as u64, Ordering::Relaxed);
     }
 }
 
@@ -175,7 +175,7 @@ impl Remote {
                                     return;
                                 }
                             };
-                            let want = batch.get_array_memory_size().clamp(1, cap) as u32;
+                            let want = batch_memory(&batch).clamp(1, cap) as u32;
                             let Ok(permit) = semaphore.clone().acquire_many_owned(want).await
                             else {
                                 return;
@@ -286,14 +286,14 @@ impl BroadcastCache {
                     .map_err(|e| fetch_error(spec, e.to_string()))?
                     .map_err(|e| fetch_error(spec, e.to_string()))?;
                     for b in read {
-                        reservation.grow(b.get_array_memory_size())?;
+                        reservation.grow(batch_memory(&b))?;
                         batches.push(b);
                     }
                 } else {
                     let mut stream = Box::pin(reader.remote(job, spec, p).await?);
                     while let Some(b) = stream.next().await {
                         let b = b?;
-                        reservation.grow(b.get_array_memory_size())?;
+                        reservation.grow(batch_memory(&b))?;
                         batches.push(b);
                     }
                 }

@@ -273,6 +273,31 @@ impl Drop for Reservation {
 }
 
 /// Whether an error is a refused reservation (the cue to spill).
+/// Bytes a batch holds, each allocation counted once. Batches decoded from
+/// Arrow IPC (shuffle files, Flight streams, spill files) slice every
+/// column from one message body, which `get_array_memory_size` counts once
+/// per buffer: several times what the batch really holds.
+pub fn batch_memory(batch: &arrow::array::RecordBatch) -> usize {
+    fn visit(data: &arrow::array::ArrayData, seen: &mut Vec<usize>, total: &mut usize) {
+        let nulls = data.nulls().map(|n| n.buffer());
+        for b in data.buffers().iter().chain(nulls) {
+            let at = b.data_ptr().as_ptr() as usize;
+            if !seen.contains(&at) {
+                seen.push(at);
+                *total += b.capacity();
+            }
+        }
+        for child in data.child_data() {
+            visit(child, seen, total);
+        }
+    }
+    let (mut seen, mut total) = (Vec::with_capacity(2 * batch.num_columns()), 0);
+    for column in batch.columns() {
+        visit(&column.to_data(), &mut seen, &mut total);
+    }
+    total
+}
+
 pub fn is_refusal(e: &WorkerError) -> bool {
     matches!(e, WorkerError::MemoryExhausted { .. })
 }
@@ -280,6 +305,55 @@ pub fn is_refusal(e: &WorkerError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_decoded_from_ipc_counts_its_message_body_once() {
+        use arrow::array::{Int64Array, RecordBatch, StringArray};
+        use std::sync::Arc;
+        let n = 10_000;
+        let batch = RecordBatch::try_from_iter([
+            ("a", Arc::new(Int64Array::from_iter_values(0..n)) as _),
+            ("b", Arc::new(Int64Array::from_iter_values(0..n)) as _),
+            (
+                "s",
+                Arc::new(StringArray::from_iter_values(
+                    (0..n).map(|i| format!("v{i}")),
+                )) as _,
+            ),
+        ])
+        .unwrap();
+        let mut bytes = vec![];
+        let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut bytes, &batch.schema()).unwrap();
+        w.write(&batch).unwrap();
+        w.finish().unwrap();
+        drop(w);
+        let read =
+            arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes.clone()), None)
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap();
+        let data = 2 * 8 * n as usize;
+        assert!(batch_memory(&read) >= data && batch_memory(&read) <= bytes.len() + 4096);
+        assert!(
+            read.get_array_memory_size() > 3 * batch_memory(&read),
+            "one body, many buffers"
+        );
+        // Batches built column by column are counted as before.
+        assert_eq!(
+            batch_memory(&batch),
+            batch.get_array_memory_size() - size_overhead(&batch)
+        );
+    }
+
+    /// What `get_array_memory_size` adds beyond buffers: the array structs.
+    fn size_overhead(batch: &arrow::array::RecordBatch) -> usize {
+        batch
+            .columns()
+            .iter()
+            .map(|c| c.get_array_memory_size() - c.get_buffer_memory_size())
+            .sum()
+    }
 
     fn task(limit: usize) -> (Arc<MemoryPool>, Arc<TaskMemory>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();

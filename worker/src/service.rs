@@ -108,7 +108,8 @@ pub async fn run(
     std::fs::create_dir_all(&config.work_dir)
         .map_err(|e| WorkerError::io(config.work_dir.display(), e))?;
     // --memory-limit is everything the process may use (a container's limit).
-    let pool = MemoryPool::new(keel_proto::size::memory_pool_size(config.memory_limit as u64) as usize);
+    let pool =
+        MemoryPool::new(keel_proto::size::memory_pool_size(config.memory_limit as u64) as usize);
     // Spill files of a previous life of this worker belong to tasks that are gone.
     let spill = spill_root(&config.work_dir);
     if let Err(e) = std::fs::remove_dir_all(&spill) {

@@ -24,7 +24,7 @@ use keel_proto::task::{encode, FetchSpec, PartitionTicket};
 use tonic::transport::Channel;
 
 use crate::error::{ArrowContext, Result, WorkerError};
-use crate::memory::{is_refusal, Reservation};
+use crate::memory::{batch_memory, is_refusal, Reservation};
 use crate::operators::{hash_bytes, KeyEncoder, BATCH_ROWS};
 use crate::spill::ipc_options;
 
@@ -119,7 +119,7 @@ impl ShuffleWriter {
     }
 
     fn buffer(&mut self, p: usize, batch: RecordBatch) -> Result<()> {
-        let bytes = batch.get_array_memory_size();
+        let bytes = batch_memory(&batch);
         if let Err(e) = self.reservation.grow(bytes) {
             if !is_refusal(&e) {
                 return Err(e);

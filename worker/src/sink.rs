@@ -14,7 +14,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use crate::error::{Result, WorkerError};
-use crate::memory::{is_refusal, Reservation, TaskMemory};
+use crate::memory::{batch_memory, is_refusal, Reservation, TaskMemory};
 use crate::shuffle::{map_dir, PartitionStat, ShuffleWriter};
 
 /// Rows per Parquet row group Keel writes (the parquet crate's default is 1 M).
@@ -116,7 +116,7 @@ impl TaskSink {
                 *rows += batch.num_rows() as u64;
                 // Encoded pages are smaller than the batch: reserving the
                 // batch's size before writing it bounds the row group's growth.
-                let need = writer.memory_size() + batch.get_array_memory_size();
+                let need = writer.memory_size() + batch_memory(&batch);
                 if let Err(e) = reservation.resize(need) {
                     if !is_refusal(&e) {
                         return Err(e);
@@ -125,7 +125,7 @@ impl TaskSink {
                     // even an empty row group cannot take this batch, it becomes
                     // a row group of its own, closed at once.
                     writer.flush().map_err(perr)?;
-                    let need = writer.memory_size() + batch.get_array_memory_size();
+                    let need = writer.memory_size() + batch_memory(&batch);
                     if let Err(e) = reservation.resize(need) {
                         if !is_refusal(&e) {
                             return Err(e);

@@ -58,7 +58,9 @@ pub fn contains_aggregate(e: &ast::Expr) -> bool {
     match e {
         E::BinaryOp { left, right, .. }
         | E::IsDistinctFrom(left, right)
-        | E::IsNotDistinctFrom(left, right) => contains_aggregate(left) || contains_aggregate(right),
+        | E::IsNotDistinctFrom(left, right) => {
+            contains_aggregate(left) || contains_aggregate(right)
+        }
         E::UnaryOp { expr, .. }
         | E::Nested(expr)
         | E::IsNull(expr)

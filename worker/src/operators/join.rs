@@ -26,7 +26,7 @@ use super::join_spill::grace_join;
 use super::{hash_bytes, BatchIter, KeyEncoder, BATCH_ROWS};
 use crate::error::{ArrowContext, Result, WorkerError};
 use crate::eval::evaluate_predicate;
-use crate::memory::{is_refusal, Reservation};
+use crate::memory::{batch_memory, is_refusal, Reservation};
 
 const END: u32 = u32::MAX;
 /// Pairs materialised per output batch.
@@ -149,7 +149,7 @@ fn build_side(spec: &mut JoinSpec) -> Result<Built> {
     let mut bytes = 0;
     while let Some(b) = spec.build.next() {
         let b = b?;
-        let size = b.get_array_memory_size();
+        let size = batch_memory(&b);
         batches.push(b);
         if let Err(e) = spec.reservation.grow(size) {
             if !is_refusal(&e) {
@@ -222,7 +222,7 @@ impl BuildSide {
     }
 
     pub(super) fn size(&self) -> usize {
-        self.batch.get_array_memory_size()
+        batch_memory(&self.batch)
             + self.rows.size()
             + self.table.capacity() * 5
             + self.next.capacity() * 4

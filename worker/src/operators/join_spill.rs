@@ -23,7 +23,7 @@ use arrow::compute::{concat_batches, filter_record_batch};
 use super::join::{hash_join, BuildFlags, BuildSide, JoinSpec, Prober};
 use super::{BatchIter, KeyEncoder};
 use crate::error::{ArrowContext, Result};
-use crate::memory::is_refusal;
+use crate::memory::{batch_memory, is_refusal};
 use crate::spill::{SpillFile, SpillPartitioner, MAX_SPILL_LEVEL};
 use keel_proto::plan::JoinType;
 
@@ -349,7 +349,7 @@ impl Chunks {
                     None => return Ok(batches),
                 },
             };
-            let need = 2 * batch.get_array_memory_size() + batch.num_rows() * 24;
+            let need = 2 * batch_memory(&batch) + batch.num_rows() * 24;
             if let Err(e) = spec.reservation.grow(need) {
                 if !is_refusal(&e) {
                     return Err(e);

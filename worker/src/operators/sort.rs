@@ -18,7 +18,7 @@ use super::aggregate::split;
 use super::{BatchIter, BATCH_ROWS};
 use crate::error::{ArrowContext, Result};
 use crate::eval::evaluate;
-use crate::memory::{is_refusal, Reservation};
+use crate::memory::{batch_memory, is_refusal, Reservation};
 use crate::spill::{SpillFile, SpillWriter};
 
 pub fn sort(
@@ -59,7 +59,7 @@ fn top_k(
     for batch in input {
         let batch = batch?;
         rows += batch.num_rows();
-        bytes += batch.get_array_memory_size();
+        bytes += batch_memory(&batch);
         buffer.push(batch);
         // Out of memory: cut the buffer back to k rows now rather than at the bound.
         let refused = match reservation.resize(2 * bytes) {
@@ -74,7 +74,7 @@ fn top_k(
                 Some(k),
             )?;
             rows = top.num_rows();
-            bytes = top.get_array_memory_size();
+            bytes = batch_memory(&top);
             buffer = vec![top];
         }
     }
@@ -93,7 +93,7 @@ fn sort_all(
     for batch in input {
         let batch = batch?;
         // The buffer, and its sorted copy at the end.
-        let need = 2 * batch.get_array_memory_size();
+        let need = 2 * batch_memory(&batch);
         if let Err(e) = reservation.grow(need) {
             if !is_refusal(&e) {
                 return Err(e);
