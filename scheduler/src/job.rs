@@ -82,6 +82,9 @@ pub struct StageRun {
     pub tasks: Vec<TaskRun>,
     /// What its finished tasks held, for estimating the rest.
     pub measured: Measured,
+    /// Its operators as text: stages of other jobs with the same text are
+    /// estimated from this one's measurements until they have their own.
+    pub signature: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -125,6 +128,7 @@ impl Job {
             .stages
             .into_iter()
             .map(|plan| StageRun {
+                signature: operators_text(&plan.plan),
                 plan,
                 state: StageState::Waiting,
                 tasks: vec![],
@@ -315,16 +319,25 @@ impl Job {
     }
 
     /// The peak memory task `t` of stage `s` is expected to hold: measured
-    /// on its stage's finished tasks if any, else the operator model;
-    /// raised after failures for memory.
-    pub fn estimate(&self, s: usize, t: usize) -> u64 {
+    /// on its stage's finished tasks if any, else on `prior` (a like stage
+    /// of an earlier job), else the operator model; raised after failures
+    /// for memory.
+    pub fn estimate(&self, s: usize, t: usize, prior: Option<&Measured>) -> u64 {
         let stage = &self.stages[s];
         let task = &stage.tasks[t];
+        let bytes = task.spec.bytes();
         let base = stage
             .measured
-            .estimate(task.spec.bytes())
+            .estimate(bytes)
+            .or_else(|| prior.and_then(|m| m.estimate(bytes)))
             .unwrap_or_else(|| admission::model(&stage.plan.plan, &task.spec));
         admission::raised(base, task.memory_failures)
+    }
+
+    /// A stage's signature and what its finished tasks measured.
+    pub fn measured(&self, stage: u32) -> Option<(&str, &Measured)> {
+        let s = &self.stages[self.index(StageId(stage))?];
+        Some((&s.signature, &s.measured))
     }
 
     /// Marks a task running on `worker` and returns what to send it.

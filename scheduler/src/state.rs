@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use tonic::Status;
 
 use crate::adaptive::AdaptiveConfig;
-use crate::admission::Room;
+use crate::admission::{Measured, Room};
 use crate::error::SchedulerError;
 use crate::job::{Job, JobState, Outcome};
 
@@ -161,6 +161,9 @@ pub struct SchedulerState {
     no_workers_since: Option<Instant>,
     /// Shared with the planner, which sizes scan splits by cluster cores.
     pub total_cores: Arc<AtomicUsize>,
+    /// The latest measurements of each stage signature, across jobs: a
+    /// stage like one that ran before starts from what that one used.
+    learned: HashMap<String, Measured>,
 }
 
 impl SchedulerState {
@@ -173,6 +176,7 @@ impl SchedulerState {
             next_worker: 1,
             no_workers_since: None,
             total_cores,
+            learned: HashMap::new(),
         }
     }
 
@@ -426,14 +430,24 @@ impl SchedulerState {
             return;
         };
         let outcome = match status.result {
-            Some(task_status::Result::Succeeded(stats)) => entry.job.task_succeeded(
-                status.stage_id,
-                status.task,
-                status.attempt,
-                flight_url,
-                stats,
-                &adaptive,
-            ),
+            Some(task_status::Result::Succeeded(stats)) => {
+                let outcome = entry.job.task_succeeded(
+                    status.stage_id,
+                    status.task,
+                    status.attempt,
+                    flight_url,
+                    stats,
+                    &adaptive,
+                );
+                if let Some((signature, measured)) = entry.job.measured(status.stage_id) {
+                    const MOST_SIGNATURES: usize = 10_000;
+                    if self.learned.len() >= MOST_SIGNATURES {
+                        self.learned.clear();
+                    }
+                    self.learned.insert(signature.to_string(), measured.clone());
+                }
+                outcome
+            }
             Some(task_status::Result::Failed(f)) => match &f.fetch_failure {
                 Some(ff) => entry.job.fetch_failed(
                     status.stage_id,
@@ -513,9 +527,11 @@ impl SchedulerState {
             };
             let (s, t) = q.pending[q.next];
             q.next += 1;
-            let Some(estimate) = self.jobs.get(&q.job).map(|e| e.job.estimate(s, t)) else {
+            let Some(job) = self.jobs.get(&q.job).map(|e| &e.job) else {
                 continue;
             };
+            let prior = self.learned.get(&job.stages[s].signature);
+            let estimate = job.estimate(s, t, prior);
             let Some(worker) = self.place(estimate, held.as_ref()) else {
                 if memory_aware && held.is_none() {
                     held = self.best_fit();

@@ -194,7 +194,7 @@ fn a_task_too_big_for_every_worker_runs_alone() {
     h.job("huge", &[2000, 1]);
     // Alone on the idle worker; the small one waits rather than join it.
     assert_eq!(tasks_of(&h.launched(), "huge"), vec![0]);
-    assert!(h.job_state("huge").estimate(0, 0) > 1000 * MIB);
+    assert!(h.job_state("huge").estimate(0, 0, None) > 1000 * MIB);
     h.succeed(&w, "huge", 0, 900 * MIB);
     assert_eq!(tasks_of(&h.launched(), "huge"), vec![1]);
 }
@@ -206,13 +206,13 @@ fn later_tasks_are_estimated_from_what_finished_ones_used() {
     h.job("learn", &[400; 4]); // the model says 516 MiB each: one at a time
     assert_eq!(tasks_of(&h.launched(), "learn"), vec![0]);
     assert_eq!(
-        h.job_state("learn").estimate(0, 1),
+        h.job_state("learn").estimate(0, 1, None),
         TASK_BASE_BYTES + 500 * MIB
     );
     // It really held 116 MiB: 0.25 bytes per input byte.
     h.succeed(&w, "learn", 0, TASK_BASE_BYTES + 100 * MIB);
     assert_eq!(
-        h.job_state("learn").estimate(0, 1),
+        h.job_state("learn").estimate(0, 1, None),
         TASK_BASE_BYTES + 100 * MIB
     );
     assert_eq!(tasks_of(&h.launched(), "learn"), vec![1, 2, 3]);
@@ -224,7 +224,7 @@ fn a_task_that_failed_for_memory_is_retried_with_a_raised_estimate() {
     let w = h.worker(4, LIMIT_FOR_1000MIB);
     h.job("oom", &[200]);
     assert_eq!(h.launched().len(), 1);
-    let before = h.job_state("oom").estimate(0, 0);
+    let before = h.job_state("oom").estimate(0, 0, None);
     let failed = TaskFailed {
         message: "memory exhausted".into(),
         out_of_memory: true,
@@ -232,7 +232,7 @@ fn a_task_that_failed_for_memory_is_retried_with_a_raised_estimate() {
     };
     h.report(&w, "oom", 0, 0, task_status::Result::Failed(failed));
     let job = h.job_state("oom");
-    assert_eq!(job.estimate(0, 0), 2 * before);
+    assert_eq!(job.estimate(0, 0, None), 2 * before);
     assert_eq!(job.memory_failures, 1);
     assert!(
         job.retries[0].contains("out of memory; estimate raised"),
@@ -349,4 +349,16 @@ fn unspillable_memory_a_worker_reports_counts_against_its_budget() {
         vec![0],
         "spillable memory is no bar"
     );
+}
+
+#[test]
+fn a_stage_like_one_that_ran_before_starts_from_its_measurements() {
+    let mut h = Harness::new(true);
+    let w = h.worker(4, LIMIT_FOR_1000MIB);
+    h.job("earlier", &[400]);
+    assert_eq!(h.launched().len(), 1);
+    h.succeed(&w, "earlier", 0, TASK_BASE_BYTES + 100 * MIB);
+    // The same operators in a new job: 116 MiB each from the start, not 516.
+    h.job("later", &[400; 4]);
+    assert_eq!(tasks_of(&h.launched(), "later"), vec![0, 1, 2, 3]);
 }
