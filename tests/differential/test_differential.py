@@ -84,7 +84,7 @@ QUERIES = [
     "SELECT count(*) FROM t WHERE x IS NOT DISTINCT FROM n",
     "SELECT t.id, u.name FROM t JOIN u ON t.n IS NOT DISTINCT FROM u.k WHERE t.id < 300",
     "SELECT count(*), count(u.name) FROM t LEFT JOIN u ON t.n IS NOT DISTINCT FROM u.k AND t.k = u.k",
-    "SELECT a.id, b.id FROM t a JOIN t b ON a.s IS NOT DISTINCT FROM b.s AND a.id = b.id + 13 WHERE a.id < 2000",
+    "SELECT a.id AS aid, b.id AS bid FROM t a JOIN t b ON a.s IS NOT DISTINCT FROM b.s AND a.id = b.id + 13 WHERE a.id < 2000",
     "SELECT count(*) FROM t JOIN u ON t.k = u.k AND t.s IS DISTINCT FROM u.name",
     # subqueries, CTEs, unions
     "SELECT count(*) FROM t WHERE k IN (SELECT k FROM u WHERE w > 100)",
