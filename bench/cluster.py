@@ -42,6 +42,18 @@ def fresh_dir(path):
     return path
 
 
+def duckdb_child(setup, timed):
+    """Runs the `setup` statements, then times `timed`, in a child DuckDB
+    process (so its peak RSS is its own); returns (seconds, peak RSS bytes)."""
+    lines = ["import duckdb,time,resource", "con=duckdb.connect()", "con.execute('SET enable_progress_bar=false')"]
+    lines += [f"con.execute({stmt!r})" for stmt in setup]
+    lines += ["t=time.perf_counter()", f"con.execute({timed!r})",
+              "print(time.perf_counter()-t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss*1024)"]
+    r = run([sys.executable, "-c", "\n".join(lines)])
+    seconds, rss = (float(x) for x in r.stdout.split()[-2:])
+    return seconds, rss
+
+
 def vm_hwm(pid):
     """The process's peak resident memory (the kernel's VmHWM), in bytes."""
     with open(f"/proc/{pid}/status") as f:

@@ -10,7 +10,6 @@ prints wall times, the ratio and peak memory.
 """
 
 import argparse
-import os
 import resource
 import shutil
 import subprocess
@@ -18,19 +17,14 @@ import sys
 import time
 from pathlib import Path
 
+from cluster import duckdb_child, run  # noqa: F401 (run is story1_faults' too)
+
 ROOT = Path(__file__).resolve().parents[1]
 QUERY = (
     "SELECT df2_group, bucket, group1, group2, group3, group4, sum(value) AS value "
     "FROM df1 JOIN df2 USING (key) "
     "GROUP BY df2_group, bucket, group1, group2, group3, group4"
 )
-
-
-def run(cmd, **kw):
-    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    if r.returncode != 0:
-        sys.exit(f"{' '.join(map(str, cmd))} failed:\n{r.stderr}")
-    return r
 
 
 def main():
@@ -72,17 +66,11 @@ def main():
 
     # DuckDB with the same number of threads, in a child process so its peak RSS is its own.
     duck_out = out / "duckdb"
-    script = (
-        "import duckdb,time,resource,sys\n"
-        f"con=duckdb.connect(); con.execute('SET threads={args.workers}'); con.execute('SET enable_progress_bar=false')\n"
-        f"con.execute(\"CREATE VIEW df1 AS SELECT * FROM read_parquet('{data}/df1/*.parquet')\")\n"
-        f"con.execute(\"CREATE VIEW df2 AS SELECT * FROM read_parquet('{data}/df2/*.parquet')\")\n"
-        "t=time.perf_counter()\n"
-        f"con.execute(\"COPY ({QUERY}) TO '{duck_out}' (FORMAT parquet, PER_THREAD_OUTPUT true)\")\n"
-        "print(time.perf_counter()-t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss*1024)\n"
-    )
-    r = run([sys.executable, "-c", script])
-    duck_s, duck_rss = (float(x) for x in r.stdout.split()[-2:])
+    duck_s, duck_rss = duckdb_child(
+        [f"SET threads={args.workers}",
+         f"CREATE VIEW df1 AS SELECT * FROM read_parquet('{data}/df1/*.parquet')",
+         f"CREATE VIEW df2 AS SELECT * FROM read_parquet('{data}/df2/*.parquet')"],
+        f"COPY ({QUERY}) TO '{duck_out}' (FORMAT parquet, PER_THREAD_OUTPUT true)")
 
     con = duckdb.connect()
     check = lambda d: con.execute(f"SELECT count(*), sum(value) FROM read_parquet('{d}/*.parquet')").fetchone()

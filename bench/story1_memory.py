@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from cluster import GIB, Cluster, dataset, fresh_dir, parse_size, run
+from cluster import GIB, Cluster, dataset, duckdb_child, fresh_dir, parse_size, run
 
 ROOT = Path(__file__).resolve().parents[1]
 QUERY = (
@@ -83,19 +83,11 @@ def main():
 
     print("duckdb …", flush=True)
     duck_out = out / "duckdb"
-    script = (
-        "import duckdb,time,resource\n"
-        "con=duckdb.connect(); con.execute('SET threads=2'); con.execute(\"SET memory_limit='4GB'\")\n"
-        "con.execute('SET enable_progress_bar=false')\n"
-        f"con.execute(\"SET temp_directory='{out}/duck-tmp'\")\n"
-        f"con.execute(\"CREATE VIEW df1 AS SELECT * FROM read_parquet('{data}/df1/*.parquet')\")\n"
-        f"con.execute(\"CREATE VIEW df2 AS SELECT * FROM read_parquet('{data}/df2/*.parquet')\")\n"
-        "t=time.perf_counter()\n"
-        f"con.execute(\"COPY ({QUERY}) TO '{duck_out}' (FORMAT parquet, PER_THREAD_OUTPUT true)\")\n"
-        "print(time.perf_counter()-t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss*1024)\n"
-    )
-    r = run([sys.executable, "-c", script])
-    duck_s, duck_rss = (float(x) for x in r.stdout.split()[-2:])
+    duck_s, duck_rss = duckdb_child(
+        ["SET threads=2", "SET memory_limit='4GB'", f"SET temp_directory='{out}/duck-tmp'",
+         f"CREATE VIEW df1 AS SELECT * FROM read_parquet('{data}/df1/*.parquet')",
+         f"CREATE VIEW df2 AS SELECT * FROM read_parquet('{data}/df2/*.parquet')"],
+        f"COPY ({QUERY}) TO '{duck_out}' (FORMAT parquet, PER_THREAD_OUTPUT true)")
 
     con = duckdb.connect()
     check = lambda d: con.execute(f"SELECT count(*), sum(value) FROM read_parquet('{d}/*.parquet')").fetchone()
