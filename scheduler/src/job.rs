@@ -278,8 +278,9 @@ impl Job {
             .inputs
             .iter()
             .zip(&stage.plan.inputs)
-            .zip(&stage.tasks[t].spec.input_bytes)
-            .map(|((slices, input), &bytes)| {
+            .enumerate()
+            .map(|(i, (slices, input))| {
+                let bytes = stage.tasks[t].spec.input_bytes.get(i).copied().unwrap_or(0);
                 let p = self.index(input.stage).expect("input stage");
                 let fetches = slices
                     .iter()
