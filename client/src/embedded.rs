@@ -62,6 +62,7 @@ impl EmbeddedCluster {
                 cores,
                 memory_limit,
                 work_dir: work_dir.path().join(format!("worker-{i}")),
+                shuffle_compression: Default::default(),
             };
             let wrx = rx.clone();
             tasks.push(tokio::spawn(async move {

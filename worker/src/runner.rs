@@ -16,7 +16,7 @@ use crate::error::{Result, WorkerError};
 use crate::input::{self, BroadcastCache, InFlightBudget, InputStats};
 use crate::memory::{MemoryPool, TaskMemory};
 use crate::operators::{self, ExecContext};
-use crate::shuffle::{map_dir, PartitionStat, ShuffleReader};
+use crate::shuffle::{map_dir, PartitionStat, ShuffleCompression, ShuffleReader};
 use crate::sink::TaskSink;
 
 /// Most bytes of shuffle input one task may have fetched ahead of its operators.
@@ -27,6 +27,7 @@ pub struct TaskEnv {
     pub pool: Arc<MemoryPool>,
     pub reader: Arc<ShuffleReader>,
     pub broadcasts: BroadcastCache,
+    pub shuffle_compression: ShuffleCompression,
 }
 
 pub struct TaskOutcome {
@@ -152,6 +153,7 @@ async fn execute(
             task.task,
             schema,
             &ctx.memory,
+            env2.shuffle_compression,
         )?;
         for batch in iter {
             let written = batch.and_then(|b| {

@@ -27,7 +27,7 @@ use crate::flight::KeelFlight;
 use crate::input::BroadcastCache;
 use crate::memory::MemoryPool;
 use crate::runner::{run_task, spill_root, TaskEnv};
-use crate::shuffle::{job_dir, ShuffleReader};
+use crate::shuffle::{job_dir, ShuffleCompression, ShuffleReader};
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -37,6 +37,7 @@ pub struct WorkerConfig {
     pub cores: usize,
     pub memory_limit: usize,
     pub work_dir: PathBuf,
+    pub shuffle_compression: ShuffleCompression,
 }
 
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
@@ -118,6 +119,7 @@ pub async fn run(
         }
     }
     let env = Arc::new(TaskEnv {
+        shuffle_compression: config.shuffle_compression,
         work_dir: config.work_dir.clone(),
         pool: pool.clone(),
         reader: Arc::new(ShuffleReader::new(

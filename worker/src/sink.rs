@@ -10,12 +10,12 @@ use arrow::datatypes::SchemaRef;
 use keel_proto::ids::{JobId, TaskId};
 use keel_proto::plan::Sink;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
 use crate::error::{Result, WorkerError};
 use crate::memory::{batch_memory, is_refusal, Reservation, TaskMemory};
-use crate::shuffle::{map_dir, PartitionStat, ShuffleWriter};
+use crate::shuffle::{map_dir, PartitionStat, ShuffleCompression, ShuffleWriter};
 
 /// Rows per Parquet row group Keel writes (the parquet crate's default is 1 M).
 const PARQUET_ROW_GROUP_ROWS: usize = 256 * 1024;
@@ -40,6 +40,7 @@ impl TaskSink {
         task: TaskId,
         schema: SchemaRef,
         memory: &Arc<TaskMemory>,
+        compression: ShuffleCompression,
     ) -> Result<Self> {
         Ok(match sink {
             Sink::Hash { keys, partitions } => {
@@ -50,6 +51,7 @@ impl TaskSink {
                     keys.clone(),
                     *partitions,
                     memory.spillable("shuffle writer"),
+                    compression,
                 )?)
             }
             Sink::Single => {
@@ -60,6 +62,7 @@ impl TaskSink {
                     vec![],
                     1,
                     memory.spillable("shuffle writer"),
+                    compression,
                 )?)
             }
             Sink::Parquet { dir } => {
@@ -78,7 +81,9 @@ impl TaskSink {
                 // interner was a large share of the write time, so pages fall
                 // back to plain encoding early (at 256 KiB of dictionary).
                 let props = WriterProperties::builder()
-                    .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("level 1")))
+                    // Snappy, as DuckDB writes by default: a fraction of zstd's CPU
+                    // on the wide outputs of COPY, for somewhat larger files.
+                    .set_compression(Compression::SNAPPY)
                     .set_dictionary_page_size_limit(256 << 10)
                     .set_max_row_group_row_count(Some(PARQUET_ROW_GROUP_ROWS))
                     .build();

@@ -332,6 +332,10 @@ impl Planner {
         aggs: &[AggExpr],
         schema: &Schema,
     ) -> Fragment {
+        if let Some((deduplicated, aggs)) = distinct_in_two_phases(input, group_by, aggs, schema) {
+            let keys: Vec<Expr> = (0..group_by.len()).map(Expr::Column).collect();
+            return self.aggregate(&deduplicated, &keys, &aggs, schema);
+        }
         let f = self.fragment(input);
         let (rows, bytes) = (f.rows, f.bytes);
         let single = |f: Fragment| {
@@ -346,7 +350,9 @@ impl Planner {
         let mut out = if matches!(f.source, Source::Single) {
             single(f)
         } else if aggs.iter().any(|a| a.distinct) {
-            // DISTINCT states are sets: shuffle raw rows by group, aggregate once.
+            // DISTINCT states are sets: shuffle raw rows by group, aggregate
+            // once (DISTINCT aggregates over different arguments, or mixed
+            // with plain ones; see `distinct_in_two_phases` for the rest).
             let f = if group_by.is_empty() {
                 self.gather(f)
             } else {
@@ -544,4 +550,51 @@ fn partial_schema(
         }
     }
     Schema::new(fields)
+}
+
+/// `f(DISTINCT x) … GROUP BY g` as two aggregations, when every aggregate is
+/// DISTINCT over the same argument: first the distinct (g, x) pairs (a
+/// grouping with no aggregates, so it pre-aggregates before its shuffle,
+/// spreads a hot group over the tasks of an exchange on (g, x), and spills
+/// like any grouping), then `f(x) … GROUP BY g` over those pairs. A set per
+/// group would put a hot group, or a global DISTINCT, whole into one task's
+/// memory. Returns the deduplicating plan and the aggregates over its output
+/// (the group keys, then x).
+fn distinct_in_two_phases(
+    input: &LogicalPlan,
+    group_by: &[Expr],
+    aggs: &[AggExpr],
+    schema: &Schema,
+) -> Option<(LogicalPlan, Vec<AggExpr>)> {
+    let arg = aggs.first()?.arg.clone()?;
+    let same = aggs
+        .iter()
+        .all(|a| a.distinct && a.func != AggFunc::CountStar && a.arg.as_ref() == Some(&arg));
+    if !same {
+        return None;
+    }
+    let arg_type = arg.data_type(&input.schema()).ok()?;
+    let g = group_by.len();
+    let fields = schema.fields()[..g]
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .chain([Field::new("distinct_arg", arg_type, true)])
+        .collect::<Vec<_>>();
+    let mut keys = group_by.to_vec();
+    keys.push(arg);
+    let deduplicated = LogicalPlan::Aggregate {
+        input: Box::new(input.clone()),
+        group_by: keys,
+        aggs: vec![],
+        schema: Schema::new(fields),
+    };
+    let aggs = aggs
+        .iter()
+        .map(|a| AggExpr {
+            func: a.func,
+            arg: Some(Expr::Column(g)),
+            distinct: false,
+        })
+        .collect();
+    Some((deduplicated, aggs))
 }

@@ -3,6 +3,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use keel_proto::size::parse_size;
 use keel_worker::service::{default_memory_limit, run, WorkerConfig};
+use keel_worker::shuffle::ShuffleCompression;
 
 /// A Keel worker: runs tasks for the scheduler and serves their output over Arrow Flight.
 #[derive(Parser)]
@@ -27,6 +28,10 @@ struct Args {
     /// Directory for shuffle files (default: a keel-worker directory under the system temp dir).
     #[arg(long, env = "KEEL_WORK_DIR")]
     work_dir: Option<PathBuf>,
+    /// Compression of shuffle files: none (default; cheapest on one machine
+    /// or a fast network) or lz4 (fewer bytes over a slow network).
+    #[arg(long, env = "KEEL_SHUFFLE_COMPRESSION", value_enum, default_value = "none")]
+    shuffle_compression: ShuffleCompression,
 }
 
 #[tokio::main]
@@ -61,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
         }),
         memory_limit: args.memory_limit.unwrap_or_else(default_memory_limit),
         work_dir,
+        shuffle_compression: args.shuffle_compression,
     };
     run(config, listener, shutdown_signal()).await?;
     Ok(())

@@ -17,6 +17,7 @@ use arrow::datatypes::{
     DataType, Date32Type, Int32Type, Int64Type, Schema, TimeUnit, TimestampMicrosecondType,
 };
 use arrow_row::Rows;
+use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
 use keel_proto::expr::Expr;
 
@@ -25,8 +26,7 @@ use crate::error::{Result, WorkerError};
 
 pub struct GroupTable {
     keys: Keys,
-    table: HashTable<u32>,
-    hashes: Vec<u64>,
+    table: HashTable<Slot>,
     n_groups: usize,
     /// Row-major words of the current batch (reused between batches).
     scratch: Vec<u64>,
@@ -45,6 +45,33 @@ enum Keys {
         encoder: KeyEncoder,
         rows: Option<Rows>,
     },
+}
+
+/// A table entry: a group id and 32 bits of its key's hash. The table
+/// rehashes from its own entries as it grows, instead of looking every
+/// group's hash up in a side vector (a cache miss per group), and a probe
+/// compares the tag before it touches the group's key.
+#[derive(Clone, Copy)]
+struct Slot {
+    group: u32,
+    tag: u32,
+}
+
+#[inline]
+fn tag_of(hash: u64) -> u32 {
+    (hash ^ (hash >> 32)) as u32
+}
+
+/// The table's hash of a tag: multiplied out so both the bucket (low bits)
+/// and hashbrown's control byte (top bits) depend on every bit of the tag.
+#[inline]
+fn spread(tag: u32) -> u64 {
+    (tag as u64 | ((tag as u64) << 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+#[inline]
+fn slot_hash(s: &Slot) -> u64 {
+    spread(s.tag)
 }
 
 fn is_word(t: &DataType) -> bool {
@@ -68,6 +95,9 @@ fn hash_words(words: &[u64]) -> u64 {
     h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h ^ (h >> 29)
 }
+
+/// A slot and its control byte.
+const SLOT_BYTES: usize = std::mem::size_of::<Slot>() + 1;
 
 impl GroupTable {
     pub fn new(group_by: Vec<Expr>, schema: &Schema) -> Result<Self> {
@@ -94,7 +124,6 @@ impl GroupTable {
         Ok(GroupTable {
             keys,
             table: HashTable::new(),
-            hashes: vec![],
             n_groups,
             scratch: vec![],
         })
@@ -119,19 +148,20 @@ impl GroupTable {
                 fill_words(key_columns, rows, w, &mut self.scratch)?;
                 for i in 0..rows {
                     let key = &self.scratch[i * w..(i + 1) * w];
-                    let hash = hash_words(key);
-                    let id = match self.table.find(hash, |&g| {
-                        &words[g as usize * w..(g as usize + 1) * w] == key
-                    }) {
-                        Some(&g) => g,
-                        None => {
-                            let g = self.n_groups as u32;
+                    let tag = tag_of(hash_words(key));
+                    let found = self.table.entry(
+                        spread(tag),
+                        |s| s.tag == tag && &words[s.group as usize * w..(s.group as usize + 1) * w] == key,
+                        slot_hash,
+                    );
+                    let id = match found {
+                        Entry::Occupied(e) => e.get().group,
+                        Entry::Vacant(e) => {
+                            let group = self.n_groups as u32;
+                            e.insert(Slot { group, tag });
                             words.extend_from_slice(key);
-                            self.hashes.push(hash);
-                            let hashes = &self.hashes;
-                            self.table.insert_unique(hash, g, |&x| hashes[x as usize]);
                             self.n_groups += 1;
-                            g
+                            group
                         }
                     };
                     ids.push(id);
@@ -147,20 +177,20 @@ impl GroupTable {
                 for i in 0..rows {
                     let row = encoded.row(i);
                     let bytes = row.data();
-                    let hash = hash_bytes(bytes);
-                    let id = match self
-                        .table
-                        .find(hash, |&g| stored.row(g as usize).data() == bytes)
-                    {
-                        Some(&g) => g,
-                        None => {
-                            let g = self.n_groups as u32;
+                    let tag = tag_of(hash_bytes(bytes));
+                    let found = self.table.entry(
+                        spread(tag),
+                        |s| s.tag == tag && stored.row(s.group as usize).data() == bytes,
+                        slot_hash,
+                    );
+                    let id = match found {
+                        Entry::Occupied(e) => e.get().group,
+                        Entry::Vacant(e) => {
+                            let group = self.n_groups as u32;
+                            e.insert(Slot { group, tag });
                             stored.push(row);
-                            self.hashes.push(hash);
-                            let hashes = &self.hashes;
-                            self.table.insert_unique(hash, g, |&x| hashes[x as usize]);
                             self.n_groups += 1;
-                            g
+                            group
                         }
                     };
                     ids.push(id);
@@ -177,7 +207,7 @@ impl GroupTable {
             Keys::Words { words, .. } => words.capacity() * 8,
             Keys::Rows { rows, .. } => rows.as_ref().map_or(0, |r| r.size()),
         };
-        self.table.capacity() * 5 + self.hashes.capacity() * 8 + self.scratch.capacity() * 8 + keys
+        self.table.capacity() * SLOT_BYTES + self.scratch.capacity() * 8 + keys
     }
 
     /// Bytes held after `extra` more groups, counting the moment a table or
@@ -192,7 +222,7 @@ impl GroupTable {
             }
         };
         let table = if n > self.table.capacity() {
-            ((n * 8 / 7).next_power_of_two()) * 5
+            ((n * 8 / 7).next_power_of_two()) * SLOT_BYTES
         } else {
             0
         };
@@ -207,7 +237,7 @@ impl GroupTable {
                 2 * extra * per_row
             }
         };
-        self.size() + table + grow(self.hashes.capacity(), 8) + keys
+        self.size() + table + keys
     }
 
     /// The key columns of every group, in group-id order; resets the table.
@@ -215,7 +245,6 @@ impl GroupTable {
         let n = self.n_groups;
         // Free the table before the key columns are built, so the two never coexist.
         self.table = HashTable::new();
-        self.hashes = vec![];
         let columns = match &mut self.keys {
             Keys::Global => vec![],
             Keys::Words {
@@ -224,17 +253,27 @@ impl GroupTable {
                 words,
             } => {
                 let words = std::mem::take(words);
+                // One row-major pass writes every column at once: a pass per
+                // column would stride through all the groups' words again
+                // for each key.
                 let w = *width;
-                let flags: Vec<u64> = (0..n).map(|g| words[g * w + w - 1]).collect();
+                let mut columns = vec![vec![0u64; n]; w];
+                for (g, row) in words.chunks_exact(w).enumerate() {
+                    for (column, word) in columns.iter_mut().zip(row) {
+                        column[g] = *word;
+                    }
+                }
+                drop(words);
+                let flags = columns.pop().expect("a null-flags word");
                 let any_null = flags.iter().any(|f| *f != 0);
                 types
                     .iter()
+                    .zip(columns)
                     .enumerate()
-                    .map(|(j, t)| {
+                    .map(|(j, (t, values))| {
                         let nulls = any_null.then(|| {
                             NullBuffer::from_iter(flags.iter().map(|f| f & (1 << j) == 0))
                         });
-                        let values = (0..n).map(|g| words[g * w + j]);
                         column_from_words(t, values, nulls)
                     })
                     .collect()
@@ -245,7 +284,6 @@ impl GroupTable {
             },
         };
         self.table.clear();
-        self.hashes.clear();
         self.n_groups = if matches!(self.keys, Keys::Global) {
             1
         } else {
@@ -323,25 +361,20 @@ fn put(out: &mut [u64], width: usize, j: usize, values: impl Iterator<Item = u64
     }
 }
 
-fn column_from_words(
-    t: &DataType,
-    values: impl Iterator<Item = u64>,
-    nulls: Option<NullBuffer>,
-) -> ArrayRef {
+fn column_from_words(t: &DataType, values: Vec<u64>, nulls: Option<NullBuffer>) -> ArrayRef {
+    // Same-size maps collect in place: 64-bit columns reuse the words' vector.
+    let wide = |values: Vec<u64>| values.into_iter().map(|v| v as i64).collect::<Vec<i64>>();
     match t {
         DataType::Int32 => Arc::new(Int32Array::new(
-            values.map(|v| v as i64 as i32).collect(),
+            values.iter().map(|v| *v as i64 as i32).collect(),
             nulls,
         )),
         DataType::Date32 => Arc::new(Date32Array::new(
-            values.map(|v| v as i64 as i32).collect(),
+            values.iter().map(|v| *v as i64 as i32).collect(),
             nulls,
         )),
-        DataType::Timestamp(..) => Arc::new(TimestampMicrosecondArray::new(
-            values.map(|v| v as i64).collect(),
-            nulls,
-        )),
-        _ => Arc::new(Int64Array::new(values.map(|v| v as i64).collect(), nulls)),
+        DataType::Timestamp(..) => Arc::new(TimestampMicrosecondArray::new(wide(values).into(), nulls)),
+        _ => Arc::new(Int64Array::new(wide(values).into(), nulls)),
     }
 }
 

@@ -4,7 +4,7 @@
 //! The hash is our own and fixed, so every worker, on every machine, sends a
 //! key to the same partition.
 
-use arrow::array::{Array, ArrayRef, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::Schema;
 use arrow_row::{RowConverter, Rows, SortField};
 use keel_proto::expr::Expr;
@@ -35,6 +35,104 @@ pub fn hash_bytes(bytes: &[u8]) -> u64 {
     h ^= h >> 27;
     h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
     h ^ (h >> 31)
+}
+
+/// Hashes every row's key column by column, with no row encoding: what a
+/// shuffle partitions by. Integers, dates, timestamps, floats (by bits),
+/// booleans and strings are hashed directly; returns false, leaving `out`
+/// unspecified, when a column has another type (the caller encodes rows
+/// instead). Every map task of an exchange sees the same key types, so
+/// they all send a key to the same partition.
+pub fn hash_columns(columns: &[ArrayRef], rows: usize, out: &mut Vec<u64>) -> bool {
+    use arrow::datatypes::*;
+    out.clear();
+    out.resize(rows, 0x243f_6a88_85a3_08d3);
+    for c in columns {
+        macro_rules! words {
+            ($t:ty) => {
+                mix_words(out, c.as_primitive::<$t>(), |v| v as u64)
+            };
+        }
+        match c.data_type() {
+            DataType::Int8 => words!(Int8Type),
+            DataType::Int16 => words!(Int16Type),
+            DataType::Int32 => words!(Int32Type),
+            DataType::Int64 => words!(Int64Type),
+            DataType::UInt8 => words!(UInt8Type),
+            DataType::UInt16 => words!(UInt16Type),
+            DataType::UInt32 => words!(UInt32Type),
+            DataType::UInt64 => words!(UInt64Type),
+            DataType::Date32 => words!(Date32Type),
+            DataType::Date64 => words!(Date64Type),
+            DataType::Timestamp(TimeUnit::Second, _) => words!(TimestampSecondType),
+            DataType::Timestamp(TimeUnit::Millisecond, _) => words!(TimestampMillisecondType),
+            DataType::Timestamp(TimeUnit::Microsecond, _) => words!(TimestampMicrosecondType),
+            DataType::Timestamp(TimeUnit::Nanosecond, _) => words!(TimestampNanosecondType),
+            DataType::Float64 => mix_words(out, c.as_primitive::<Float64Type>(), f64::to_bits),
+            DataType::Boolean => {
+                let b = c.as_boolean();
+                for (i, h) in out.iter_mut().enumerate() {
+                    let w = if b.is_null(i) { NULL_WORD } else { b.value(i) as u64 };
+                    *h = mix(*h, w);
+                }
+            }
+            DataType::Utf8 => mix_strings(out, c.as_string::<i32>().iter()),
+            DataType::LargeUtf8 => mix_strings(out, c.as_string::<i64>().iter()),
+            DataType::Utf8View => mix_strings(out, c.as_string_view().iter()),
+            _ => return false,
+        }
+    }
+    for h in out.iter_mut() {
+        *h = finish(*h);
+    }
+    true
+}
+
+const MIX_K: u64 = 0x517c_c1b7_2722_0a95;
+/// What a NULL key contributes (any fixed word: NULL keys only need to
+/// land together).
+const NULL_WORD: u64 = 0x9e37_79b9_7f4a_7c15;
+
+#[inline]
+fn mix(h: u64, w: u64) -> u64 {
+    (h.rotate_left(5) ^ w).wrapping_mul(MIX_K)
+}
+
+/// splitmix64's finaliser: spreads low-entropy keys over all bits.
+#[inline]
+fn finish(mut h: u64) -> u64 {
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+fn mix_words<T: arrow::datatypes::ArrowPrimitiveType>(
+    out: &mut [u64],
+    a: &arrow::array::PrimitiveArray<T>,
+    word: impl Fn(T::Native) -> u64,
+) {
+    let values = a.values();
+    match a.nulls().filter(|n| n.null_count() > 0) {
+        None => {
+            for (h, v) in out.iter_mut().zip(values.iter()) {
+                *h = mix(*h, word(*v));
+            }
+        }
+        Some(nulls) => {
+            for (i, (h, v)) in out.iter_mut().zip(values.iter()).enumerate() {
+                let w = if nulls.is_valid(i) { word(*v) } else { NULL_WORD };
+                *h = mix(*h, w);
+            }
+        }
+    }
+}
+
+fn mix_strings<'a>(out: &mut [u64], values: impl Iterator<Item = Option<&'a str>>) {
+    for (h, v) in out.iter_mut().zip(values) {
+        *h = mix(*h, v.map_or(NULL_WORD, |s| hash_bytes(s.as_bytes())));
+    }
 }
 
 /// Evaluates key expressions and encodes them as comparable byte rows.
@@ -93,6 +191,27 @@ impl KeyEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn column_hashes_spread_and_treat_nulls_alike() {
+        use arrow::array::{Int64Array, StringArray};
+        use std::sync::Arc;
+        let ints: ArrayRef = Arc::new(Int64Array::from_iter((0..8000).map(|i| (i % 4000 != 0).then_some(i))));
+        let strs: ArrayRef = Arc::new(StringArray::from_iter((0..8000).map(|i| Some(format!("s{}", i % 2)))));
+        let mut h = vec![];
+        assert!(hash_columns(&[ints.clone(), strs], 8000, &mut h));
+        assert_eq!(h[0], h[4000], "NULL keys with equal other columns hash alike");
+        let mut first = vec![];
+        assert!(hash_columns(&[ints.slice(0, 10), Arc::new(StringArray::from(vec!["s0"; 10]))], 10, &mut first));
+        assert_eq!(first[2], h[2], "a key's hash does not depend on its batch");
+        let mut buckets = [0usize; 8];
+        for x in &h {
+            buckets[(x % 8) as usize] += 1;
+        }
+        assert!(buckets.iter().all(|&b| b > 800), "{buckets:?}");
+        let lists: ArrayRef = Arc::new(arrow::array::NullArray::new(3));
+        assert!(!hash_columns(&[lists], 3, &mut h), "unsupported types fall back");
+    }
 
     #[test]
     fn hash_is_stable_and_spreads() {
