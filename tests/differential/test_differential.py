@@ -46,6 +46,11 @@ QUERIES = [
     "SELECT k, sum(x), avg(n) FROM t GROUP BY k HAVING count(*) > 100",
     "SELECT s, count(DISTINCT k) FROM t GROUP BY s",
     "SELECT count(DISTINCT s), count(DISTINCT n) FROM t",
+    # DISTINCT over one argument: deduplicated by (group, value) first, then aggregated
+    "SELECT k, sum(DISTINCT n), avg(DISTINCT n), count(DISTINCT n), min(DISTINCT n) FROM t GROUP BY k",
+    "SELECT count(DISTINCT id), sum(DISTINCT id) FROM t",
+    "SELECT s, count(DISTINCT id) FILTER (WHERE n > 10) FROM t GROUP BY s",
+    "SELECT count(DISTINCT x), max(DISTINCT x), count(*) FROM t",
     "SELECT k, max(s), min(s), max(d) FROM t GROUP BY k",
     "SELECT k, sum(n) FILTER (WHERE flag), count(*) FILTER (WHERE x > 50) FROM t GROUP BY k",
     "SELECT s, flag, count(*) FROM t GROUP BY ALL",

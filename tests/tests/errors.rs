@@ -74,6 +74,10 @@ fn query_errors_name_the_problem() {
         "SELECT key FROM df1 CROSS JOIN df1 AS b",
         &["not supported", "CROSS"],
     );
+    run(
+        "SELECT sum(DISTINCT value), count(*) FROM df1",
+        &["not supported", "sum(DISTINCT …) beside other aggregates"],
+    );
     run("SELECT key % 0 FROM df1", &["Division by zero"]);
     run("DELETE FROM df1", &["not supported", "DELETE"]);
 }

@@ -11,8 +11,10 @@
 //! - [`runner`]: runs one task descriptor from fetch to report.
 //! - [`flight`]: the Arrow Flight service (`do_get` on a partition ticket).
 //! - [`service`]: registration, heartbeats and the command stream from the scheduler.
+//! - [`allocator`]: glibc malloc settings that keep the process's RSS near what the pool accounts.
 //! - [`error`]: the crate's error type.
 
+pub mod allocator;
 pub mod error;
 pub mod eval;
 pub mod memory;

@@ -12,6 +12,10 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // The embedded cluster's workers run in this process.
+    keel_worker::allocator::limit_arenas(
+        std::thread::available_parallelism().map_or(2, |n| n.get()),
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

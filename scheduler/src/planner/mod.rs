@@ -552,6 +552,15 @@ fn partial_schema(
     Schema::new(fields)
 }
 
+/// Whether every aggregate is DISTINCT over one and the same argument.
+pub fn distinct_in_one_argument(aggs: &[AggExpr]) -> bool {
+    let Some(arg) = aggs.first().and_then(|a| a.arg.as_ref()) else {
+        return false;
+    };
+    aggs.iter()
+        .all(|a| a.distinct && a.func != AggFunc::CountStar && a.arg.as_ref() == Some(arg))
+}
+
 /// `f(DISTINCT x) … GROUP BY g` as two aggregations, when every aggregate is
 /// DISTINCT over the same argument: first the distinct (g, x) pairs (a
 /// grouping with no aggregates, so it pre-aggregates before its shuffle,
@@ -566,13 +575,10 @@ fn distinct_in_two_phases(
     aggs: &[AggExpr],
     schema: &Schema,
 ) -> Option<(LogicalPlan, Vec<AggExpr>)> {
-    let arg = aggs.first()?.arg.clone()?;
-    let same = aggs
-        .iter()
-        .all(|a| a.distinct && a.func != AggFunc::CountStar && a.arg.as_ref() == Some(&arg));
-    if !same {
+    if !distinct_in_one_argument(aggs) {
         return None;
     }
+    let arg = aggs[0].arg.clone()?;
     let arg_type = arg.data_type(&input.schema()).ok()?;
     let g = group_by.len();
     let fields = schema.fields()[..g]

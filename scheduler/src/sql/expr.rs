@@ -286,11 +286,6 @@ impl<'a> ExprBinder<'a> {
                 _ => unreachable!("aggregate names"),
             }
         };
-        if distinct && func != AggFunc::Count {
-            return Err(SchedulerError::unsupported(format!(
-                "{name}(DISTINCT …); only count(DISTINCT …) is"
-            )));
-        }
         let agg = AggExpr {
             func,
             arg,

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use arrow::datatypes::{DataType, Field, Schema};
 use keel_proto::expr::{Expr, ScalarValue};
-use keel_proto::plan::{JoinType, SortKey};
+use keel_proto::plan::{AggExpr, AggFunc, JoinType, SortKey};
 use sqlparser::ast::{
     self, GroupByExpr, LimitClause, OrderByKind, SelectItem, SetExpr, SetOperator, SetQuantifier,
 };
@@ -382,6 +382,7 @@ impl Binder<'_> {
             for (n, t) in ctx.agg_names.iter().zip(&ctx.agg_types) {
                 fields.push(Field::new(n, t.clone(), true));
             }
+            check_distinct(&mut ctx.aggs)?;
             plan = LogicalPlan::Aggregate {
                 input: Box::new(plan),
                 group_by: ctx.group_exprs,
@@ -654,4 +655,28 @@ fn limits(l: Option<&LimitClause>) -> Result<(usize, Option<usize>)> {
             (count(offset, "OFFSET")?, Some(count(limit, "LIMIT")?))
         }
     })
+}
+
+/// DISTINCT aggregates the planner can run. When every aggregate is
+/// DISTINCT over one argument, they run in two phases and any function
+/// works. Otherwise DISTINCT states are sets, which only `count` has:
+/// DISTINCT is dropped where it changes nothing (min, max) and refused
+/// for sum and avg.
+fn check_distinct(aggs: &mut [AggExpr]) -> Result<()> {
+    if crate::planner::distinct_in_one_argument(aggs) {
+        return Ok(());
+    }
+    for a in aggs.iter_mut() {
+        if a.distinct && matches!(a.func, AggFunc::Min | AggFunc::Max) {
+            a.distinct = false;
+        }
+        if a.distinct && a.func != AggFunc::Count {
+            return Err(SchedulerError::unsupported(format!(
+                "{}(DISTINCT …) beside other aggregates (it runs when every aggregate of the \
+                 SELECT is DISTINCT over the same argument)",
+                a.func.name()
+            )));
+        }
+    }
+    Ok(())
 }

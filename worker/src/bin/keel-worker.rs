@@ -34,8 +34,7 @@ struct Args {
     shuffle_compression: ShuffleCompression,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         // Colour codes only on a terminal: logs piped to files or collectors stay plain.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -45,6 +44,19 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    let cores = args.cores.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    keel_worker::allocator::limit_arenas(cores);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(args, cores))
+}
+
+async fn serve(args: Args, cores: usize) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&args.bind)
         .await
         .map_err(|e| anyhow::anyhow!("cannot bind {}: {e}", args.bind))?;
@@ -59,11 +71,7 @@ async fn main() -> anyhow::Result<()> {
     let config = WorkerConfig {
         scheduler_url: args.scheduler,
         advertise: args.advertise,
-        cores: args.cores.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        }),
+        cores,
         memory_limit: args.memory_limit.unwrap_or_else(default_memory_limit),
         work_dir,
         shuffle_compression: args.shuffle_compression,

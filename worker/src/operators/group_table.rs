@@ -17,19 +17,23 @@ use arrow::datatypes::{
     DataType, Date32Type, Int32Type, Int64Type, Schema, TimeUnit, TimestampMicrosecondType,
 };
 use arrow_row::Rows;
-use hashbrown::hash_table::Entry;
-use hashbrown::HashTable;
 use keel_proto::expr::Expr;
 
+use super::slots::{tag_of, SlotTable};
 use super::{hash_bytes, KeyEncoder};
 use crate::error::{Result, WorkerError};
 
+/// Rows a probe looks ahead to prefetch the slot it will need.
+const PREFETCH_ROWS: usize = 16;
+
 pub struct GroupTable {
     keys: Keys,
-    table: HashTable<Slot>,
+    table: SlotTable,
     n_groups: usize,
     /// Row-major words of the current batch (reused between batches).
     scratch: Vec<u64>,
+    /// The current batch's hash tags (reused between batches).
+    tags: Vec<u32>,
 }
 
 enum Keys {
@@ -38,8 +42,7 @@ enum Keys {
     /// `width` words per group: one per key column, then the null flags.
     Words {
         types: Vec<DataType>,
-        width: usize,
-        words: Vec<u64>,
+        words: WordStore,
     },
     Rows {
         encoder: KeyEncoder,
@@ -47,31 +50,51 @@ enum Keys {
     },
 }
 
-/// A table entry: a group id and 32 bits of its key's hash. The table
-/// rehashes from its own entries as it grows, instead of looking every
-/// group's hash up in a side vector (a cache miss per group), and a probe
-/// compares the tag before it touches the group's key.
-#[derive(Clone, Copy)]
-struct Slot {
-    group: u32,
-    tag: u32,
+/// Group keys as words, `width` per group, in one vector. (Blocks of a
+/// few thousand groups would spare the copies of doubling, but glibc keeps
+/// such mid-sized blocks in its heap, where they fragment: workers' RSS
+/// rose a third above what the pool accounted. A vector this large is
+/// mapped on its own and returned whole when freed.)
+struct WordStore {
+    width: usize,
+    words: Vec<u64>,
 }
 
-#[inline]
-fn tag_of(hash: u64) -> u32 {
-    (hash ^ (hash >> 32)) as u32
-}
+impl WordStore {
+    fn new(width: usize) -> Self {
+        WordStore {
+            width,
+            words: vec![],
+        }
+    }
 
-/// The table's hash of a tag: multiplied out so both the bucket (low bits)
-/// and hashbrown's control byte (top bits) depend on every bit of the tag.
-#[inline]
-fn spread(tag: u32) -> u64 {
-    (tag as u64 | ((tag as u64) << 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
-}
+    #[inline]
+    fn get(&self, group: usize) -> &[u64] {
+        &self.words[group * self.width..(group + 1) * self.width]
+    }
 
-#[inline]
-fn slot_hash(s: &Slot) -> u64 {
-    spread(s.tag)
+    #[inline]
+    fn push(&mut self, key: &[u64]) {
+        self.words.extend_from_slice(key);
+    }
+
+    fn size(&self) -> usize {
+        self.words.capacity() * 8
+    }
+
+    /// Heap bytes held after growing to `groups` groups, counting the
+    /// moment the vector doubles, when old and new are both alive.
+    fn size_for(&self, groups: usize) -> usize {
+        let have = self.words.capacity() / self.width;
+        if groups <= have {
+            return self.size();
+        }
+        self.size() + (2 * have).max(groups) * self.width * 8
+    }
+
+    fn rows(&self) -> impl Iterator<Item = &[u64]> {
+        self.words.chunks_exact(self.width)
+    }
 }
 
 fn is_word(t: &DataType) -> bool {
@@ -96,9 +119,6 @@ fn hash_words(words: &[u64]) -> u64 {
     h ^ (h >> 29)
 }
 
-/// A slot and its control byte.
-const SLOT_BYTES: usize = std::mem::size_of::<Slot>() + 1;
-
 impl GroupTable {
     pub fn new(group_by: Vec<Expr>, schema: &Schema) -> Result<Self> {
         let types = group_by
@@ -111,8 +131,7 @@ impl GroupTable {
             let width = types.len() + 1;
             Keys::Words {
                 types,
-                width,
-                words: vec![],
+                words: WordStore::new(width),
             }
         } else {
             Keys::Rows {
@@ -123,9 +142,10 @@ impl GroupTable {
         let n_groups = if matches!(keys, Keys::Global) { 1 } else { 0 };
         Ok(GroupTable {
             keys,
-            table: HashTable::new(),
+            table: SlotTable::default(),
             n_groups,
             scratch: vec![],
+            tags: vec![],
         })
     }
 
@@ -143,28 +163,23 @@ impl GroupTable {
         ids.clear();
         match &mut self.keys {
             Keys::Global => ids.resize(rows, 0),
-            Keys::Words { width, words, .. } => {
-                let w = *width;
+            Keys::Words { words, .. } => {
+                let w = words.width;
                 fill_words(key_columns, rows, w, &mut self.scratch)?;
-                for i in 0..rows {
-                    let key = &self.scratch[i * w..(i + 1) * w];
-                    let tag = tag_of(hash_words(key));
-                    let found = self.table.entry(
-                        spread(tag),
-                        |s| s.tag == tag && &words[s.group as usize * w..(s.group as usize + 1) * w] == key,
-                        slot_hash,
-                    );
-                    let id = match found {
-                        Entry::Occupied(e) => e.get().group,
-                        Entry::Vacant(e) => {
-                            let group = self.n_groups as u32;
-                            e.insert(Slot { group, tag });
-                            words.extend_from_slice(key);
-                            self.n_groups += 1;
-                            group
-                        }
-                    };
-                    ids.push(id);
+                self.tags.clear();
+                self.tags
+                    .extend(self.scratch.chunks_exact(w).map(|k| tag_of(hash_words(k))));
+                for (i, key) in self.scratch.chunks_exact(w).enumerate() {
+                    if let Some(&ahead) = self.tags.get(i + PREFETCH_ROWS) {
+                        self.table.prefetch(ahead);
+                    }
+                    let (group, new) = self
+                        .table
+                        .find_or_insert(self.tags[i], |g| words.get(g as usize) == key);
+                    if new {
+                        words.push(key);
+                    }
+                    ids.push(group);
                 }
             }
             Keys::Rows {
@@ -174,29 +189,28 @@ impl GroupTable {
                 let encoded = encoder.encode_columns(key_columns)?;
                 let stored =
                     stored.get_or_insert_with(|| encoder.converter().empty_rows(1024, 16 * 1024));
-                for i in 0..rows {
-                    let row = encoded.row(i);
+                self.tags.clear();
+                self.tags
+                    .extend(encoded.iter().map(|r| tag_of(hash_bytes(r.data()))));
+                for (i, row) in encoded.iter().enumerate() {
+                    if let Some(&ahead) = self.tags.get(i + PREFETCH_ROWS) {
+                        self.table.prefetch(ahead);
+                    }
                     let bytes = row.data();
-                    let tag = tag_of(hash_bytes(bytes));
-                    let found = self.table.entry(
-                        spread(tag),
-                        |s| s.tag == tag && stored.row(s.group as usize).data() == bytes,
-                        slot_hash,
-                    );
-                    let id = match found {
-                        Entry::Occupied(e) => e.get().group,
-                        Entry::Vacant(e) => {
-                            let group = self.n_groups as u32;
-                            e.insert(Slot { group, tag });
-                            stored.push(row);
-                            self.n_groups += 1;
-                            group
-                        }
-                    };
-                    ids.push(id);
+                    let (group, new) = self
+                        .table
+                        .find_or_insert(self.tags[i], |g| stored.row(g as usize).data() == bytes);
+                    if new {
+                        stored.push(row);
+                    }
+                    ids.push(group);
                 }
             }
         }
+        self.n_groups = match self.keys {
+            Keys::Global => 1,
+            _ => self.table.len(),
+        };
         Ok(())
     }
 
@@ -204,61 +218,51 @@ impl GroupTable {
     pub fn size(&self) -> usize {
         let keys = match &self.keys {
             Keys::Global => 0,
-            Keys::Words { words, .. } => words.capacity() * 8,
+            Keys::Words { words, .. } => words.size(),
             Keys::Rows { rows, .. } => rows.as_ref().map_or(0, |r| r.size()),
         };
-        self.table.capacity() * SLOT_BYTES + self.scratch.capacity() * 8 + keys
+        self.table.size() + self.scratch.capacity() * 8 + self.tags.capacity() * 4 + keys
     }
 
-    /// Bytes held after `extra` more groups, counting the moment a table or
-    /// vector grows, when old and new allocations are both alive.
+    /// Bytes held after `extra` more groups, counting the moment the table
+    /// grows, when its old and new slots are both alive.
     pub fn size_with(&self, extra: usize) -> usize {
         let n = self.n_groups + extra;
-        let grow = |cap: usize, bytes_per: usize| {
-            if n > cap {
-                (2 * cap).max(n) * bytes_per
-            } else {
-                0
-            }
-        };
-        let table = if n > self.table.capacity() {
-            ((n * 8 / 7).next_power_of_two()) * SLOT_BYTES
-        } else {
-            0
-        };
         let keys = match &self.keys {
             Keys::Global => 0,
-            Keys::Words { width, words, .. } => grow(words.capacity() / width, width * 8),
+            Keys::Words { words, .. } => words.size_for(n),
             Keys::Rows { rows, .. } => {
+                let held = rows.as_ref().map_or(0, |r| r.size());
                 let per_row = rows
                     .as_ref()
                     .filter(|r| r.num_rows() > 0)
                     .map_or(32, |r| r.size() / r.num_rows());
-                2 * extra * per_row
+                held + 2 * extra * per_row
             }
         };
-        self.size() + table + keys
+        let table = if matches!(self.keys, Keys::Global) {
+            0
+        } else {
+            self.table.size_for(n)
+        };
+        table + self.scratch.capacity() * 8 + self.tags.capacity() * 4 + keys
     }
 
     /// The key columns of every group, in group-id order; resets the table.
     pub fn take_keys(&mut self) -> Result<Vec<ArrayRef>> {
         let n = self.n_groups;
         // Free the table before the key columns are built, so the two never coexist.
-        self.table = HashTable::new();
+        self.table = SlotTable::default();
         let columns = match &mut self.keys {
             Keys::Global => vec![],
-            Keys::Words {
-                types,
-                width,
-                words,
-            } => {
-                let words = std::mem::take(words);
+            Keys::Words { types, words } => {
+                let w = words.width;
+                let words = std::mem::replace(words, WordStore::new(w));
                 // One row-major pass writes every column at once: a pass per
                 // column would stride through all the groups' words again
                 // for each key.
-                let w = *width;
                 let mut columns = vec![vec![0u64; n]; w];
-                for (g, row) in words.chunks_exact(w).enumerate() {
+                for (g, row) in words.rows().enumerate() {
                     for (column, word) in columns.iter_mut().zip(row) {
                         column[g] = *word;
                     }
@@ -283,7 +287,6 @@ impl GroupTable {
                 None => encoder.decode(&encoder.converter().empty_rows(0, 0))?,
             },
         };
-        self.table.clear();
         self.n_groups = if matches!(self.keys, Keys::Global) {
             1
         } else {

@@ -13,6 +13,7 @@ mod keys;
 mod limit;
 mod project;
 mod scan;
+mod slots;
 mod sort;
 mod union;
 
