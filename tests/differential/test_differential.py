@@ -202,4 +202,4 @@ def test_small_workers_spill(cluster):
     (The test tables are small: most queries hold less than the pool.)"""
     if cluster.name != "small-memory":
         pytest.skip("only the small-memory cluster is expected to spill")
-    assert cluster.spilled_queries >= 3, f"only {cluster.spilled_queries} of {len(QUERIES)} queries spilled"
+    assert cluster.spilled_queries >= 8, f"only {cluster.spilled_queries} of {len(QUERIES)} queries spilled"

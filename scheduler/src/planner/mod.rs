@@ -553,12 +553,33 @@ fn partial_schema(
 }
 
 /// Whether every aggregate is DISTINCT over one and the same argument.
+/// (The binder casts some arguments, say `sum(n)` of an INT32 n to BIGINT:
+/// a cast of the argument counts as the same argument.)
 pub fn distinct_in_one_argument(aggs: &[AggExpr]) -> bool {
     let Some(arg) = aggs.first().and_then(|a| a.arg.as_ref()) else {
         return false;
     };
-    aggs.iter()
-        .all(|a| a.distinct && a.func != AggFunc::CountStar && a.arg.as_ref() == Some(arg))
+    aggs.iter().all(|a| {
+        a.distinct && a.func != AggFunc::CountStar && a.arg.as_ref().map(uncast) == Some(uncast(arg))
+    })
+}
+
+fn uncast(e: &Expr) -> &Expr {
+    match e {
+        Expr::Cast { expr, .. } => uncast(expr),
+        other => other,
+    }
+}
+
+/// `arg` with its uncast core replaced by `core` (the casts kept).
+fn recast(arg: &Expr, core: Expr) -> Expr {
+    match arg {
+        Expr::Cast { expr, to } => Expr::Cast {
+            expr: Box::new(recast(expr, core)),
+            to: to.clone(),
+        },
+        _ => core,
+    }
 }
 
 /// `f(DISTINCT x) … GROUP BY g` as two aggregations, when every aggregate is
@@ -578,7 +599,7 @@ fn distinct_in_two_phases(
     if !distinct_in_one_argument(aggs) {
         return None;
     }
-    let arg = aggs[0].arg.clone()?;
+    let arg = uncast(aggs[0].arg.as_ref()?).clone();
     let arg_type = arg.data_type(&input.schema()).ok()?;
     let g = group_by.len();
     let fields = schema.fields()[..g]
@@ -598,7 +619,7 @@ fn distinct_in_two_phases(
         .iter()
         .map(|a| AggExpr {
             func: a.func,
-            arg: Some(Expr::Column(g)),
+            arg: a.arg.as_ref().map(|arg| recast(arg, Expr::Column(g))),
             distinct: false,
         })
         .collect();

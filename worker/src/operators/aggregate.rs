@@ -281,12 +281,19 @@ impl AggState {
                 if !is_refusal(&e) {
                     return Err(e);
                 }
-                // Not even one batch fits beside an empty table: it goes out as states.
+                // Not even one batch fits beside an empty table (its worst
+                // case is every row a new group). A partial aggregate sends
+                // it on as states; a final one takes it in halves, down to
+                // a single row, which is the true limit. (Spilling the batch
+                // as states would only hand the same batch to the merge.)
                 if self.mode == AggMode::Partial {
                     out.extend(self.pass_through(key_columns, &inputs, rows)?);
+                } else if rows > 1 {
+                    let half = rows / 2;
+                    out.extend(self.push(batch.slice(0, half))?);
+                    out.extend(self.push(batch.slice(half, rows - half))?);
                 } else {
-                    let states = self.state_columns(key_columns, &inputs, rows)?;
-                    self.spill_columns(states, rows)?;
+                    return Err(self.reservation.cannot_proceed(self.projected_size(rows)));
                 }
                 return Ok(out);
             }
@@ -298,14 +305,23 @@ impl AggState {
             acc.update(&self.ids, n, cols)?;
         }
         self.rows_seen += rows;
-        let held = self.reservation.resize(self.size());
-        held.or_else(|e| {
-            if global && is_refusal(&e) {
-                Ok(())
-            } else {
-                Err(e)
+        if let Err(e) = self.reservation.resize(self.size()) {
+            if !is_refusal(&e) {
+                return Err(e);
             }
-        })?;
+            // Accumulators outgrew the projection (strings longer than
+            // the ones seen so far): relieve the pressure now.
+            if !global {
+                out.extend(self.relieve()?);
+                self.reservation.resize(self.size()).or_else(|e| {
+                    if is_refusal(&e) {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })?;
+            }
+        }
         if !out.is_empty() {
             return Ok(out);
         }
@@ -358,6 +374,10 @@ impl AggState {
             return Ok(out);
         }
         if self.level >= MAX_SPILL_LEVEL {
+            if self.groups.as_ref().is_none_or(|g| g.n_groups() == 0) {
+                // Nothing to spill: the batch is what does not fit.
+                return Ok(vec![]);
+            }
             return Err(self.reservation.cannot_proceed(self.size()));
         }
         self.spilling = true;

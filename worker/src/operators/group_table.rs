@@ -240,12 +240,16 @@ impl GroupTable {
                 held + 2 * extra * per_row
             }
         };
-        let table = if matches!(self.keys, Keys::Global) {
-            0
-        } else {
-            self.table.size_for(n)
+        // (slots, words per row of the batch, tags per row of the batch):
+        // the batch's words and tags are held while it is interned.
+        let (table, width, tagged) = match &self.keys {
+            Keys::Global => (0, 0, 0),
+            Keys::Words { words, .. } => (self.table.size_for(n), words.width, extra),
+            Keys::Rows { .. } => (self.table.size_for(n), 0, extra),
         };
-        table + self.scratch.capacity() * 8 + self.tags.capacity() * 4 + keys
+        let scratch = self.scratch.capacity().max(extra * width) * 8;
+        let tags = self.tags.capacity().max(tagged) * 4;
+        table + scratch + tags + keys
     }
 
     /// The key columns of every group, in group-id order; resets the table.

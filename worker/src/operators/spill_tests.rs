@@ -168,6 +168,28 @@ fn final_aggregation_spills_states_and_merges_them() {
     assert_eq!(got, expected);
 }
 
+#[test]
+fn a_final_aggregation_takes_a_batch_too_big_for_the_pool_in_halves() {
+    // One 20k-row batch of distinct keys: its worst case (every row a new
+    // group) is far over a 64 KiB pool even beside an empty table.
+    let (schema, input) = table(20_000, |i| i);
+    let batch = arrow::compute::concat_batches(&schema, &input).unwrap();
+    let ones = Int64Array::from(vec![1i64; batch.num_rows()]);
+    let states = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            schema.field(0).clone(),
+            Field::new("sum", DataType::Int64, true),
+            Field::new("n", DataType::Int64, true),
+        ])),
+        vec![batch.column(0).clone(), batch.column(1).clone(), Arc::new(ones)],
+    )
+    .unwrap();
+    let (expected, _, _) = agg_run(HUGE, AggMode::Final, vec![states.clone()], false);
+    let (got, memory, _dir) = agg_run(64 << 10, AggMode::Final, vec![states], false);
+    assert!(memory.spilled_bytes() > 0);
+    assert_eq!(got, expected);
+}
+
 /// A join on column 0 of build (30k rows over 3k keys, with `hot` a third
 /// of them on key 7) and probe (20k rows over 4k keys, key 7 every 50th row).
 fn join_over(memory: &Arc<TaskMemory>, join_type: JoinType, hot: bool) -> BatchIter {
