@@ -50,11 +50,11 @@ enum Keys {
     },
 }
 
-/// Group keys as words, `width` per group, in one vector. (Blocks of a
-/// few thousand groups would spare the copies of doubling, but glibc keeps
-/// such mid-sized blocks in its heap, where they fragment: workers' RSS
-/// rose a third above what the pool accounted. A vector this large is
-/// mapped on its own and returned whole when freed.)
+/// Group keys as words, `width` per group, in one vector. (Fixed blocks of
+/// a thousand groups, tried to spare the copies of doubling, left story-1
+/// workers at 1.8 GiB of RSS against a 1.5 GiB limit before malloc's
+/// arenas were capped (see `allocator`); a vector this large is mapped on
+/// its own and returned whole when freed, and glibc grows it in place.)
 struct WordStore {
     width: usize,
     words: Vec<u64>,
