@@ -60,7 +60,14 @@ pub enum Command {
 #[derive(Subcommand)]
 pub enum DataSet {
     /// Story 1: skewed many-to-many join, then group-by sum (df1/ and df2/).
-    ImbalancedJoin(GenArgs),
+    ImbalancedJoin {
+        #[command(flatten)]
+        args: GenArgs,
+        /// Make key 1 hold this share of df1's rows (0 to 1, exclusive of 1),
+        /// for testing skew handling; by default key 1 draws like any key.
+        #[arg(long)]
+        hot_key_share: Option<f64>,
+    },
     /// Story 4: two daily snapshots of 40 signals whose sizes spread 100×
     /// (day1/ and day2/, one Parquet file per signal; 10 k to 1 M rows at scale 1).
     Backups(GenArgs),
@@ -197,10 +204,18 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
             Ok(())
         }
         Command::Datagen {
-            set: DataSet::ImbalancedJoin(GenArgs { scale, out, seed }),
+            set:
+                DataSet::ImbalancedJoin {
+                    args: GenArgs { scale, out, seed },
+                    hot_key_share,
+                },
         } => {
             let started = Instant::now();
-            let g = generate(&ImbalancedJoin::new(scale, seed), &out)?;
+            let spec = ImbalancedJoin {
+                hot_key_share,
+                ..ImbalancedJoin::new(scale, seed)
+            };
+            let g = generate(&spec, &out)?;
             eprintln!(
                 "wrote {} df1 rows in {} files and {} df2 rows under {} in {:.1}s",
                 g.df1_rows,

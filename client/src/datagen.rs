@@ -18,6 +18,8 @@ pub struct ImbalancedJoin {
     pub seed: u64,
     pub key_n: u64,
     pub bucket_n: u64,
+    /// The share of df1's rows key 1 holds, if set.
+    pub hot_key_share: Option<f64>,
 }
 
 impl ImbalancedJoin {
@@ -27,6 +29,7 @@ impl ImbalancedJoin {
             seed,
             key_n: 7000,
             bucket_n: 40000,
+            hot_key_share: None,
         }
     }
 }
@@ -131,9 +134,14 @@ pub fn generate(spec: &ImbalancedJoin, out: &Path) -> Result<Generated, ClientEr
     for d in [&df1_dir, &df2_dir] {
         std::fs::create_dir_all(d).map_err(|e| io(d, e))?;
     }
+    if let Some(f) = spec.hot_key_share.filter(|f| !(0.0..1.0).contains(f)) {
+        return Err(ClientError::Usage {
+            message: format!("--hot-key-share must be at least 0 and below 1, got {f}"),
+        });
+    }
     let mut rng = Rng::new(spec.seed);
     let s = spec.scale;
-    let counts: Vec<u64> = (0..spec.key_n)
+    let mut counts: Vec<u64> = (0..spec.key_n)
         .map(|_| {
             let hot = rng.uniform() < 0.05;
             let draw = if hot {
@@ -144,6 +152,11 @@ pub fn generate(spec: &ImbalancedJoin, out: &Path) -> Result<Generated, ClientEr
             draw as u64
         })
         .collect();
+    if let Some(share) = spec.hot_key_share {
+        // Key 1 holds `share` of all rows: share / (1 - share) of the rest.
+        let rest: u64 = counts.iter().sum::<u64>() - counts[1];
+        counts[1] = (rest as f64 * share / (1.0 - share)).round() as u64;
+    }
 
     let expected: u64 = counts.iter().sum();
     let group_rows = ((expected / 32) as usize).clamp(MIN_ROWS_PER_GROUP, MAX_ROWS_PER_GROUP);
@@ -257,6 +270,34 @@ pub fn generate(spec: &ImbalancedJoin, out: &Path) -> Result<Generated, ClientEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hot_key_holds_the_share_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = ImbalancedJoin {
+            hot_key_share: Some(0.3),
+            ..ImbalancedJoin::new(0.00005, 3)
+        };
+        let g = generate(&spec, dir.path()).unwrap();
+        let mut hot = 0;
+        for f in std::fs::read_dir(dir.path().join("df1")).unwrap() {
+            let file = File::open(f.unwrap().path()).unwrap();
+            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 1 << 16).unwrap();
+            for b in reader {
+                let b = b.unwrap();
+                let keys = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+                hot += keys.values().iter().filter(|k| **k == 1).count() as u64;
+            }
+        }
+        let share = hot as f64 / g.df1_rows as f64;
+        assert!((share - 0.3).abs() < 0.001, "key 1 holds {share} of the rows");
+        let bad = ImbalancedJoin {
+            hot_key_share: Some(1.0),
+            ..ImbalancedJoin::new(0.00005, 3)
+        };
+        let err = generate(&bad, dir.path()).err().unwrap().to_string();
+        assert!(err.contains("--hot-key-share must be"), "{err}");
+    }
 
     #[test]
     fn rng_is_deterministic_and_in_range() {
