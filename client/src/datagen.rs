@@ -282,7 +282,9 @@ mod tests {
         let mut hot = 0;
         for f in std::fs::read_dir(dir.path().join("df1")).unwrap() {
             let file = File::open(f.unwrap().path()).unwrap();
-            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 1 << 16).unwrap();
+            let reader =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 1 << 16)
+                    .unwrap();
             for b in reader {
                 let b = b.unwrap();
                 let keys = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
@@ -290,7 +292,10 @@ mod tests {
             }
         }
         let share = hot as f64 / g.df1_rows as f64;
-        assert!((share - 0.3).abs() < 0.001, "key 1 holds {share} of the rows");
+        assert!(
+            (share - 0.3).abs() < 0.001,
+            "key 1 holds {share} of the rows"
+        );
         let bad = ImbalancedJoin {
             hot_key_share: Some(1.0),
             ..ImbalancedJoin::new(0.00005, 3)

@@ -133,7 +133,8 @@ impl ShuffleWriter {
         if !hash_columns(&columns, rows, &mut self.hashes) {
             let encoded = keys.encode_columns(&columns)?;
             self.hashes.clear();
-            self.hashes.extend(encoded.iter().map(|r| hash_bytes(r.data())));
+            self.hashes
+                .extend(encoded.iter().map(|r| hash_bytes(r.data())));
         }
         // Row indices grouped by partition (a counting sort), in one vector.
         let mut starts = vec![0u32; n + 1];

@@ -560,7 +560,9 @@ pub fn distinct_in_one_argument(aggs: &[AggExpr]) -> bool {
         return false;
     };
     aggs.iter().all(|a| {
-        a.distinct && a.func != AggFunc::CountStar && a.arg.as_ref().map(uncast) == Some(uncast(arg))
+        a.distinct
+            && a.func != AggFunc::CountStar
+            && a.arg.as_ref().map(uncast) == Some(uncast(arg))
     })
 }
 

@@ -30,7 +30,12 @@ struct Args {
     work_dir: Option<PathBuf>,
     /// Compression of shuffle files: none (default; cheapest on one machine
     /// or a fast network) or lz4 (fewer bytes over a slow network).
-    #[arg(long, env = "KEEL_SHUFFLE_COMPRESSION", value_enum, default_value = "none")]
+    #[arg(
+        long,
+        env = "KEEL_SHUFFLE_COMPRESSION",
+        value_enum,
+        default_value = "none"
+    )]
     shuffle_compression: ShuffleCompression,
 }
 

@@ -380,7 +380,9 @@ fn column_from_words(t: &DataType, values: Vec<u64>, nulls: Option<NullBuffer>) 
             values.iter().map(|v| *v as i64 as i32).collect(),
             nulls,
         )),
-        DataType::Timestamp(..) => Arc::new(TimestampMicrosecondArray::new(wide(values).into(), nulls)),
+        DataType::Timestamp(..) => {
+            Arc::new(TimestampMicrosecondArray::new(wide(values).into(), nulls))
+        }
         _ => Arc::new(Int64Array::new(wide(values).into(), nulls)),
     }
 }

@@ -72,7 +72,11 @@ pub fn hash_columns(columns: &[ArrayRef], rows: usize, out: &mut Vec<u64>) -> bo
             DataType::Boolean => {
                 let b = c.as_boolean();
                 for (i, h) in out.iter_mut().enumerate() {
-                    let w = if b.is_null(i) { NULL_WORD } else { b.value(i) as u64 };
+                    let w = if b.is_null(i) {
+                        NULL_WORD
+                    } else {
+                        b.value(i) as u64
+                    };
                     *h = mix(*h, w);
                 }
             }
@@ -122,7 +126,11 @@ fn mix_words<T: arrow::datatypes::ArrowPrimitiveType>(
         }
         Some(nulls) => {
             for (i, (h, v)) in out.iter_mut().zip(values.iter()).enumerate() {
-                let w = if nulls.is_valid(i) { word(*v) } else { NULL_WORD };
+                let w = if nulls.is_valid(i) {
+                    word(*v)
+                } else {
+                    NULL_WORD
+                };
                 *h = mix(*h, w);
             }
         }
@@ -196,13 +204,27 @@ mod tests {
     fn column_hashes_spread_and_treat_nulls_alike() {
         use arrow::array::{Int64Array, StringArray};
         use std::sync::Arc;
-        let ints: ArrayRef = Arc::new(Int64Array::from_iter((0..8000).map(|i| (i % 4000 != 0).then_some(i))));
-        let strs: ArrayRef = Arc::new(StringArray::from_iter((0..8000).map(|i| Some(format!("s{}", i % 2)))));
+        let ints: ArrayRef = Arc::new(Int64Array::from_iter(
+            (0..8000).map(|i| (i % 4000 != 0).then_some(i)),
+        ));
+        let strs: ArrayRef = Arc::new(StringArray::from_iter(
+            (0..8000).map(|i| Some(format!("s{}", i % 2))),
+        ));
         let mut h = vec![];
         assert!(hash_columns(&[ints.clone(), strs], 8000, &mut h));
-        assert_eq!(h[0], h[4000], "NULL keys with equal other columns hash alike");
+        assert_eq!(
+            h[0], h[4000],
+            "NULL keys with equal other columns hash alike"
+        );
         let mut first = vec![];
-        assert!(hash_columns(&[ints.slice(0, 10), Arc::new(StringArray::from(vec!["s0"; 10]))], 10, &mut first));
+        assert!(hash_columns(
+            &[
+                ints.slice(0, 10),
+                Arc::new(StringArray::from(vec!["s0"; 10]))
+            ],
+            10,
+            &mut first
+        ));
         assert_eq!(first[2], h[2], "a key's hash does not depend on its batch");
         let mut buckets = [0usize; 8];
         for x in &h {
@@ -210,7 +232,10 @@ mod tests {
         }
         assert!(buckets.iter().all(|&b| b > 800), "{buckets:?}");
         let lists: ArrayRef = Arc::new(arrow::array::NullArray::new(3));
-        assert!(!hash_columns(&[lists], 3, &mut h), "unsupported types fall back");
+        assert!(
+            !hash_columns(&[lists], 3, &mut h),
+            "unsupported types fall back"
+        );
     }
 
     #[test]

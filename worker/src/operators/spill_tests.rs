@@ -181,7 +181,11 @@ fn a_final_aggregation_takes_a_batch_too_big_for_the_pool_in_halves() {
             Field::new("sum", DataType::Int64, true),
             Field::new("n", DataType::Int64, true),
         ])),
-        vec![batch.column(0).clone(), batch.column(1).clone(), Arc::new(ones)],
+        vec![
+            batch.column(0).clone(),
+            batch.column(1).clone(),
+            Arc::new(ones),
+        ],
     )
     .unwrap();
     let (expected, _, _) = agg_run(HUGE, AggMode::Final, vec![states.clone()], false);
