@@ -29,8 +29,10 @@ pub const SPILL_FANOUT: usize = 16;
 /// resort (joins: chunks of the build side) or gives up (aggregation).
 pub const MAX_SPILL_LEVEL: u32 = 6;
 
-/// IPC options for files Keel writes to its own disk: LZ4 frames are cheap
-/// to write and read and shrink shuffle and spill data severalfold.
+/// IPC options for spill files (and shuffle files under
+/// `--shuffle-compression lz4`): LZ4 frames are cheap to write and read and
+/// shrink spilled data severalfold, which matters when memory is short and
+/// the page cache cannot absorb the writes.
 pub fn ipc_options() -> IpcWriteOptions {
     IpcWriteOptions::default()
         .try_with_compression(Some(CompressionType::LZ4_FRAME))

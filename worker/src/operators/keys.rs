@@ -16,25 +16,18 @@ use crate::eval::evaluate;
 /// short fixed-width keys that dominate joins and group-bys.
 #[inline]
 pub fn hash_bytes(bytes: &[u8]) -> u64 {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
     let mut h: u64 = bytes.len() as u64;
     let mut chunks = bytes.chunks_exact(8);
     for c in &mut chunks {
-        let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
-        h = (h.rotate_left(5) ^ w).wrapping_mul(K);
+        h = mix(h, u64::from_le_bytes(c.try_into().expect("8 bytes")));
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
         let mut buf = [0u8; 8];
         buf[..rest.len()].copy_from_slice(rest);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(buf)).wrapping_mul(K);
+        h = mix(h, u64::from_le_bytes(buf));
     }
-    // splitmix64 finaliser: spreads low-entropy keys over all bits.
-    h ^= h >> 30;
-    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h ^= h >> 27;
-    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^ (h >> 31)
+    finish(h)
 }
 
 /// Hashes every row's key column by column, with no row encoding: what a
