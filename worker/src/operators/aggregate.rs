@@ -276,7 +276,11 @@ impl AggState {
             if !is_refusal(&e) {
                 return Err(e);
             }
-            out = self.relieve()?;
+            // An empty table has nothing to relieve: the batch is what
+            // does not fit.
+            if self.groups.as_ref().is_some_and(|g| g.n_groups() > 0) {
+                out = self.relieve()?;
+            }
             if let Err(e) = self.reservation.resize(self.projected_size(rows)) {
                 if !is_refusal(&e) {
                     return Err(e);
@@ -374,10 +378,6 @@ impl AggState {
             return Ok(out);
         }
         if self.level >= MAX_SPILL_LEVEL {
-            if self.groups.as_ref().is_none_or(|g| g.n_groups() == 0) {
-                // Nothing to spill: the batch is what does not fit.
-                return Ok(vec![]);
-            }
             return Err(self.reservation.cannot_proceed(self.size()));
         }
         self.spilling = true;
