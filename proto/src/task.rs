@@ -14,6 +14,9 @@ pub struct FetchSpec {
     pub map_task: u32,
     pub attempt: u32,
     pub partitions: Vec<u32>,
+    /// Only rows `start..end` of the (single) partition: a skewed partition
+    /// is split between tasks by row ranges of its map outputs.
+    pub rows: Option<(u64, u64)>,
 }
 
 /// Everything one `ShuffleRead` leaf reads.
@@ -45,6 +48,8 @@ pub struct PartitionTicket {
     pub map_task: u32,
     pub attempt: u32,
     pub partition: u32,
+    /// Only rows `start..end` of the partition (see [`FetchSpec::rows`]).
+    pub rows: Option<(u64, u64)>,
 }
 
 fn config() -> bincode::config::Configuration {

@@ -6,12 +6,15 @@
 //! - A shuffle join whose side turned out small is run as a broadcast join:
 //!   every task reads the small side whole and a slice of the big side's map
 //!   outputs, which also spreads a hot key's rows over many tasks.
+//! - A shuffle join's skewed partitions are split over several tasks
+//!   (see [`crate::skew`]); the rest are coalesced as above.
 //! - Slice inputs (UNION ALL): map outputs are divided by bytes.
 
 use keel_proto::ids::StageId;
 use keel_proto::plan::{FileSplit, JoinType, PlanNode};
 
 use crate::planner::stages::{InputMode, StagePlan, TaskSource};
+use crate::skew::{split_skewed, SkewConfig, SkewSplit};
 
 /// One finished map task's output.
 #[derive(Debug, Clone)]
@@ -20,6 +23,10 @@ pub struct MapOutput {
     pub map_task: u32,
     /// (rows, bytes) per output partition.
     pub partitions: Vec<(u64, u64)>,
+    /// For a hash exchange: the serialized frequent-items sketch of its key hashes.
+    pub key_sketch: Vec<u8>,
+    /// (hash, printed value) of the hottest keys.
+    pub key_labels: Vec<(u64, String)>,
 }
 
 /// Partitions a task reads from one map task. Where that output lives is
@@ -29,6 +36,8 @@ pub struct MapOutput {
 pub struct InputSlice {
     pub map_task: u32,
     pub partitions: Vec<u32>,
+    /// Only rows `start..end` of the one partition (a split of a skewed partition).
+    pub rows: Option<(u64, u64)>,
 }
 
 /// What one task reads from each of its stage's inputs.
@@ -50,6 +59,7 @@ impl MapOutput {
         Some(InputSlice {
             map_task: self.map_task,
             partitions: parts,
+            rows: None,
         })
     }
 
@@ -66,6 +76,8 @@ pub struct TaskSpec {
     pub scan_bytes: u64,
     /// Bytes the task reads from each input, as its map tasks reported them.
     pub input_bytes: Vec<u64>,
+    /// The skewed partition this task reads a split of.
+    pub skew_partition: Option<u32>,
 }
 
 impl TaskSpec {
@@ -90,6 +102,17 @@ pub struct AdaptiveConfig {
     pub min_task_bytes: u64,
     pub max_task_bytes: u64,
     pub broadcast_bytes: u64,
+    /// Skewed join partitions are split (`--skew-join on`) by these thresholds.
+    pub skew: Option<SkewConfig>,
+}
+
+/// A stage's tasks, and what adaptive planning decided on the way.
+#[derive(Debug, Default)]
+pub struct PlannedTasks {
+    pub tasks: Vec<TaskSpec>,
+    /// One line per decision (broadcast conversion, skew splits), for the job report.
+    pub notes: Vec<String>,
+    pub splits: Vec<SkewSplit>,
 }
 
 impl AdaptiveConfig {
@@ -102,21 +125,20 @@ impl AdaptiveConfig {
 }
 
 /// Forms the tasks of `stage` given its inputs' outputs (`outputs[i]` for
-/// `stage.inputs[i]`). May rewrite the stage's plan (broadcast conversion);
-/// returns a note for `explain`-style reporting when it does.
+/// `stage.inputs[i]`). May rewrite the stage's plan (broadcast conversion).
 pub fn plan_tasks(
     stage: &mut StagePlan,
     outputs: &[Vec<MapOutput>],
     config: &AdaptiveConfig,
-) -> (Vec<TaskSpec>, Option<String>) {
+) -> PlannedTasks {
     let n_inputs = stage.inputs.len();
-    let mut note = None;
+    let mut planned = PlannedTasks::default();
     if let Some((small, big)) = broadcast_candidate(stage, outputs, config.broadcast_bytes) {
         stage.inputs[small].mode = InputMode::Broadcast;
         stage.inputs[big].mode = InputMode::Slice;
         set_build_side(&mut stage.plan, small == 0);
         let small_bytes: u64 = outputs[small].iter().map(|o| o.bytes()).sum();
-        note = Some(format!(
+        planned.notes.push(format!(
             "stage {}: join side from stage {} is {} bytes, below the broadcast threshold; broadcasting it",
             stage.id.0, stage.inputs[small].stage.0, small_bytes
         ));
@@ -132,7 +154,7 @@ pub fn plan_tasks(
             })
             .collect(),
         TaskSource::Single => vec![TaskSpec::empty(n_inputs)],
-        TaskSource::Shuffle => shuffle_tasks(stage, outputs, config),
+        TaskSource::Shuffle => shuffle_tasks(stage, outputs, config, &mut planned),
     };
     if tasks.is_empty() {
         tasks.push(TaskSpec::empty(n_inputs));
@@ -150,13 +172,15 @@ pub fn plan_tasks(
             t.input_bytes[i] = slices.iter().map(|sl| slice_bytes(&outputs[i], sl)).sum();
         }
     }
-    (tasks, note)
+    planned.tasks = tasks;
+    planned
 }
 
 fn shuffle_tasks(
     stage: &StagePlan,
     outputs: &[Vec<MapOutput>],
     config: &AdaptiveConfig,
+    planned: &mut PlannedTasks,
 ) -> Vec<TaskSpec> {
     let n_inputs = stage.inputs.len();
     let hash: Vec<usize> = (0..n_inputs)
@@ -181,16 +205,36 @@ fn shuffle_tasks(
             }
         }
         let target = config.target(sizes.iter().sum());
+        let skew = match (&config.skew, stage.shuffle_join()) {
+            (Some(skew), Some(join_type)) => {
+                split_skewed(stage.id.0, join_type, outputs, skew, target)
+            }
+            _ => Default::default(),
+        };
+        for &p in &skew.partitions {
+            sizes[p] = 0;
+        }
         for range in coalesce(&sizes, target) {
             let mut t = TaskSpec::empty(n_inputs);
             for &i in &hash {
                 t.inputs[i] = outputs[i]
                     .iter()
-                    .filter_map(|o| o.fetch(range.clone()))
+                    .filter_map(|o| {
+                        o.fetch(range.clone().filter(|p| !skew.partitions.contains(p)))
+                    })
                     .collect();
+            }
+            if !skew.partitions.is_empty() && t.inputs.iter().all(|i| i.is_empty()) {
+                continue;
             }
             tasks.push(t);
         }
+        planned.notes.extend(skew.not_split);
+        planned
+            .notes
+            .extend(skew.splits.iter().map(|s| s.describe(stage.id.0)));
+        planned.splits = skew.splits;
+        tasks.extend(skew.tasks);
     } else if !slice.is_empty() {
         let total = slice
             .iter()
@@ -223,12 +267,17 @@ fn slice_bytes(outputs: &[MapOutput], slice: &InputSlice) -> u64 {
     let Some(o) = outputs.iter().find(|o| o.map_task == slice.map_task) else {
         return 0;
     };
-    slice
+    let parts = slice
         .partitions
         .iter()
-        .filter_map(|&p| o.partitions.get(p as usize))
-        .map(|p| p.1)
-        .sum()
+        .filter_map(|&p| o.partitions.get(p as usize));
+    match slice.rows {
+        // A row range's share of its partition's bytes.
+        Some((a, b)) => parts
+            .map(|&(rows, bytes)| bytes * (b - a) / rows.max(1))
+            .sum(),
+        None => parts.map(|p| p.1).sum(),
+    }
 }
 
 /// Contiguous partition ranges of about `target` bytes each (empty partitions ride along).
@@ -257,10 +306,7 @@ fn broadcast_candidate(
     outputs: &[Vec<MapOutput>],
     limit: u64,
 ) -> Option<(usize, usize)> {
-    if stage.inputs.len() != 2 || !stage.inputs.iter().all(|i| i.mode == InputMode::Hash) {
-        return None;
-    }
-    let join_type = find_join(&stage.plan)?;
+    let join_type = stage.shuffle_join()?;
     let bytes: Vec<u64> = outputs
         .iter()
         .map(|o| o.iter().map(|m| m.bytes()).sum())
@@ -276,7 +322,7 @@ fn broadcast_candidate(
 }
 
 /// The join a shuffle-join stage was planned around: one whose inputs are the stage's two reads.
-fn find_join(node: &PlanNode) -> Option<JoinType> {
+pub fn find_join(node: &PlanNode) -> Option<JoinType> {
     match node {
         PlanNode::HashJoin {
             left,
@@ -367,6 +413,8 @@ mod tests {
                 stage: StageId(stage),
                 map_task: m,
                 partitions: vec![(10, bytes_per_partition); 4],
+                key_sketch: vec![],
+                key_labels: vec![],
             })
             .collect()
     }
@@ -377,6 +425,7 @@ mod tests {
             min_task_bytes: 1000,
             max_task_bytes: 1 << 30,
             broadcast_bytes: 10_000,
+            skew: Some(SkewConfig::default()),
         }
     }
 
@@ -385,8 +434,9 @@ mod tests {
         let mut stage = join_stage();
         // Left: 8 map tasks of 4 MB each; right: 2 map tasks of 4 KB.
         let outs = vec![outputs(1, 8, 1 << 20), outputs(2, 2, 1000)];
-        let (tasks, note) = plan_tasks(&mut stage, &outs, &config());
-        assert!(note.unwrap().contains("broadcasting"));
+        let planned = plan_tasks(&mut stage, &outs, &config());
+        let tasks = planned.tasks;
+        assert!(planned.notes[0].contains("broadcasting"));
         assert_eq!(stage.inputs[1].mode, InputMode::Broadcast);
         assert_eq!(stage.inputs[0].mode, InputMode::Slice);
         assert!(matches!(
@@ -412,8 +462,9 @@ mod tests {
     fn large_join_sides_stay_hash_partitioned() {
         let mut stage = join_stage();
         let outs = vec![outputs(1, 4, 1 << 20), outputs(2, 4, 1 << 20)];
-        let (tasks, note) = plan_tasks(&mut stage, &outs, &config());
-        assert!(note.is_none());
+        let planned = plan_tasks(&mut stage, &outs, &config());
+        let tasks = planned.tasks;
+        assert!(planned.notes.is_empty());
         assert!(stage.inputs.iter().all(|i| i.mode == InputMode::Hash));
         // Each task reads the same partition range from both sides.
         for t in &tasks {
@@ -421,6 +472,46 @@ mod tests {
         }
         let covered: usize = tasks.iter().map(|t| t.inputs[0][0].partitions.len()).sum();
         assert_eq!(covered, 4);
+    }
+
+    #[test]
+    fn a_skewed_partition_is_split_and_the_rest_coalesced() {
+        let mut stage = join_stage();
+        let mut left = outputs(1, 4, 1 << 20);
+        // Partition 2 of every left map output is 40 times the others.
+        for o in &mut left {
+            o.partitions[2] = (400, 40 << 20);
+        }
+        let outs = vec![left, outputs(2, 4, 1 << 20)];
+        let mut config = config();
+        config.max_task_bytes = 8 << 20;
+        let planned = plan_tasks(&mut stage, &outs, &config);
+        assert_eq!(planned.splits.len(), 1);
+        assert_eq!(planned.splits[0].partition, 2);
+        assert!(planned.notes[0].contains("partition 2 is skewed"));
+        let (split, rest): (Vec<&TaskSpec>, Vec<&TaskSpec>) = planned
+            .tasks
+            .iter()
+            .partition(|t| t.skew_partition == Some(2));
+        // 160 MiB on the left over an 8 MiB target: 20 tasks, each reading a fifth of one map output.
+        assert_eq!(split.len(), 20);
+        for t in &split {
+            assert_eq!(t.input_bytes[0], 8 << 20);
+            assert_eq!(t.input_bytes[1], 4 << 20);
+        }
+        // No coalesced task reads partition 2, and partitions 0, 1 and 3 are all read.
+        let mut seen: Vec<u32> = rest
+            .iter()
+            .flat_map(|t| t.inputs[0].iter().flat_map(|s| s.partitions.clone()))
+            .collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen, vec![0, 1, 3]);
+        // With skew handling off, partition 2 is one task's work.
+        config.skew = None;
+        let mut stage = join_stage();
+        let planned = plan_tasks(&mut stage, &outs, &config);
+        assert!(planned.splits.is_empty() && planned.tasks.iter().all(|t| t.skew_partition.is_none()));
     }
 
     #[test]

@@ -182,7 +182,7 @@ impl JobService for Handle {
     ) -> Result<Response<ExplainResponse>, Status> {
         let graph = self.plan(request.into_inner()).await?;
         Ok(Response::new(ExplainResponse {
-            plan: graph.explain(),
+            plan: graph.explain(self.config.skew.is_some()),
         }))
     }
 

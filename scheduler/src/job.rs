@@ -19,6 +19,7 @@ use keel_proto::task::{encode, FetchSpec, PartitionTicket, ShuffleInput, TaskDes
 
 use crate::adaptive::{plan_tasks, AdaptiveConfig, MapOutput, TaskSpec};
 use crate::admission::{self, Measured};
+use crate::skew::SkewSplit;
 use crate::planner::stages::{
     explain, human_bytes, operators_text, InputMode, StageGraph, StagePlan,
 };
@@ -85,6 +86,8 @@ pub struct StageRun {
     /// Its operators as text: stages of other jobs with the same text are
     /// estimated from this one's measurements until they have their own.
     pub signature: String,
+    /// Skewed partitions split over several tasks when the stage was planned.
+    pub splits: Vec<SkewSplit>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -133,6 +136,7 @@ impl Job {
                 state: StageState::Waiting,
                 tasks: vec![],
                 measured: Measured::default(),
+                splits: vec![],
             })
             .collect();
         Job {
@@ -168,6 +172,12 @@ impl Job {
                     stage,
                     map_task: t as u32,
                     partitions: partition_sizes(stats),
+                    key_sketch: stats.key_sketch.clone(),
+                    key_labels: stats
+                        .key_labels
+                        .iter()
+                        .map(|l| (l.hash, l.value.clone()))
+                        .collect(),
                 }),
                 _ => None,
             })
@@ -196,13 +206,15 @@ impl Job {
                 .iter()
                 .map(|inp| self.outputs_of(inp.stage))
                 .collect();
-            let (specs, note) = plan_tasks(&mut self.stages[i].plan, &outputs, config);
-            if let Some(n) = note {
+            let planned = plan_tasks(&mut self.stages[i].plan, &outputs, config);
+            for n in planned.notes {
                 tracing::info!(job = %self.id, "{n}");
                 self.notes.push(n);
             }
             let stage = &mut self.stages[i];
-            stage.tasks = specs
+            stage.splits = planned.splits;
+            stage.tasks = planned
+                .tasks
                 .into_iter()
                 .map(|spec| TaskRun {
                     spec,
@@ -296,6 +308,7 @@ impl Job {
                                 map_task: sl.map_task,
                                 attempt: *attempt,
                                 partitions: sl.partitions.clone(),
+                                rows: sl.rows,
                             }),
                             _ => None,
                         },
@@ -668,6 +681,7 @@ impl Job {
                         map_task: t as u32,
                         attempt: *attempt,
                         partition: 0,
+                        rows: None,
                     };
                     Some(ResultLocation {
                         flight_url: flight_url.clone(),
@@ -732,6 +746,7 @@ impl Job {
                             "estimated_memory_bytes": estimate,
                             "spilled_bytes": stats.spilled_bytes,
                             "spill_files": stats.spill_count,
+                            "skew_partition": run.spec.skew_partition,
                         })),
                         _ => None,
                     })
@@ -739,6 +754,7 @@ impl Job {
                 serde_json::json!({
                     "stage": s.plan.id.0,
                     "operators": operators_text(&s.plan.plan),
+                    "skew_splits": s.splits.iter().map(SkewSplit::to_json).collect::<Vec<_>>(),
                     "tasks": tasks,
                 })
             })
@@ -755,7 +771,7 @@ impl Job {
     pub fn analyzed_plan(&self) -> String {
         let plans: Vec<&StagePlan> = self.stages.iter().map(|s| &s.plan).collect();
         let progress = self.progress();
-        explain(&plans, |plan| {
+        let mut text = explain(&plans, |plan| {
             let s = self.index(plan.id)?;
             let p = &progress[s];
             let done: Vec<&TaskSucceeded> = self.stages[s]
@@ -777,8 +793,14 @@ impl Job {
                 .unwrap_or(0);
             let input_rows: u64 = done.iter().map(|t| t.input_rows).sum();
             let slowest = done.iter().map(|t| t.duration_ms).max().unwrap_or(0);
+            let most_rows = done.iter().map(|t| t.input_rows).max().unwrap_or(0);
+            let splits: String = self.stages[s]
+                .splits
+                .iter()
+                .map(|sp| format!("\nsplit: {}", sp.describe(plan.id.0)))
+                .collect();
             Some(format!(
-                "{} tasks, {:.2}s, slowest task {:.2}s; {input_rows} rows in, {} rows out ({}); peak task memory {} (estimated {}); spilled {}",
+                "actual: {} tasks, {:.2}s, slowest task {:.2}s; {input_rows} rows in (most in one task {most_rows}), {} rows out ({}); peak task memory {} (estimated {}); spilled {}{splits}",
                 p.tasks_done,
                 p.elapsed_ms as f64 / 1000.0,
                 slowest as f64 / 1000.0,
@@ -788,7 +810,14 @@ impl Job {
                 human_bytes(estimated),
                 human_bytes(p.spilled_bytes),
             ))
-        })
+        });
+        if !self.notes.is_empty() {
+            text.push_str("Adaptive planning:\n");
+            for n in &self.notes {
+                text.push_str(&format!("  {n}\n"));
+            }
+        }
+        text
     }
 
     /// Bytes spilled and spill files written by the job's finished tasks.

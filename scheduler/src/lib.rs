@@ -7,6 +7,7 @@
 //! - [`optimizer`]: filter pushdown and column pruning.
 //! - [`planner`]: the distributed plan: stages cut at exchanges, scan splits, `explain`.
 //! - [`adaptive`]: forming a stage's tasks from its inputs' reported sizes.
+//! - [`skew`]: splitting a shuffle join's skewed partitions, from the map tasks' hot-key sketches.
 //! - [`job`]: a job's stage and task state machines.
 //! - [`state`]: scheduler state and the event loop that owns it.
 //! - [`grpc`]: the JobService and WorkerService handlers.
@@ -23,6 +24,7 @@ pub mod logical;
 pub mod optimizer;
 pub mod planner;
 pub mod server;
+pub mod skew;
 pub mod sql;
 pub mod state;
 

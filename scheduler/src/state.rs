@@ -23,6 +23,7 @@ use crate::adaptive::AdaptiveConfig;
 use crate::admission::{Measured, Room};
 use crate::error::SchedulerError;
 use crate::job::{Job, JobState, Outcome};
+use crate::skew::SkewConfig;
 
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
@@ -45,6 +46,8 @@ pub struct SchedulerConfig {
     pub worker_wait: Duration,
     /// Memory-aware admission (`--admission on`); off places tasks by free cores alone.
     pub admission: bool,
+    /// Skewed shuffle-join partitions are split by these thresholds; None leaves them whole.
+    pub skew: Option<SkewConfig>,
 }
 
 impl Default for SchedulerConfig {
@@ -60,6 +63,7 @@ impl Default for SchedulerConfig {
             split_bytes: None,
             worker_wait: Duration::from_secs(60),
             admission: true,
+            skew: Some(SkewConfig::default()),
         }
     }
 }
@@ -186,6 +190,7 @@ impl SchedulerState {
             min_task_bytes: self.config.min_task_bytes,
             max_task_bytes: self.config.max_task_bytes,
             broadcast_bytes: self.config.broadcast_bytes,
+            skew: self.config.skew.clone(),
         }
     }
 

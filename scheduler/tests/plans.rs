@@ -87,7 +87,7 @@ fn explain(dir: &Path, sql: &str, config: PlannerConfig) -> String {
     let logical = keel_scheduler::optimizer::optimize(bound.plan);
     format!(
         "-- {sql}\n{}",
-        plan(&logical, bound.copy_to, config).explain()
+        plan(&logical, bound.copy_to, config).explain(true)
     )
 }
 

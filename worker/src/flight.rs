@@ -16,7 +16,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use keel_proto::task::{decode, PartitionTicket};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::shuffle::partition_path;
+use crate::shuffle::{partition_path, row_range};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -56,7 +56,7 @@ impl FlightService for KeelFlight {
                     return;
                 }
             };
-            for batch in reader {
+            for batch in row_range(reader, ticket.rows) {
                 if tx.blocking_send(batch.map_err(FlightError::Arrow)).is_err() {
                     return;
                 }

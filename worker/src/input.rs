@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use crate::error::Result;
 use crate::memory::{batch_memory, MemoryPool, Reservation, TaskMemory};
 use crate::operators::BatchIter;
-use crate::shuffle::{fetch_error, ShuffleReader};
+use crate::shuffle::{fetch_error, row_range, ShuffleReader};
 use crate::spill::read_ipc;
 
 /// Remote partitions streamed at once per task.
@@ -87,10 +87,9 @@ pub fn open(
             let path = reader.local_path(&job, &spec, p);
             match read_ipc(&path) {
                 Ok(it) => {
-                    current =
-                        Some(Box::new(it.map(move |b| {
-                            b.map_err(|e| fetch_error(&spec, e.to_string()))
-                        })))
+                    let rows = spec.rows;
+                    let it = it.map(move |b| b.map_err(|e| fetch_error(&spec, e.to_string())));
+                    current = Some(Box::new(row_range(it, rows)))
                 }
                 // The scheduler lists only partitions that hold rows: a missing file is lost output.
                 Err(e) => return Some(Err(fetch_error(&spec, e.to_string()))),

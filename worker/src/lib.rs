@@ -6,6 +6,7 @@
 //! - [`memory`]: the worker-wide fair memory pool, reservations, per-task peaks and spill directories.
 //! - [`spill`]: spill files (compressed Arrow IPC) and the hash partitioning spilling operators share.
 //! - [`input`]: shuffle inputs as bounded streams; broadcast sides fetched once per worker and shared.
+//! - [`hot_keys`]: the heavy-hitters sketch of a hash exchange's key, reported for skew handling.
 //! - [`shuffle`]: the shuffle writer (hash partitioning to Arrow IPC files) and reader (local or Flight).
 //! - [`sink`]: where a task's output goes: shuffle partitions or Parquet files.
 //! - [`runner`]: runs one task descriptor from fetch to report.
@@ -22,6 +23,7 @@ pub mod operators;
 
 pub use error::{Result, WorkerError};
 pub mod flight;
+pub mod hot_keys;
 pub mod input;
 pub mod runner;
 pub mod service;

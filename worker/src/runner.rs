@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use keel_proto::pb::{
-    task_status, FetchFailure, PartitionStats, TaskFailed, TaskStatus, TaskSucceeded,
+    task_status, FetchFailure, KeyLabel, PartitionStats, TaskFailed, TaskStatus, TaskSucceeded,
 };
 use keel_proto::task::TaskDescriptor;
 use tracing::Instrument;
@@ -16,7 +16,7 @@ use crate::error::{Result, WorkerError};
 use crate::input::{self, BroadcastCache, InFlightBudget, InputStats};
 use crate::memory::{MemoryPool, TaskMemory};
 use crate::operators::{self, ExecContext};
-use crate::shuffle::{map_dir, PartitionStat, ShuffleCompression, ShuffleReader};
+use crate::shuffle::{map_dir, ShuffleCompression, ShuffleReader, WrittenOutput};
 use crate::sink::TaskSink;
 
 /// Most bytes of shuffle input one task may have fetched ahead of its operators.
@@ -31,7 +31,7 @@ pub struct TaskEnv {
 }
 
 pub struct TaskOutcome {
-    pub partitions: Vec<PartitionStat>,
+    pub output: WrittenOutput,
     pub peak_memory: usize,
     pub spilled_bytes: u64,
     pub spill_count: u64,
@@ -58,6 +58,7 @@ pub async fn run_task(
     status.result = Some(match result {
         Ok(outcome) => {
             let partitions: Vec<PartitionStats> = outcome
+                .output
                 .partitions
                 .iter()
                 .enumerate()
@@ -68,6 +69,7 @@ pub async fn run_task(
                 })
                 .collect();
             let duration_ms = started.elapsed().as_millis() as u64;
+            let hot = outcome.output.hot_keys.unwrap_or_default();
             tracing::debug!(duration_ms, peak = outcome.peak_memory, "task finished");
             task_status::Result::Succeeded(TaskSucceeded {
                 rows_out: partitions.iter().map(|p| p.rows).sum(),
@@ -79,6 +81,12 @@ pub async fn run_task(
                 spill_count: outcome.spill_count,
                 input_rows: outcome.input_rows,
                 input_bytes: outcome.input_bytes,
+                key_sketch: hot.sketch,
+                key_labels: hot
+                    .labels
+                    .into_iter()
+                    .map(|(hash, value)| KeyLabel { hash, value })
+                    .collect(),
             })
         }
         Err(e) => {
@@ -137,7 +145,7 @@ async fn execute(
     let memory2 = memory.clone();
     let stats = Arc::new(InputStats::default());
     let stats2 = stats.clone();
-    let handle = tokio::task::spawn_blocking(move || -> Result<Vec<PartitionStat>> {
+    let handle = tokio::task::spawn_blocking(move || -> Result<WrittenOutput> {
         let mut ctx = ExecContext {
             memory: memory2,
             inputs,
@@ -181,9 +189,9 @@ async fn execute(
         );
         let _ = std::fs::remove_dir_all(dir);
     }
-    let partitions = result?;
+    let output = result?;
     Ok(TaskOutcome {
-        partitions,
+        output,
         peak_memory: memory.peak(),
         spilled_bytes: memory.spilled_bytes(),
         spill_count: memory.spill_count(),

@@ -24,6 +24,7 @@ use keel_proto::task::{encode, FetchSpec, PartitionTicket};
 use tonic::transport::Channel;
 
 use crate::error::{ArrowContext, Result, WorkerError};
+use crate::hot_keys::{HotKeyTracker, HotKeys};
 use crate::memory::{batch_memory, is_refusal, Reservation};
 use crate::operators::{hash_bytes, hash_columns, KeyEncoder, BATCH_ROWS};
 use crate::spill::ipc_options;
@@ -70,6 +71,14 @@ pub struct PartitionStat {
     pub bytes: u64,
 }
 
+/// What a task wrote: rows and bytes per output partition and, for a hash
+/// exchange, the heavy hitters of its key.
+#[derive(Debug, Default)]
+pub struct WrittenOutput {
+    pub partitions: Vec<PartitionStat>,
+    pub hot_keys: Option<HotKeys>,
+}
+
 /// Splits batches by key hash into `partitions` IPC files,
 /// buffering small slices so files hold batches of a useful size. Buffers
 /// are reserved before they are held; when the pool refuses, every buffer
@@ -86,6 +95,7 @@ pub struct ShuffleWriter {
     reservation: Reservation,
     /// Each row's key hash (reused between batches).
     hashes: Vec<u64>,
+    hot_keys: HotKeyTracker,
     compression: ShuffleCompression,
 }
 
@@ -116,6 +126,7 @@ impl ShuffleWriter {
             stats: vec![PartitionStat::default(); n],
             reservation,
             hashes: vec![],
+            hot_keys: HotKeyTracker::default(),
             compression,
         })
     }
@@ -136,6 +147,7 @@ impl ShuffleWriter {
             self.hashes
                 .extend(encoded.iter().map(|r| hash_bytes(r.data())));
         }
+        self.hot_keys.observe(&self.hashes, &columns);
         // Row indices grouped by partition (a counting sort), in one vector.
         let mut starts = vec![0u32; n + 1];
         for h in &self.hashes {
@@ -226,7 +238,7 @@ impl ShuffleWriter {
             .context("writing shuffle file")
     }
 
-    pub fn finish(mut self) -> Result<Vec<PartitionStat>> {
+    pub fn finish(mut self) -> Result<WrittenOutput> {
         for p in 0..self.buffers.len() {
             self.flush(p)?;
             if let Some(mut w) = self.writers[p].take() {
@@ -237,7 +249,10 @@ impl ShuffleWriter {
                     .len();
             }
         }
-        Ok(std::mem::take(&mut self.stats))
+        Ok(WrittenOutput {
+            partitions: std::mem::take(&mut self.stats),
+            hot_keys: self.keys.is_some().then(|| self.hot_keys.finish()),
+        })
     }
 }
 
@@ -270,6 +285,7 @@ impl ShuffleReader {
             map_task: spec.map_task,
             attempt: spec.attempt,
             partition,
+            rows: spec.rows,
         }
     }
 
@@ -315,6 +331,59 @@ impl ShuffleReader {
     }
 }
 
+/// Only rows `start..end` of a stream of batches (all of it for `None`),
+/// slicing the batches at the ends and reading no further than `end`.
+pub fn row_range<I, E>(batches: I, rows: Option<(u64, u64)>) -> RowRange<I>
+where
+    I: Iterator<Item = std::result::Result<RecordBatch, E>>,
+{
+    let (start, end) = rows.unwrap_or((0, u64::MAX));
+    RowRange {
+        batches,
+        seen: 0,
+        start,
+        end,
+    }
+}
+
+pub struct RowRange<I> {
+    batches: I,
+    seen: u64,
+    start: u64,
+    end: u64,
+}
+
+impl<I, E> Iterator for RowRange<I>
+where
+    I: Iterator<Item = std::result::Result<RecordBatch, E>>,
+{
+    type Item = std::result::Result<RecordBatch, E>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.seen >= self.end {
+                return None;
+            }
+            let batch = match self.batches.next()? {
+                Ok(b) => b,
+                Err(e) => return Some(Err(e)),
+            };
+            let (lo, n) = (self.seen, batch.num_rows() as u64);
+            self.seen += n;
+            if self.seen <= self.start || n == 0 {
+                continue;
+            }
+            let from = self.start.saturating_sub(lo);
+            let to = self.end.min(self.seen) - lo;
+            return Some(Ok(if from == 0 && to == n {
+                batch
+            } else {
+                batch.slice(from as usize, (to - from) as usize)
+            }));
+        }
+    }
+}
+
 /// A map output that could not be read: the scheduler recomputes it.
 pub fn fetch_error(spec: &FetchSpec, message: String) -> WorkerError {
     WorkerError::Fetch {
@@ -322,5 +391,48 @@ pub fn fetch_error(spec: &FetchSpec, message: String) -> WorkerError {
         stage: spec.stage.0,
         map_task: spec.map_task,
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{AsArray, Int64Array};
+    use arrow::datatypes::Int64Type;
+    use std::sync::Arc;
+
+    fn batches(sizes: &[i64]) -> Vec<std::result::Result<RecordBatch, String>> {
+        let mut next = 0;
+        sizes
+            .iter()
+            .map(|&n| {
+                let col = Int64Array::from_iter_values(next..next + n);
+                next += n;
+                Ok(RecordBatch::try_from_iter([("v", Arc::new(col) as _)]).unwrap())
+            })
+            .collect()
+    }
+
+    fn values(rows: Option<(u64, u64)>) -> Vec<i64> {
+        row_range(batches(&[4, 0, 3, 5]).into_iter(), rows)
+            .flat_map(|b| {
+                let b = b.unwrap();
+                b.column(0).as_primitive::<Int64Type>().values().to_vec()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_row_range_slices_batches_at_its_ends() {
+        assert_eq!(values(None), (0..12).collect::<Vec<_>>());
+        assert_eq!(values(Some((2, 9))), (2..9).collect::<Vec<_>>());
+        assert_eq!(values(Some((4, 7))), vec![4, 5, 6]);
+        assert_eq!(values(Some((11, 20))), vec![11]);
+        assert!(values(Some((12, 20))).is_empty());
+        // Reading stops at the range's end: later batches are not pulled.
+        let mut pulled = 0;
+        let it = batches(&[4, 4, 4]).into_iter().inspect(|_| pulled += 1);
+        assert_eq!(row_range(it, Some((0, 5))).count(), 2);
+        assert_eq!(pulled, 2);
     }
 }

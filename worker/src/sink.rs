@@ -15,7 +15,7 @@ use parquet::file::properties::WriterProperties;
 
 use crate::error::{Result, WorkerError};
 use crate::memory::{batch_memory, is_refusal, Reservation, TaskMemory};
-use crate::shuffle::{map_dir, PartitionStat, ShuffleCompression, ShuffleWriter};
+use crate::shuffle::{map_dir, PartitionStat, ShuffleCompression, ShuffleWriter, WrittenOutput};
 
 /// Rows per Parquet row group Keel writes (the parquet crate's default is 1 M).
 const PARQUET_ROW_GROUP_ROWS: usize = 256 * 1024;
@@ -155,7 +155,7 @@ impl TaskSink {
         }
     }
 
-    pub fn finish(self) -> Result<Vec<PartitionStat>> {
+    pub fn finish(self) -> Result<WrittenOutput> {
         match self {
             TaskSink::Shuffle(w) => w.finish(),
             TaskSink::Parquet {
@@ -173,7 +173,10 @@ impl TaskSink {
                     .map_err(|e| WorkerError::io(tmp.display(), e))?
                     .len();
                 std::fs::rename(&tmp, &target).map_err(|e| WorkerError::io(target.display(), e))?;
-                Ok(vec![PartitionStat { rows, bytes }])
+                Ok(WrittenOutput {
+                    partitions: vec![PartitionStat { rows, bytes }],
+                    hot_keys: None,
+                })
             }
         }
     }

@@ -3,6 +3,7 @@ use std::time::Duration;
 use clap::Parser;
 use keel_proto::size::parse_size;
 use keel_scheduler::server::run;
+use keel_scheduler::skew::SkewConfig;
 use keel_scheduler::state::SchedulerConfig;
 
 /// The Keel scheduler: plans SQL into stages and tasks and runs them on workers.
@@ -37,6 +38,16 @@ struct Args {
     /// memory fits the worker's budget; `off` places tasks by free cores alone.
     #[arg(long, value_enum, default_value_t = Switch::On)]
     admission: Switch,
+    /// Skew-aware shuffle joins: `on` splits a join partition that hot keys
+    /// made too big over several tasks; `off` leaves every partition whole.
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    skew_join: Switch,
+    /// A join partition is skewed above this many times its side's median partition…
+    #[arg(long, default_value_t = 4.0)]
+    skew_factor: f64,
+    /// …and above this many bytes.
+    #[arg(long, value_parser = parse_size, default_value = "8MiB")]
+    skew_min_bytes: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
@@ -59,6 +70,12 @@ async fn main() -> anyhow::Result<()> {
     if args.max_attempts == 0 {
         anyhow::bail!("--max-attempts must be at least 1");
     }
+    if !(args.skew_factor >= 1.0) {
+        anyhow::bail!(
+            "--skew-factor must be at least 1 (a partition is skewed above that many times the median), got {}",
+            args.skew_factor
+        );
+    }
     let config = SchedulerConfig {
         heartbeat_timeout: Duration::from_secs_f64(args.heartbeat_timeout),
         max_attempts: args.max_attempts,
@@ -69,6 +86,10 @@ async fn main() -> anyhow::Result<()> {
         split_bytes: args.split_bytes.map(|b| b as u64),
         worker_wait: Duration::from_secs_f64(args.worker_wait),
         admission: args.admission == Switch::On,
+        skew: (args.skew_join == Switch::On).then(|| SkewConfig {
+            factor: args.skew_factor,
+            min_bytes: args.skew_min_bytes as u64,
+        }),
         ..Default::default()
     };
     let listener = tokio::net::TcpListener::bind(&args.bind)

@@ -68,15 +68,44 @@ impl StageGraph {
         self.stages.last().expect("at least one stage")
     }
 
-    /// The plan as `keel explain` prints it.
-    pub fn explain(&self) -> String {
+    /// The plan as `keel explain` prints it; `skew_join` says whether the
+    /// scheduler splits skewed join partitions, shown under each shuffle join.
+    pub fn explain(&self, skew_join: bool) -> String {
         let stages: Vec<&StagePlan> = self.stages.iter().collect();
-        explain(&stages, |_| None)
+        explain(&stages, |s| skew_policy(s, skew_join))
     }
 }
 
-/// The stages as `keel explain` prints them; `annotate` may add a line of
-/// measured figures under a stage's header (`explain --analyze`).
+/// What skew handling may do to a shuffle-join stage, for `explain`.
+pub fn skew_policy(stage: &StagePlan, skew_join: bool) -> Option<String> {
+    let join_type = stage.shuffle_join()?;
+    if !skew_join {
+        return Some("skew: off (--skew-join off): every partition runs whole".into());
+    }
+    Some(match crate::skew::splittable(join_type) {
+        ([true, true], _) => {
+            "skew: a skewed partition of either side is split over several tasks, the other side's rows replicated (both sides skewed: a grid)".into()
+        }
+        (_, Some(why)) => format!(
+            "skew: a skewed partition of the left side is split over several tasks, the right side's rows replicated; {why}"
+        ),
+        _ => "skew: not split".into(),
+    })
+}
+
+impl StagePlan {
+    /// The type of the join this stage was planned around when both its
+    /// inputs are hash-partitioned join sides.
+    pub fn shuffle_join(&self) -> Option<keel_proto::plan::JoinType> {
+        if self.inputs.len() != 2 || !self.inputs.iter().all(|i| i.mode == InputMode::Hash) {
+            return None;
+        }
+        crate::adaptive::find_join(&self.plan)
+    }
+}
+
+/// The stages as `keel explain` prints them; `annotate` may add lines
+/// under a stage's header (skew policy, `explain --analyze` figures).
 pub fn explain(stages: &[&StagePlan], annotate: impl Fn(&StagePlan) -> Option<String>) -> String {
     let mut out = String::new();
     let final_id = stages.last().map(|s| s.id);
@@ -116,8 +145,10 @@ pub fn explain(stages: &[&StagePlan], annotate: impl Fn(&StagePlan) -> Option<St
             s.estimated_rows,
             human_bytes(s.estimated_bytes)
         ));
-        if let Some(line) = annotate(s) {
-            out.push_str(&format!("  actual: {line}\n"));
+        if let Some(lines) = annotate(s) {
+            for line in lines.lines() {
+                out.push_str(&format!("  {line}\n"));
+            }
         }
         for (i, input) in s.inputs.iter().enumerate() {
             out.push_str(&format!(
