@@ -47,8 +47,8 @@ impl Default for SkewConfig {
 pub struct HotKey {
     /// Its value as the map tasks printed it, or its hash.
     pub label: String,
-    /// Estimated rows of the key on the split side.
-    pub rows: u64,
+    /// Estimated rows of the key on the left and right side.
+    pub rows: [u64; 2],
 }
 
 /// One skewed partition and the tasks it was split into.
@@ -73,7 +73,7 @@ impl SkewSplit {
         let keys: Vec<String> = self
             .hot_keys
             .iter()
-            .map(|k| format!("{} (~{} rows)", k.label, k.rows))
+            .map(|k| format!("{} (~{} rows left, ~{} right)", k.label, k.rows[0], k.rows[1]))
             .collect();
         let replicated = if self.split_sides.len() == 2 {
             "both sides split into a grid".to_string()
@@ -100,7 +100,7 @@ impl SkewSplit {
         serde_json::json!({
             "partition": self.partition,
             "split_sides": self.split_sides.iter().map(|&s| if s == 0 { "left" } else { "right" }).collect::<Vec<_>>(),
-            "hot_keys": self.hot_keys.iter().map(|k| serde_json::json!({"key": k.label, "rows": k.rows})).collect::<Vec<_>>(),
+            "hot_keys": self.hot_keys.iter().map(|k| serde_json::json!({"key": k.label, "left_rows": k.rows[0], "right_rows": k.rows[1]})).collect::<Vec<_>>(),
             "tasks": self.tasks,
             "left_bytes": self.bytes[0],
             "right_bytes": self.bytes[1],
@@ -162,6 +162,7 @@ pub fn split_skewed(
             .collect()
     });
     let (allowed, why_not_right) = splittable(join_type);
+    let sides = [SideKeys::merge(&outputs[0]), SideKeys::merge(&outputs[1])];
     for p in 0..n {
         let hot = [skewed[0][p], skewed[1][p]];
         if !hot[0] && !hot[1] {
@@ -200,17 +201,15 @@ pub fn split_skewed(
                 });
             }
         }
-        let hot_keys = split
-            .iter()
-            .flat_map(|&s| hot_keys(&outputs[s], p, n, totals[s][p].0))
-            .collect();
+        let rows = [totals[0][p].0, totals[1][p].0];
+        let hot_keys = hot_keys(&sides, &split, p, n, rows);
         plan.splits.push(SkewSplit {
             partition: p as u32,
             split_sides: split,
             hot_keys,
             tasks: (chunks[0].len() * chunks[1].len()) as u32,
             bytes: [totals[0][p].1, totals[1][p].1],
-            rows: [totals[0][p].0, totals[1][p].0],
+            rows,
         });
         plan.partitions.insert(p);
     }
@@ -277,37 +276,69 @@ fn row_chunks(outputs: &[MapOutput], p: usize, k: u64) -> Vec<Vec<InputSlice>> {
     chunks
 }
 
-/// The keys of partition `p` (of `n`) that the side's merged sketches
-/// found to hold at least a tenth of its `rows`, hottest first.
-fn hot_keys(outputs: &[MapOutput], p: usize, n: usize, rows: u64) -> Vec<HotKey> {
-    let mut merged: Option<FrequentItemsSketch<u64>> = None;
-    let mut labels: HashMap<u64, &str> = HashMap::new();
-    for o in outputs {
-        let Ok(sketch) = FrequentItemsSketch::<u64>::deserialize(&o.key_sketch) else {
-            continue;
-        };
-        match &mut merged {
-            Some(m) => m.merge(&sketch),
-            None => merged = Some(sketch),
+/// One side's key sketches merged, with the printed values of its hottest keys.
+struct SideKeys<'a> {
+    sketch: Option<FrequentItemsSketch<u64>>,
+    labels: HashMap<u64, &'a str>,
+}
+
+impl<'a> SideKeys<'a> {
+    fn merge(outputs: &'a [MapOutput]) -> Self {
+        let mut sketch: Option<FrequentItemsSketch<u64>> = None;
+        let mut labels = HashMap::new();
+        for o in outputs {
+            let Ok(s) = FrequentItemsSketch::<u64>::deserialize(&o.key_sketch) else {
+                continue;
+            };
+            match &mut sketch {
+                Some(m) => m.merge(&s),
+                None => sketch = Some(s),
+            }
+            for (h, l) in &o.key_labels {
+                labels.entry(*h).or_insert(l.as_str());
+            }
         }
-        for (h, l) in &o.key_labels {
-            labels.entry(*h).or_insert(l);
+        SideKeys { sketch, labels }
+    }
+
+    /// The keys of partition `p` (of `n`) holding at least a tenth of its `rows`, hottest first.
+    fn hottest(&self, p: usize, n: usize, rows: u64) -> Vec<u64> {
+        let Some(sketch) = &self.sketch else {
+            return vec![];
+        };
+        sketch
+            .frequent_items_with_threshold(ErrorType::NoFalsePositives, rows / 10)
+            .into_iter()
+            .map(|r| *r.item())
+            .filter(|h| n > 0 && (h % n as u64) as usize == p)
+            .take(3)
+            .collect()
+    }
+
+    fn rows(&self, hash: u64) -> u64 {
+        self.sketch.as_ref().map_or(0, |s| s.estimate(&hash))
+    }
+}
+
+/// The hot keys of partition `p` on the split sides, with both sides' rows of each.
+fn hot_keys(sides: &[SideKeys; 2], split: &[usize], p: usize, n: usize, rows: [u64; 2]) -> Vec<HotKey> {
+    let mut hashes: Vec<u64> = vec![];
+    for &s in split {
+        for h in sides[s].hottest(p, n, rows[s]) {
+            if !hashes.contains(&h) {
+                hashes.push(h);
+            }
         }
     }
-    let Some(merged) = merged else {
-        return vec![];
-    };
-    merged
-        .frequent_items_with_threshold(ErrorType::NoFalsePositives, rows / 10)
+    hashes
         .into_iter()
-        .filter(|r| n > 0 && (*r.item() % n as u64) as usize == p)
-        .take(3)
-        .map(|r| HotKey {
-            label: labels
-                .get(r.item())
+        .map(|h| HotKey {
+            label: sides
+                .iter()
+                .find_map(|side| side.labels.get(&h))
                 .map(|l| l.to_string())
-                .unwrap_or_else(|| format!("#{:016x}", r.item())),
-            rows: r.estimate(),
+                .unwrap_or_else(|| format!("#{h:016x}")),
+            rows: [sides[0].rows(h), sides[1].rows(h)],
         })
         .collect()
 }
@@ -371,7 +402,8 @@ mod tests {
         let split = &plan.splits[0];
         assert_eq!((split.partition, split.split_sides.clone()), (3, vec![0]));
         assert_eq!(split.hot_keys[0].label, "key3");
-        assert!(split.hot_keys[0].rows >= 8000);
+        assert!(split.hot_keys[0].rows[0] >= 8000);
+        assert_eq!(split.hot_keys[0].rows[1], 0);
         // 808 000 bytes over a 200 000-byte target: 5 tasks of about 1616 rows.
         assert_eq!(split.tasks, 5);
         assert_eq!(plan.tasks.len(), 5);
@@ -430,6 +462,9 @@ mod tests {
             .sum();
         assert_eq!(pairs, 4 * 2010 * 4 * 1010);
         assert!(split.describe(5).contains("grid"));
+        // The key is named once, with its rows on both sides.
+        assert_eq!(split.hot_keys.len(), 1);
+        assert!(split.hot_keys[0].rows[0] >= 8000 && split.hot_keys[0].rows[1] >= 4000);
     }
 
     #[test]
