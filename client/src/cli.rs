@@ -71,6 +71,8 @@ pub enum DataSet {
     /// Story 4: two daily snapshots of 40 signals whose sizes spread 100×
     /// (day1/ and day2/, one Parquet file per signal; 10 k to 1 M rows at scale 1).
     Backups(GenArgs),
+    /// Story 2: a bike-share trips table (trips/, about 9.5 M rows at scale 1).
+    Trips(GenArgs),
 }
 
 #[derive(Args)]
@@ -237,6 +239,20 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
                 b.day2_rows,
                 b.files,
                 out.display(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Command::Datagen {
+            set: DataSet::Trips(GenArgs { scale, out, seed }),
+        } => {
+            let started = Instant::now();
+            let t = crate::datagen_trips::generate(scale, seed, &out)?;
+            eprintln!(
+                "wrote {} trips in {} files under {} in {:.1}s",
+                t.rows,
+                t.files,
+                out.join("trips").display(),
                 started.elapsed().as_secs_f64()
             );
             Ok(())
