@@ -24,12 +24,13 @@ def parse_size(s):
     return int(m.group(1)) * mult[m.group(2)]
 
 
-def dataset(bin_dir, root, kind, scale, seed):
-    """`keel datagen KIND` under ROOT/KIND-SCALE-SEED, generated once; returns the directory."""
-    data = Path(root) / f"{kind}-{scale}-{seed}"
+def dataset(bin_dir, root, kind, scale, seed, extra=()):
+    """`keel datagen KIND [EXTRA]` under ROOT/KIND[EXTRA]-SCALE-SEED, generated once; returns the directory."""
+    tag = "".join(str(e).lstrip("-") for e in extra)
+    data = Path(root) / f"{kind}{'-' + tag if tag else ''}-{scale}-{seed}"
     if not (data / ".complete").exists():
         shutil.rmtree(data, ignore_errors=True)
-        r = run([bin_dir / "keel", "datagen", kind, "--scale", scale, "--seed", seed, "--out", data])
+        r = run([bin_dir / "keel", "datagen", kind, "--scale", scale, "--seed", seed, "--out", data, *extra])
         print(r.stderr.strip())
         (data / ".complete").touch()
     return data
