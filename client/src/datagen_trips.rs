@@ -110,8 +110,11 @@ impl Columns {
         } else {
             "Customer"
         });
-        self.gender
-            .push(if rng.uniform() < 0.77 { "Male" } else { "Female" });
+        self.gender.push(if rng.uniform() < 0.77 {
+            "Male"
+        } else {
+            "Female"
+        });
         self.from.push(station(rng));
         self.to.push(station(rng));
         self.duration.push(rng.expon(60.0, 720.0).round());

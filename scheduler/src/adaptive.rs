@@ -219,9 +219,7 @@ fn shuffle_tasks(
             for &i in &hash {
                 t.inputs[i] = outputs[i]
                     .iter()
-                    .filter_map(|o| {
-                        o.fetch(range.clone().filter(|p| !skew.partitions.contains(p)))
-                    })
+                    .filter_map(|o| o.fetch(range.clone().filter(|p| !skew.partitions.contains(p))))
                     .collect();
             }
             if !skew.partitions.is_empty() && t.inputs.iter().all(|i| i.is_empty()) {
@@ -511,7 +509,9 @@ mod tests {
         config.skew = None;
         let mut stage = join_stage();
         let planned = plan_tasks(&mut stage, &outs, &config);
-        assert!(planned.splits.is_empty() && planned.tasks.iter().all(|t| t.skew_partition.is_none()));
+        assert!(
+            planned.splits.is_empty() && planned.tasks.iter().all(|t| t.skew_partition.is_none())
+        );
     }
 
     #[test]

@@ -19,10 +19,10 @@ use keel_proto::task::{encode, FetchSpec, PartitionTicket, ShuffleInput, TaskDes
 
 use crate::adaptive::{plan_tasks, AdaptiveConfig, MapOutput, TaskSpec};
 use crate::admission::{self, Measured};
-use crate::skew::SkewSplit;
 use crate::planner::stages::{
     explain, human_bytes, operators_text, InputMode, StageGraph, StagePlan,
 };
+use crate::skew::SkewSplit;
 
 #[derive(Debug, Clone)]
 pub enum TaskState {
@@ -522,6 +522,7 @@ impl Job {
         }
         let needed = self.needed_stages();
         let mut n = 0;
+        let mut recomputed = vec![];
         for (s, stage) in self.stages.iter_mut().enumerate() {
             let mut reopened = false;
             for (t, task) in stage.tasks.iter_mut().enumerate() {
@@ -536,7 +537,10 @@ impl Job {
                     } else {
                         "rerunning it"
                     };
-                    reopened |= matches!(task.state, TaskState::Done { .. });
+                    if matches!(task.state, TaskState::Done { .. }) {
+                        reopened = true;
+                        recomputed.push((stage.plan.id, t as u32));
+                    }
                     task.state = TaskState::Pending;
                     self.retries.push(format!(
                         "stage {} task {t}: worker {worker} was lost; {what}",
@@ -547,6 +551,45 @@ impl Job {
             }
             if reopened {
                 stage.reopen();
+            }
+        }
+        for (stage, map_task) in recomputed {
+            n += self.rerun_row_range_readers(stage, map_task);
+        }
+        n
+    }
+
+    /// A recomputed map output may hold its rows in another order (a map
+    /// task reading shuffled input receives it in arrival order), so tasks
+    /// of unfinished stages that read row ranges of it (splits of a skewed
+    /// partition) run again against the new output, lest a row be read
+    /// twice or never. Returns how many were reset.
+    fn rerun_row_range_readers(&mut self, producer: StageId, map_task: u32) -> usize {
+        let mut n = 0;
+        for stage in &mut self.stages {
+            if matches!(stage.state, StageState::Done { .. }) {
+                continue;
+            }
+            let Some(i) = stage
+                .plan
+                .inputs
+                .iter()
+                .position(|inp| inp.stage == producer)
+            else {
+                continue;
+            };
+            for (t, task) in stage.tasks.iter_mut().enumerate() {
+                let reads_range = task.spec.inputs[i]
+                    .iter()
+                    .any(|sl| sl.map_task == map_task && sl.rows.is_some());
+                if reads_range && !matches!(task.state, TaskState::Pending) {
+                    task.state = TaskState::Pending;
+                    self.retries.push(format!(
+                        "stage {} task {t}: it read a row range of stage {} task {map_task}, which is recomputed; rerunning it",
+                        stage.plan.id.0, producer.0
+                    ));
+                    n += 1;
+                }
             }
         }
         n
@@ -602,6 +645,7 @@ impl Job {
                 {
                     m.state = TaskState::Pending;
                     producer.reopen();
+                    self.rerun_row_range_readers(StageId(failure.stage_id), failure.task);
                 }
             }
         }
@@ -890,4 +934,165 @@ fn with_splits(node: &PlanNode, splits: &[FileSplit]) -> PlanNode {
     let mut node = node.clone();
     set(&mut node, splits);
     node
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use arrow::datatypes::{DataType, Field};
+    use keel_proto::expr::Expr;
+    use keel_proto::pb::PartitionStats;
+    use keel_proto::plan::{JoinType, Sink};
+
+    use crate::planner::stages::{ScanTask, StageInput, TaskSource};
+    use crate::skew::SkewConfig;
+
+    fn scan_stage(id: u32, maps: usize) -> StagePlan {
+        let schema = Schema::new(vec![Field::new("k", DataType::Int64, true)]);
+        StagePlan {
+            id: StageId(id),
+            plan: PlanNode::Scan {
+                splits: vec![],
+                schema,
+                predicate: None,
+            },
+            sink: Sink::Hash {
+                keys: vec![Expr::Column(0)],
+                partitions: 4,
+            },
+            inputs: vec![],
+            tasks: TaskSource::Scan(
+                (0..maps)
+                    .map(|i| ScanTask {
+                        splits: vec![FileSplit {
+                            path: format!("/{id}/{i}.parquet"),
+                            row_groups: vec![0],
+                        }],
+                        bytes: 1,
+                    })
+                    .collect(),
+            ),
+            estimated_rows: 0,
+            estimated_bytes: 0,
+        }
+    }
+
+    fn join_job() -> Job {
+        let schema = Schema::new(vec![Field::new("k", DataType::Int64, true)]);
+        let read = |input| {
+            Box::new(PlanNode::ShuffleRead {
+                input,
+                schema: schema.clone(),
+            })
+        };
+        let join = StagePlan {
+            id: StageId(3),
+            plan: PlanNode::HashJoin {
+                left: read(0),
+                right: read(1),
+                join_type: JoinType::Inner,
+                left_keys: vec![Expr::Column(0)],
+                right_keys: vec![Expr::Column(0)],
+                filter: None,
+                build_left: false,
+                schema: Schema::new(vec![
+                    Field::new("k", DataType::Int64, true),
+                    Field::new("k", DataType::Int64, true),
+                ]),
+            },
+            sink: Sink::Single,
+            inputs: [1, 2]
+                .map(|s| StageInput {
+                    stage: StageId(s),
+                    mode: InputMode::Hash,
+                })
+                .to_vec(),
+            tasks: TaskSource::Shuffle,
+            estimated_rows: 0,
+            estimated_bytes: 0,
+        };
+        let graph = StageGraph {
+            stages: vec![scan_stage(1, 2), scan_stage(2, 1), join],
+            output_schema: Schema::empty(),
+            copy_to: None,
+        };
+        Job::new(JobId("j".into()), String::new(), graph)
+    }
+
+    fn config() -> AdaptiveConfig {
+        AdaptiveConfig {
+            cores: 2,
+            min_task_bytes: 1 << 20,
+            max_task_bytes: 1 << 20,
+            broadcast_bytes: 0,
+            skew: Some(SkewConfig {
+                factor: 4.0,
+                min_bytes: 1 << 20,
+            }),
+        }
+    }
+
+    /// Runs task `t` of stage `s` on `worker` to success with these partitions.
+    fn finish(job: &mut Job, s: usize, t: usize, worker: &str, parts: &[(u64, u64)]) {
+        let descriptor = job.start(s, t, &WorkerId(worker.into()), 0);
+        let stats = TaskSucceeded {
+            partitions: parts
+                .iter()
+                .enumerate()
+                .map(|(p, &(rows, bytes))| PartitionStats {
+                    partition: p as u32,
+                    rows,
+                    bytes,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let stage = descriptor.task.stage.0;
+        let url = format!("http://{worker}");
+        let outcome = job.task_succeeded(
+            stage,
+            t as u32,
+            descriptor.task.attempt,
+            url,
+            stats,
+            &config(),
+        );
+        assert_eq!(outcome, Outcome::Progressed);
+    }
+
+    #[test]
+    fn a_recomputed_map_output_reruns_the_splits_that_read_row_ranges_of_it() {
+        let mut job = join_job();
+        job.advance(&config());
+        // Left map 0 (on worker a) holds a skewed partition 1 of 8 MiB; map 1 (on b) is small.
+        finish(
+            &mut job,
+            0,
+            0,
+            "a",
+            &[(10, 1000), (8000, 8 << 20), (10, 1000), (10, 1000)],
+        );
+        finish(&mut job, 0, 1, "b", &[(10, 1000); 4]);
+        finish(&mut job, 1, 0, "b", &[(10, 1000); 4]);
+        let splits: Vec<usize> = (0..job.stages[2].tasks.len())
+            .filter(|&t| job.stages[2].tasks[t].spec.skew_partition == Some(1))
+            .collect();
+        assert!(splits.len() >= 4, "{} splits", splits.len());
+        assert!(job
+            .notes
+            .iter()
+            .any(|n| n.contains("partition 1 is skewed")));
+        // Two splits finish on worker b; then worker a, holding left map 0, is lost.
+        for &t in &splits[..2] {
+            finish(&mut job, 2, t, "b", &[(1, 1)]);
+        }
+        job.worker_lost(&WorkerId("a".into()));
+        assert!(matches!(job.stages[0].tasks[0].state, TaskState::Pending));
+        // Every split reads a row range of map 0, so the finished ones run again.
+        for &t in &splits {
+            assert!(matches!(job.stages[2].tasks[t].state, TaskState::Pending));
+        }
+        assert!(job.retries.iter().any(|r| r.contains("read a row range")));
+    }
 }

@@ -73,7 +73,12 @@ impl SkewSplit {
         let keys: Vec<String> = self
             .hot_keys
             .iter()
-            .map(|k| format!("{} (~{} rows left, ~{} right)", k.label, k.rows[0], k.rows[1]))
+            .map(|k| {
+                format!(
+                    "{} (~{} rows left, ~{} right)",
+                    k.label, k.rows[0], k.rows[1]
+                )
+            })
             .collect();
         let replicated = if self.split_sides.len() == 2 {
             "both sides split into a grid".to_string()
@@ -321,7 +326,13 @@ impl<'a> SideKeys<'a> {
 }
 
 /// The hot keys of partition `p` on the split sides, with both sides' rows of each.
-fn hot_keys(sides: &[SideKeys; 2], split: &[usize], p: usize, n: usize, rows: [u64; 2]) -> Vec<HotKey> {
+fn hot_keys(
+    sides: &[SideKeys; 2],
+    split: &[usize],
+    p: usize,
+    n: usize,
+    rows: [u64; 2],
+) -> Vec<HotKey> {
     let mut hashes: Vec<u64> = vec![];
     for &s in split {
         for h in sides[s].hottest(p, n, rows[s]) {
@@ -430,7 +441,12 @@ mod tests {
         let ranges: Vec<Option<(u64, u64)>> = plan
             .tasks
             .iter()
-            .flat_map(|t| t.inputs[0].iter().filter(|s| s.map_task == 2).map(|s| s.rows))
+            .flat_map(|t| {
+                t.inputs[0]
+                    .iter()
+                    .filter(|s| s.map_task == 2)
+                    .map(|s| s.rows)
+            })
             .collect();
         // Map output 2 holds 9010 rows of partition 3; they are cut into ranges with no gap.
         let mut at = 0;
@@ -440,7 +456,12 @@ mod tests {
             at = b;
         }
         assert_eq!(at, 9010);
-        let max = plan.tasks.iter().map(|t| rows_read(t, 0, &left)).max().unwrap();
+        let max = plan
+            .tasks
+            .iter()
+            .map(|t| rows_read(t, 0, &left))
+            .max()
+            .unwrap();
         assert!(max <= 9040usize.div_ceil(4) as u64, "largest chunk {max}");
     }
 
@@ -472,12 +493,24 @@ mod tests {
         // Hot on the right only: not split, and the reason is given.
         let left: Vec<MapOutput> = (0..4).map(|m| output(m, 16, 10, 0, 3)).collect();
         let right: Vec<MapOutput> = (0..4).map(|m| output(m, 16, 10, 3000, 3)).collect();
-        let plan = split_skewed(5, JoinType::Left, &[left.clone(), right.clone()], &config(), 300_000);
+        let plan = split_skewed(
+            5,
+            JoinType::Left,
+            &[left.clone(), right.clone()],
+            &config(),
+            300_000,
+        );
         assert!(plan.splits.is_empty() && plan.tasks.is_empty());
         assert!(plan.not_split[0].contains("Left join must see all of a left row's matches"));
         // Hot on both: the left side is split, the right replicated.
         let hot_left: Vec<MapOutput> = (0..4).map(|m| output(m, 16, 10, 3000, 3)).collect();
-        let plan = split_skewed(5, JoinType::Left, &[hot_left.clone(), right.clone()], &config(), 300_000);
+        let plan = split_skewed(
+            5,
+            JoinType::Left,
+            &[hot_left.clone(), right.clone()],
+            &config(),
+            300_000,
+        );
         assert_eq!(plan.splits[0].split_sides, vec![0]);
         assert_eq!(plan.not_split.len(), 1);
         for t in &plan.tasks {

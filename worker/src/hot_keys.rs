@@ -132,7 +132,13 @@ mod tests {
         for batch in 0..20u64 {
             // Key 7 is 40% of the rows; the rest are distinct.
             let values: Vec<i64> = (0..1000)
-                .map(|i| if i % 5 < 2 { 7 } else { (batch * 1000 + i) as i64 + 100 })
+                .map(|i| {
+                    if i % 5 < 2 {
+                        7
+                    } else {
+                        (batch * 1000 + i) as i64 + 100
+                    }
+                })
                 .collect();
             let hashes: Vec<u64> = values.iter().map(|&v| v as u64 * 31 + 1).collect();
             let col: ArrayRef = Arc::new(Int64Array::from(values));
