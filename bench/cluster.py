@@ -18,6 +18,19 @@ def run(cmd, **kw):
     return r
 
 
+def setup(root, build=True):
+    """Installs DuckDB from PyPI and (unless `build` is false) builds Keel's
+    release binaries; returns (the duckdb module, the binaries' directory)."""
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "duckdb>=1.1"],
+                   check=True, stderr=subprocess.DEVNULL)
+    import duckdb
+
+    if build:
+        print("building release binaries …", flush=True)
+        run(["cargo", "build", "--release", "--bins"], cwd=root)
+    return duckdb, Path(root) / "target" / "release"
+
+
 def parse_size(s):
     m = re.fullmatch(r"(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB)?", s)
     mult = {None: 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "KB": 10**3, "MB": 10**6, "GB": 10**9}

@@ -23,12 +23,11 @@ male) on the same Keel cluster shape and on DuckDB, with the answers compared.
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from cluster import Cluster, dataset, duckdb_child, fresh_dir, run
+from cluster import setup, Cluster, dataset, duckdb_child, fresh_dir, run
 
 ROOT = Path(__file__).resolve().parents[1]
 QUERY = (
@@ -67,14 +66,7 @@ def main():
     ap.add_argument("--no-build", action="store_true", help="use the release binaries as they are")
     args = ap.parse_args()
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "duckdb>=1.1"],
-                   check=True, stderr=subprocess.DEVNULL)
-    import duckdb
-
-    if not args.no_build:
-        print("building release binaries …", flush=True)
-        run(["cargo", "build", "--release", "--bins"], cwd=ROOT)
-    bin_dir = ROOT / "target" / "release"
+    duckdb, bin_dir = setup(ROOT, build=not args.no_build)
 
     data = dataset(bin_dir, args.data, "imbalanced-join", args.scale, args.seed,
                    ["--hot-key-share", args.hot_key_share])

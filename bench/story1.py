@@ -12,12 +12,11 @@ prints wall times, the ratio and peak memory.
 import argparse
 import resource
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from cluster import duckdb_child, run  # noqa: F401 (run is story1_faults' too)
+from cluster import duckdb_child, run, setup  # noqa: F401 (run is story1_faults' too)
 
 ROOT = Path(__file__).resolve().parents[1]
 QUERY = (
@@ -35,13 +34,8 @@ def main():
     ap.add_argument("--data", default=str(ROOT / "bench" / "data"))
     args = ap.parse_args()
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "duckdb>=1.1"],
-                   check=True, stderr=subprocess.DEVNULL)
-    import duckdb
-
-    print("building release binaries …", flush=True)
-    run(["cargo", "build", "--release", "--bins"], cwd=ROOT)
-    keel = ROOT / "target" / "release" / "keel"
+    duckdb, bin_dir = setup(ROOT)
+    keel = bin_dir / "keel"
 
     data = Path(args.data) / f"story1-{args.scale}-{args.seed}"
     if not (data / "df2").exists():

@@ -20,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
+from cluster import setup  # noqa: E402
 from story1 import QUERY, run  # noqa: E402
 
 REL = ROOT / "target" / "release"
@@ -39,12 +40,7 @@ def main():
     ap.add_argument("--seed", default="42")
     ap.add_argument("--data", default=str(ROOT / "bench" / "data"))
     args = ap.parse_args()
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "duckdb>=1.1"],
-                   check=True, stderr=subprocess.DEVNULL)
-    import duckdb
-
-    print("building release binaries …", flush=True)
-    run(["cargo", "build", "--release", "--bins"], cwd=ROOT)
+    duckdb, _ = setup(ROOT)
     data = Path(args.data) / f"story1-{args.scale}-{args.seed}"
     if not (data / "df2").exists():
         run([REL / "keel", "datagen", "imbalanced-join", "--scale", args.scale, "--seed", args.seed, "--out", data])

@@ -19,12 +19,11 @@ just before it exits) against its limit, and the bytes Keel spilled.
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from cluster import GIB, Cluster, dataset, duckdb_child, fresh_dir, parse_size, run
+from cluster import setup, GIB, Cluster, dataset, duckdb_child, fresh_dir, parse_size, run
 
 ROOT = Path(__file__).resolve().parents[1]
 QUERY = (
@@ -60,14 +59,7 @@ def main():
     ap.add_argument("--no-build", action="store_true", help="use the release binaries as they are")
     args = ap.parse_args()
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "duckdb>=1.1"],
-                   check=True, stderr=subprocess.DEVNULL)
-    import duckdb
-
-    if not args.no_build:
-        print("building release binaries …", flush=True)
-        run(["cargo", "build", "--release", "--bins"], cwd=ROOT)
-    bin_dir = ROOT / "target" / "release"
+    duckdb, bin_dir = setup(ROOT, build=not args.no_build)
 
     data = dataset(bin_dir, args.data, "imbalanced-join", args.scale, args.seed)
     out = fresh_dir(Path(args.data) / "out-memory")

@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from cluster import GIB, Cluster, dataset, fresh_dir, parse_size, run
+from cluster import GIB, Cluster, dataset, fresh_dir, parse_size, setup
 
 ROOT = Path(__file__).resolve().parents[1]
 SIGNALS = 40
@@ -75,14 +75,8 @@ def main():
     ap.add_argument("--bin-dir", help="binaries to run instead of target/release (implies --no-build)")
     args = ap.parse_args()
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "duckdb>=1.1"],
-                   check=True, stderr=subprocess.DEVNULL)
-    import duckdb
-
-    if not (args.no_build or args.bin_dir):
-        print("building release binaries …", flush=True)
-        run(["cargo", "build", "--release", "--bins"], cwd=ROOT)
-    bin_dir = Path(args.bin_dir) if args.bin_dir else ROOT / "target" / "release"
+    duckdb, bin_dir = setup(ROOT, build=not (args.no_build or args.bin_dir))
+    bin_dir = Path(args.bin_dir) if args.bin_dir else bin_dir
 
     data = dataset(bin_dir, args.data, "backups", args.scale, args.seed)
     out = fresh_dir(Path(args.data) / "out-admission")

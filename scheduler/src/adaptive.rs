@@ -357,7 +357,7 @@ fn set_build_side(node: &mut PlanNode, left: bool) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     use crate::planner::stages::StageInput;
@@ -365,7 +365,8 @@ mod tests {
     use keel_proto::expr::Expr;
     use keel_proto::plan::Sink;
 
-    fn join_stage() -> StagePlan {
+    /// Stage 3: an inner join of the hash-partitioned outputs of stages 1 and 2.
+    pub(crate) fn join_stage() -> StagePlan {
         let schema = Schema::new(vec![Field::new("k", DataType::Int64, true)]);
         let read = |input| {
             Box::new(PlanNode::ShuffleRead {

@@ -943,9 +943,10 @@ mod tests {
     use arrow::datatypes::{DataType, Field};
     use keel_proto::expr::Expr;
     use keel_proto::pb::PartitionStats;
-    use keel_proto::plan::{JoinType, Sink};
+    use keel_proto::plan::Sink;
 
-    use crate::planner::stages::{ScanTask, StageInput, TaskSource};
+    use crate::adaptive::tests::join_stage;
+    use crate::planner::stages::{ScanTask, TaskSource};
     use crate::skew::SkewConfig;
 
     fn scan_stage(id: u32, maps: usize) -> StagePlan {
@@ -979,41 +980,8 @@ mod tests {
     }
 
     fn join_job() -> Job {
-        let schema = Schema::new(vec![Field::new("k", DataType::Int64, true)]);
-        let read = |input| {
-            Box::new(PlanNode::ShuffleRead {
-                input,
-                schema: schema.clone(),
-            })
-        };
-        let join = StagePlan {
-            id: StageId(3),
-            plan: PlanNode::HashJoin {
-                left: read(0),
-                right: read(1),
-                join_type: JoinType::Inner,
-                left_keys: vec![Expr::Column(0)],
-                right_keys: vec![Expr::Column(0)],
-                filter: None,
-                build_left: false,
-                schema: Schema::new(vec![
-                    Field::new("k", DataType::Int64, true),
-                    Field::new("k", DataType::Int64, true),
-                ]),
-            },
-            sink: Sink::Single,
-            inputs: [1, 2]
-                .map(|s| StageInput {
-                    stage: StageId(s),
-                    mode: InputMode::Hash,
-                })
-                .to_vec(),
-            tasks: TaskSource::Shuffle,
-            estimated_rows: 0,
-            estimated_bytes: 0,
-        };
         let graph = StageGraph {
-            stages: vec![scan_stage(1, 2), scan_stage(2, 1), join],
+            stages: vec![scan_stage(1, 2), scan_stage(2, 1), join_stage()],
             output_schema: Schema::empty(),
             copy_to: None,
         };
