@@ -6,7 +6,9 @@ Generates story 1 (WORKLOADS.md) at --scale with `keel datagen imbalanced-join
 
 - Keel: a keel-scheduler with `--broadcast-bytes 0` (so df2 is shuffled too,
   not broadcast) and --workers keel-worker processes with `--cores 2`, the
-  story-1 query as COPY … TO Parquet, with `--skew-join on` and `off`;
+  story-1 query as COPY … TO Parquet, with `--skew-join on` and `off`,
+  alternating, --repeat times each (a fresh cluster per run; medians are
+  compared, since single runs on a small machine vary by 10% or more);
 - DuckDB with 2 threads.
 
 Checks that the three answers agree and prints wall times and, from Keel's
@@ -61,6 +63,7 @@ def main():
     ap.add_argument("--hot-key-share", default="0.3")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--trips-scale", default="1")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each skew mode")
     ap.add_argument("--seed", default="42")
     ap.add_argument("--data", default=str(ROOT / "bench" / "data"))
     ap.add_argument("--no-build", action="store_true", help="use the release binaries as they are")
@@ -74,12 +77,16 @@ def main():
     tables = [f"df1={data}/df1", f"df2={data}/df2"]
 
     results = {}
-    for mode in ["on", "off"]:
-        print(f"keel, skew handling {mode} …", flush=True)
-        work = fresh_dir(out / f"work-{mode}")
-        sql = f"COPY ({QUERY}) TO '{out / f'keel-{mode}'}' (FORMAT parquet)"
-        results[mode] = keel_run(bin_dir, args.workers, work,
-                                 ["--broadcast-bytes", "0", "--skew-join", mode], tables, sql)[:2]
+    times = {"on": [], "off": []}
+    for i in range(args.repeat):
+        for mode in ["on", "off"] if i % 2 == 0 else ["off", "on"]:
+            print(f"keel, skew handling {mode}, run {i + 1} …", flush=True)
+            work = fresh_dir(out / f"work-{mode}")
+            sql = f"COPY ({QUERY}) TO '{fresh_dir(out / f'keel-{mode}')}' (FORMAT parquet)"
+            secs, profile = keel_run(bin_dir, args.workers, work,
+                                     ["--broadcast-bytes", "0", "--skew-join", mode], tables, sql)[:2]
+            times[mode].append(secs)
+            results[mode] = (statistics.median(times[mode]), profile)
 
     print("duckdb …", flush=True)
     duck_out = out / "duckdb"
@@ -98,7 +105,7 @@ def main():
     ok = True
     print(f"\nstory 1, scale {args.scale}, key 1 holds {hot / df1_rows:.0%} of {df1_rows:,} df1 rows "
           f"-> {d_rows:,} output groups; --broadcast-bytes 0, {args.workers} workers x 2 cores")
-    print(f"{'engine':<24} {'wall s':>8} {'ratio':>6}  join stage: tasks, input rows max/median, seconds max/median")
+    print(f"{'engine':<24} {'wall s':>8} {'ratio':>6}  join stage (last run): tasks, input rows max/median, seconds max/median")
     for mode, (secs, profile) in results.items():
         k_rows, k_sum = check(out / f"keel-{mode}")
         same = k_rows == d_rows and abs(k_sum - d_sum) <= 1e-6 * abs(d_sum)
@@ -110,13 +117,14 @@ def main():
         print(f"{'keel, skew ' + mode:<24} {secs:>8.2f} {secs / duck_s:>5.2f}x  {len(rows)} tasks, "
               f"{max(rows):,}/{med_rows:,.0f} rows ({max(rows) / med_rows:.2f}x), "
               f"{max(dur):.2f}/{med_dur:.2f} s; answer {'matches' if same else 'DIFFERS'}")
+        print(f"{'':<24} median of {len(times[mode])} runs: " + ", ".join(f"{t:.2f}" for t in times[mode]))
         for split in stage["skew_splits"]:
             keys = ", ".join(f"{k['key']} (~{k['left_rows']:,} rows)" for k in split["hot_keys"])
             print(f"{'':<24} split partition {split['partition']} ({split['left_bytes'] / 2**20:.1f} MiB left, "
                   f"{split['right_bytes'] / 2**20:.2f} MiB right; hot key {keys or 'none'}) over {split['tasks']} tasks")
     print(f"{'duckdb, 2 threads':<24} {duck_s:>8.2f} {1:>5.2f}x")
     on, off = results["on"][0], results["off"][0]
-    print(f"skew on vs off: {off / on:.2f}x")
+    print(f"skew on vs off (medians): {off / on:.2f}x")
 
     # Story 2's DISTINCT count: two-phase DISTINCT spreads the hot group (77% male).
     trips = dataset(bin_dir, args.data, "trips", args.trips_scale, args.seed)
