@@ -70,6 +70,75 @@ pub enum JoinType {
     Anti,
 }
 
+/// What a window function computes for each row of its partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WindowKind {
+    RowNumber,
+    Rank,
+    DenseRank,
+    /// `args[0]` from `offset` rows before (`lag`) or after (`lead`, a
+    /// negative offset); `args[1]`, when given, where there is no such row.
+    Shift {
+        offset: i64,
+    },
+    FirstValue,
+    LastValue,
+    /// An aggregate over the row's frame (`args[0]`; none for `count(*)`).
+    Aggregate(AggFunc),
+}
+
+impl WindowKind {
+    pub fn name(self) -> String {
+        match self {
+            WindowKind::RowNumber => "row_number".into(),
+            WindowKind::Rank => "rank".into(),
+            WindowKind::DenseRank => "dense_rank".into(),
+            WindowKind::Shift { offset } if offset >= 0 => format!("lag[{offset}]"),
+            WindowKind::Shift { offset } => format!("lead[{}]", -offset),
+            WindowKind::FirstValue => "first_value".into(),
+            WindowKind::LastValue => "last_value".into(),
+            WindowKind::Aggregate(f) => f.name().into(),
+        }
+    }
+}
+
+/// One end of a window frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FrameBound {
+    UnboundedPreceding,
+    Preceding(u64),
+    CurrentRow,
+    Following(u64),
+    UnboundedFollowing,
+}
+
+/// The rows an aggregate, `first_value` or `last_value` sees: counted in
+/// rows, or (`rows: false`) with CURRENT ROW meaning the row's peers (rows
+/// equal on the ORDER BY keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowFrame {
+    pub rows: bool,
+    pub start: FrameBound,
+    pub end: FrameBound,
+}
+
+impl WindowFrame {
+    /// SQL's default: the partition up to the row's last peer (with ORDER
+    /// BY every row but the later ones; without it every row is a peer).
+    pub const DEFAULT: WindowFrame = WindowFrame {
+        rows: false,
+        start: FrameBound::UnboundedPreceding,
+        end: FrameBound::CurrentRow,
+    };
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowFunc {
+    pub kind: WindowKind,
+    pub args: Vec<Expr>,
+    pub frame: WindowFrame,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SortKey {
     pub expr: Expr,
@@ -146,6 +215,15 @@ pub enum PlanNode {
     Union {
         inputs: Vec<PlanNode>,
     },
+    /// Window functions over input sorted by (partition keys, order keys):
+    /// the input columns, then one column per function.
+    Window {
+        input: Box<PlanNode>,
+        partition_by: Vec<Expr>,
+        order_by: Vec<SortKey>,
+        funcs: Vec<WindowFunc>,
+        schema: Schema,
+    },
 }
 
 impl PlanNode {
@@ -155,6 +233,7 @@ impl PlanNode {
             | PlanNode::ShuffleRead { schema, .. }
             | PlanNode::Project { schema, .. }
             | PlanNode::Aggregate { schema, .. }
+            | PlanNode::Window { schema, .. }
             | PlanNode::HashJoin { schema, .. } => schema.clone(),
             PlanNode::OneRow => Schema::empty(),
             PlanNode::Filter { input, .. }
@@ -171,6 +250,7 @@ impl PlanNode {
             | PlanNode::Project { input, .. }
             | PlanNode::Aggregate { input, .. }
             | PlanNode::Sort { input, .. }
+            | PlanNode::Window { input, .. }
             | PlanNode::Limit { input, .. } => vec![input],
             PlanNode::HashJoin { left, right, .. } => vec![left, right],
             PlanNode::Union { inputs } => inputs.iter().collect(),
@@ -184,6 +264,7 @@ impl PlanNode {
             | PlanNode::Project { input, .. }
             | PlanNode::Aggregate { input, .. }
             | PlanNode::Sort { input, .. }
+            | PlanNode::Window { input, .. }
             | PlanNode::Limit { input, .. } => vec![input],
             PlanNode::HashJoin { left, right, .. } => vec![left, right],
             PlanNode::Union { inputs } => inputs.iter_mut().collect(),
@@ -317,6 +398,32 @@ impl PlanNode {
                 }
             }
             PlanNode::Limit { skip, fetch, .. } => format!("Limit skip={skip} fetch={fetch:?}"),
+            PlanNode::Window {
+                input,
+                partition_by,
+                order_by,
+                funcs,
+                ..
+            } => {
+                let in_schema = input.schema();
+                let order: Vec<String> = order_by
+                    .iter()
+                    .map(|k| {
+                        let d = if k.descending { " DESC" } else { "" };
+                        format!("{}{d}", k.expr.named(&in_schema))
+                    })
+                    .collect();
+                let f: Vec<String> = funcs
+                    .iter()
+                    .map(|w| format!("{}({})", w.kind.name(), exprs(&w.args, &in_schema)))
+                    .collect();
+                format!(
+                    "Window partition by [{}] order by [{}] [{}]",
+                    exprs(partition_by, &in_schema),
+                    order.join(", "),
+                    f.join(", ")
+                )
+            }
             PlanNode::Union { inputs } => format!("UnionAll inputs={}", inputs.len()),
         }
     }

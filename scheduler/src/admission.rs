@@ -71,6 +71,11 @@ fn held(node: &PlanNode, spec: &TaskSpec) -> (u64, u64) {
             let (out, h) = input(i);
             (out, h + out + out / 4)
         }
+        PlanNode::Window { input: i, .. } => {
+            // One partition at a time: the whole input at worst, half of it as a guess.
+            let (out, h) = input(i);
+            (out, h + out / 2)
+        }
         PlanNode::Union { inputs } => inputs
             .iter()
             .map(input)

@@ -911,6 +911,7 @@ pub fn stage_name(plan: &PlanNode) -> String {
             PlanNode::Sort { .. } => "sort",
             PlanNode::Limit { .. } => "limit",
             PlanNode::Union { .. } => "union",
+            PlanNode::Window { .. } => "window",
         });
     }
     let mut names = vec![];

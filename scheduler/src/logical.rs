@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::Schema;
 use keel_proto::expr::Expr;
-use keel_proto::plan::{AggExpr, JoinType, SortKey};
+use keel_proto::plan::{AggExpr, JoinType, SortKey, WindowFunc};
 
 use crate::catalog::TableSource;
 
@@ -55,6 +55,15 @@ pub enum LogicalPlan {
     Union {
         inputs: Vec<LogicalPlan>,
     },
+    /// The input's columns, then one per window function (computed per
+    /// partition of `partition_by`, over rows ordered by `order_by`).
+    Window {
+        input: Box<LogicalPlan>,
+        partition_by: Vec<Expr>,
+        order_by: Vec<SortKey>,
+        funcs: Vec<WindowFunc>,
+        schema: Schema,
+    },
 }
 
 impl LogicalPlan {
@@ -70,9 +79,9 @@ impl LogicalPlan {
             LogicalPlan::Filter { input, .. }
             | LogicalPlan::Sort { input, .. }
             | LogicalPlan::Limit { input, .. } => input.schema(),
-            LogicalPlan::Project { schema, .. } | LogicalPlan::Aggregate { schema, .. } => {
-                schema.clone()
-            }
+            LogicalPlan::Project { schema, .. }
+            | LogicalPlan::Aggregate { schema, .. }
+            | LogicalPlan::Window { schema, .. } => schema.clone(),
             LogicalPlan::Join {
                 left,
                 right,

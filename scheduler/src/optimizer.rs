@@ -228,6 +228,19 @@ fn map_children(plan: LogicalPlan, f: fn(LogicalPlan) -> LogicalPlan) -> Logical
         LogicalPlan::Union { inputs } => LogicalPlan::Union {
             inputs: inputs.into_iter().map(f).collect(),
         },
+        LogicalPlan::Window {
+            input,
+            partition_by,
+            order_by,
+            funcs,
+            schema,
+        } => LogicalPlan::Window {
+            input: b(input),
+            partition_by,
+            order_by,
+            funcs,
+            schema,
+        },
         leaf @ (LogicalPlan::Scan { .. } | LogicalPlan::OneRow) => leaf,
     }
 }
@@ -459,6 +472,60 @@ fn prune(plan: LogicalPlan, required: &[bool]) -> (LogicalPlan, Mapping) {
                     input: Box::new(child),
                     skip,
                     fetch,
+                },
+                map,
+            )
+        }
+        LogicalPlan::Window {
+            input,
+            partition_by,
+            order_by,
+            funcs,
+            schema,
+        } => {
+            // Every function is kept; of the input, what is required above
+            // and what the functions, keys and ordering read.
+            let n_in = input.schema().fields().len();
+            let mut req = required[..n_in].to_vec();
+            partition_by.iter().for_each(|e| require(&mut req, e));
+            order_by.iter().for_each(|k| require(&mut req, &k.expr));
+            funcs
+                .iter()
+                .flat_map(|f| &f.args)
+                .for_each(|a| require(&mut req, a));
+            at_least_one(&mut req);
+            let (child, cmap) = prune(*input, &req);
+            let kept = cmap.iter().flatten().count();
+            let mut map = cmap.clone();
+            map.extend((0..funcs.len()).map(|k| Some(kept + k)));
+            let mut fields: Vec<_> = schema
+                .fields()
+                .iter()
+                .zip(&map)
+                .filter(|(_, m)| m.is_some())
+                .map(|(f, _)| f.clone())
+                .collect();
+            fields.truncate(kept + funcs.len());
+            let funcs = funcs
+                .into_iter()
+                .map(|mut f| {
+                    f.args = f.args.iter().map(|a| remap(a, &cmap)).collect();
+                    f
+                })
+                .collect();
+            (
+                LogicalPlan::Window {
+                    input: Box::new(child),
+                    partition_by: partition_by.iter().map(|e| remap(e, &cmap)).collect(),
+                    order_by: order_by
+                        .into_iter()
+                        .map(|mut k| {
+                            k.expr = remap(&k.expr, &cmap);
+                            k
+                        })
+                        .collect(),
+                    funcs,
+                    schema: arrow::datatypes::Schema::new(fields),
                 },
                 map,
             )

@@ -131,6 +131,14 @@ fn plan_shapes_are_stable() {
             config(),
         ),
         (
+            "window",
+            "SELECT id, row_number() OVER (PARTITION BY key ORDER BY amount DESC) AS rn, \
+             sum(amount) OVER (PARTITION BY key ORDER BY id ROWS 2 PRECEDING) AS s, \
+             lag(amount) OVER (PARTITION BY key ORDER BY amount DESC) AS prev FROM facts \
+             QUALIFY rn <= 3",
+            config(),
+        ),
+        (
             "shuffle_join",
             "SELECT f.id, d.label FROM facts f JOIN dims d ON f.key = d.key AND f.amount > 10",
             PlannerConfig {

@@ -16,7 +16,9 @@ pub mod stages;
 use arrow::datatypes::{DataType, Field, Schema};
 use keel_proto::expr::Expr;
 use keel_proto::ids::StageId;
-use keel_proto::plan::{AggExpr, AggFunc, AggMode, FileSplit, JoinType, PlanNode, Sink, SortKey};
+use keel_proto::plan::{
+    AggExpr, AggFunc, AggMode, FileSplit, JoinType, PlanNode, Sink, SortKey, WindowFunc,
+};
 
 use crate::logical::LogicalPlan;
 use stages::{InputMode, ScanTask, StageGraph, StageInput, StagePlan, TaskSource};
@@ -194,6 +196,13 @@ impl Planner {
                 filter,
             } => self.join(plan, left, right, *join_type, left_keys, right_keys, filter),
             LogicalPlan::Sort { input, keys } => self.sort(input, keys, None),
+            LogicalPlan::Window {
+                input,
+                partition_by,
+                order_by,
+                funcs,
+                schema,
+            } => self.window(input, partition_by, order_by, funcs, schema),
             LogicalPlan::Limit { input, skip, fetch } => {
                 if let (
                     LogicalPlan::Sort {
@@ -496,6 +505,50 @@ impl Planner {
         });
         let probe_node = std::mem::replace(&mut probe.node, PlanNode::OneRow);
         (probe_node, PlanNode::ShuffleRead { input, schema })
+    }
+
+    /// Window functions: a hash exchange on the partition keys (a gather
+    /// without them), then each task sorts by (partition keys, order keys)
+    /// with the spilling sort and computes the functions one partition at a time.
+    fn window(
+        &mut self,
+        input: &LogicalPlan,
+        partition_by: &[Expr],
+        order_by: &[SortKey],
+        funcs: &[WindowFunc],
+        schema: &Schema,
+    ) -> Fragment {
+        let f = self.fragment(input);
+        let f = if partition_by.is_empty() {
+            self.gather(f)
+        } else {
+            self.hash_exchange(f, partition_by.to_vec())
+        };
+        let keys: Vec<SortKey> = partition_by
+            .iter()
+            .map(|e| SortKey {
+                expr: e.clone(),
+                descending: false,
+                nulls_first: false,
+            })
+            .chain(order_by.iter().cloned())
+            .collect();
+        let sorted = if keys.is_empty() {
+            f
+        } else {
+            Self::wrap(f, |i| PlanNode::Sort {
+                input: i,
+                keys,
+                fetch: None,
+            })
+        };
+        Self::wrap(sorted, |i| PlanNode::Window {
+            input: i,
+            partition_by: partition_by.to_vec(),
+            order_by: order_by.to_vec(),
+            funcs: funcs.to_vec(),
+            schema: schema.clone(),
+        })
     }
 
     fn sort(&mut self, input: &LogicalPlan, keys: &[SortKey], fetch: Option<usize>) -> Fragment {

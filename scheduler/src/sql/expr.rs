@@ -34,6 +34,16 @@ pub struct AggContext {
 pub struct ExprBinder<'a> {
     pub scope: &'a Scope,
     pub agg: Option<&'a mut AggContext>,
+    /// Window calls computed below this expression, and their columns.
+    pub windows: &'a [WindowColumn],
+}
+
+/// A window function call a Window node computes, by its SQL text.
+#[derive(Debug, Clone)]
+pub struct WindowColumn {
+    pub call: String,
+    pub column: usize,
+    pub data_type: DataType,
 }
 
 const AGGREGATES: [&str; 5] = ["count", "sum", "min", "max", "avg"];
@@ -44,22 +54,55 @@ fn function_name(f: &ast::Function) -> String {
 
 fn is_aggregate_call(e: &ast::Expr) -> Option<&ast::Function> {
     match e {
-        ast::Expr::Function(f) if AGGREGATES.contains(&function_name(f).as_str()) => Some(f),
+        ast::Expr::Function(f)
+            if f.over.is_none() && AGGREGATES.contains(&function_name(f).as_str()) =>
+        {
+            Some(f)
+        }
         _ => None,
     }
 }
 
 /// Whether an aggregate call appears anywhere in `e`.
 pub fn contains_aggregate(e: &ast::Expr) -> bool {
+    let mut found = false;
+    visit_calls(e, &mut |f| {
+        if f.over.is_none() && AGGREGATES.contains(&function_name(f).as_str()) {
+            found = true;
+        }
+        !found
+    });
+    found
+}
+
+/// Every window function call in `e` (calls with OVER), outermost first.
+pub fn window_calls<'e>(e: &'e ast::Expr, out: &mut Vec<&'e ast::Function>) {
+    visit_calls(e, &mut |f| {
+        if f.over.is_some() {
+            out.push(f);
+            return false;
+        }
+        true
+    });
+}
+
+/// Calls `visit` on every function call in `e`, outermost first; a call's
+/// arguments are visited when `visit` returns true.
+fn visit_calls<'e>(e: &'e ast::Expr, visit: &mut dyn FnMut(&'e ast::Function) -> bool) {
     use ast::Expr as E;
-    if is_aggregate_call(e).is_some() {
-        return true;
-    }
     match e {
+        E::Function(f) => {
+            if visit(f) {
+                for a in function_args(f).unwrap_or_default() {
+                    visit_calls(a, visit);
+                }
+            }
+        }
         E::BinaryOp { left, right, .. }
         | E::IsDistinctFrom(left, right)
         | E::IsNotDistinctFrom(left, right) => {
-            contains_aggregate(left) || contains_aggregate(right)
+            visit_calls(left, visit);
+            visit_calls(right, visit);
         }
         E::UnaryOp { expr, .. }
         | E::Nested(expr)
@@ -67,12 +110,17 @@ pub fn contains_aggregate(e: &ast::Expr) -> bool {
         | E::IsNotNull(expr)
         | E::Cast { expr, .. }
         | E::Like { expr, .. }
-        | E::ILike { expr, .. } => contains_aggregate(expr),
+        | E::ILike { expr, .. } => visit_calls(expr, visit),
         E::Between {
             expr, low, high, ..
-        } => contains_aggregate(expr) || contains_aggregate(low) || contains_aggregate(high),
+        } => {
+            for x in [expr, low, high] {
+                visit_calls(x, visit);
+            }
+        }
         E::InList { expr, list, .. } => {
-            contains_aggregate(expr) || list.iter().any(contains_aggregate)
+            visit_calls(expr, visit);
+            list.iter().for_each(|x| visit_calls(x, visit));
         }
         E::Case {
             operand,
@@ -80,21 +128,23 @@ pub fn contains_aggregate(e: &ast::Expr) -> bool {
             else_result,
             ..
         } => {
-            operand.as_deref().is_some_and(contains_aggregate)
-                || conditions
-                    .iter()
-                    .any(|c| contains_aggregate(&c.condition) || contains_aggregate(&c.result))
-                || else_result.as_deref().is_some_and(contains_aggregate)
+            if let Some(o) = operand {
+                visit_calls(o, visit);
+            }
+            for c in conditions {
+                visit_calls(&c.condition, visit);
+                visit_calls(&c.result, visit);
+            }
+            if let Some(x) = else_result {
+                visit_calls(x, visit);
+            }
         }
-        E::Function(f) => function_args(f)
-            .map(|args| args.iter().any(|a| contains_aggregate(a)))
-            .unwrap_or(false),
-        _ => false,
+        _ => {}
     }
 }
 
 /// The plain expression arguments of a function call.
-fn function_args(f: &ast::Function) -> Result<Vec<&ast::Expr>> {
+pub(super) fn function_args(f: &ast::Function) -> Result<Vec<&ast::Expr>> {
     match &f.args {
         FunctionArguments::None => Ok(vec![]),
         FunctionArguments::List(list) => list
@@ -126,13 +176,26 @@ pub fn output_name(e: &ast::Expr) -> String {
 
 impl<'a> ExprBinder<'a> {
     pub fn new(scope: &'a Scope) -> Self {
-        ExprBinder { scope, agg: None }
+        ExprBinder {
+            scope,
+            agg: None,
+            windows: &[],
+        }
+    }
+
+    pub fn with_windows(scope: &'a Scope, windows: &'a [WindowColumn]) -> Self {
+        ExprBinder {
+            scope,
+            agg: None,
+            windows,
+        }
     }
 
     pub fn with_aggregates(scope: &'a Scope, agg: &'a mut AggContext) -> Self {
         ExprBinder {
             scope,
             agg: Some(agg),
+            windows: &[],
         }
     }
 
@@ -594,6 +657,15 @@ impl<'a> ExprBinder<'a> {
 
     fn function(&mut self, e: &ast::Expr, f: &ast::Function) -> Result<Typed> {
         let name = function_name(f);
+        if f.over.is_some() {
+            let call = f.to_string();
+            return match self.windows.iter().find(|w| w.call == call) {
+                Some(w) => Ok((Expr::Column(w.column), w.data_type.clone())),
+                None => Err(SchedulerError::bind(format!(
+                    "window function {f} is not allowed here (window functions belong in SELECT, QUALIFY or ORDER BY)"
+                ))),
+            };
+        }
         if AGGREGATES.contains(&name.as_str()) {
             return Err(SchedulerError::bind(format!(
                 "aggregate function {name}() is not allowed here: {e} (aggregates belong in SELECT, HAVING or ORDER BY)"

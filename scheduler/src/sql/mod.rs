@@ -11,6 +11,7 @@ mod from;
 mod query;
 pub mod scope;
 pub mod types;
+mod window;
 
 use std::collections::HashMap;
 

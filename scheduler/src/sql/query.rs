@@ -9,10 +9,11 @@ use sqlparser::ast::{
     self, GroupByExpr, LimitClause, OrderByKind, SelectItem, SetExpr, SetOperator, SetQuantifier,
 };
 
-use super::expr::{contains_aggregate, output_name, AggContext, ExprBinder};
+use super::expr::{contains_aggregate, output_name, window_calls, AggContext, ExprBinder};
 use super::from::{conjunction, split_conjuncts};
 use super::scope::{Scope, ScopeColumn};
 use super::types::{cast_if_needed, common_type, sql_name};
+use super::window::bind_windows;
 use super::Binder;
 use crate::error::{Result, SchedulerError};
 use crate::logical::LogicalPlan;
@@ -199,11 +200,7 @@ impl Binder<'_> {
         skip: usize,
         fetch: Option<usize>,
     ) -> Result<(LogicalPlan, Scope)> {
-        if !s.sort_by.is_empty()
-            || s.qualify.is_some()
-            || !s.named_window.is_empty()
-            || s.top.is_some()
-        {
+        if !s.sort_by.is_empty() || !s.named_window.is_empty() || s.top.is_some() {
             return Err(SchedulerError::unsupported(format!(
                 "this SELECT form: {s}"
             )));
@@ -276,6 +273,25 @@ impl Binder<'_> {
         let mut select_exprs: Vec<(Expr, DataType)> = vec![];
         let mut hidden: Vec<(Expr, DataType)> = vec![];
         let mut sort_keys: Vec<SortKey> = vec![];
+        let mut calls = vec![];
+        for e in items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Sql(e, _) => Some(*e),
+                Item::Column(..) => None,
+            })
+            .chain(s.qualify.as_ref())
+            .chain(order.iter().map(|o| &o.expr))
+        {
+            window_calls(e, &mut calls);
+        }
+        if aggregated && (!calls.is_empty() || s.qualify.is_some()) {
+            return Err(SchedulerError::unsupported(
+                "window functions and QUALIFY in a query with GROUP BY or aggregates; aggregate in a subquery and apply the window over it",
+            ));
+        }
+        // QUALIFY over the SELECT list's names, when it cannot be bound below it.
+        let mut qualify_above = None;
 
         if aggregated {
             let mut ctx = AggContext::default();
@@ -407,12 +423,27 @@ impl Binder<'_> {
                     "HAVING needs GROUP BY or an aggregate",
                 ));
             }
-            let mut b = ExprBinder::new(&scope);
+            let (windowed, windows) = bind_windows(plan, &scope, &calls)?;
+            plan = windowed;
+            let mut b = ExprBinder::with_windows(&scope, &windows);
             for item in &items {
                 select_exprs.push(match item {
                     Item::Sql(e, _) => b.bind(e)?,
                     Item::Column(i, _) => (Expr::Column(*i), scope.columns[*i].data_type.clone()),
                 });
+            }
+            if let Some(q) = &s.qualify {
+                match b.bind(q) {
+                    Ok((predicate, t)) => {
+                        check_boolean("QUALIFY", &t)?;
+                        plan = LogicalPlan::Filter {
+                            input: Box::new(plan),
+                            predicate,
+                        };
+                    }
+                    // It may name SELECT aliases (`QUALIFY rn = 1`): bound after the projection.
+                    Err(e) => qualify_above = Some((q, e)),
+                }
             }
             for o in order {
                 let key = self.order_key(
@@ -448,6 +479,17 @@ impl Binder<'_> {
             exprs,
             schema,
         };
+        if let Some((q, first_error)) = qualify_above {
+            let projected = output_scope(&all_names, &types);
+            let (predicate, t) = ExprBinder::new(&projected)
+                .bind(q)
+                .map_err(|_| first_error)?;
+            check_boolean("QUALIFY", &t)?;
+            plan = LogicalPlan::Filter {
+                input: Box::new(plan),
+                predicate,
+            };
+        }
         if is_distinct {
             plan = distinct(plan, &all_names, &types);
         }
@@ -586,7 +628,18 @@ fn distinct(plan: LogicalPlan, names: &[String], types: &[DataType]) -> LogicalP
     }
 }
 
-fn sort_key(expr: Expr, o: &ast::OrderByExpr) -> SortKey {
+fn check_boolean(clause: &str, t: &DataType) -> Result<()> {
+    if matches!(t, DataType::Boolean | DataType::Null) {
+        Ok(())
+    } else {
+        Err(SchedulerError::bind(format!(
+            "{clause} needs a BOOLEAN condition, got {}",
+            sql_name(t)
+        )))
+    }
+}
+
+pub(super) fn sort_key(expr: Expr, o: &ast::OrderByExpr) -> SortKey {
     let descending = matches!(o.options.sort, Some(ast::OrderBySort::Desc));
     // DuckDB's default puts NULLs last in either direction.
     let nulls_first = o.options.nulls_first.unwrap_or(false);

@@ -16,6 +16,7 @@ mod scan;
 mod slots;
 mod sort;
 mod union;
+mod window;
 
 #[cfg(test)]
 mod spill_tests;
@@ -153,6 +154,20 @@ pub fn build(plan: &PlanNode, ctx: &mut ExecContext) -> Result<BatchIter> {
             ctx.memory.spillable("sort"),
         )?,
         PlanNode::Limit { input, skip, fetch } => limit::limit(build(input, ctx)?, *skip, *fetch),
+        PlanNode::Window {
+            input,
+            partition_by,
+            order_by,
+            funcs,
+            schema,
+        } => window::window(
+            build(input, ctx)?,
+            partition_by.clone(),
+            order_by.clone(),
+            funcs.clone(),
+            Arc::new(schema.clone()),
+            ctx.memory.reservation("window partition"),
+        )?,
         PlanNode::Union { inputs } => {
             let schema = Arc::new(plan.schema());
             let children = inputs
