@@ -34,6 +34,8 @@ QUERIES = [
     "SELECT id, CASE WHEN n < 10 THEN 'low' WHEN n < 30 THEN 'mid' ELSE 'high' END FROM t WHERE id < 300",
     "SELECT id, CASE n WHEN 1 THEN 'one' WHEN 2 THEN 'two' END FROM t WHERE id < 300",
     "SELECT id, CAST(x AS INTEGER), CAST(n AS VARCHAR), CAST(id AS DOUBLE), CAST('2024-03-01' AS DATE) FROM t WHERE id < 200",
+    # Doubles cast to integers round half to even: 0.5 -> 0, 1.5 -> 2, 2.5 -> 2, -2.5 -> -2.
+    "SELECT id, CAST((id % 10) / 2 AS BIGINT) AS h, CAST(-(id % 10) / 2 AS INTEGER) AS g FROM t WHERE id < 40",
     "SELECT id, coalesce(n, -1), coalesce(s, 'none'), coalesce(NULL, x, 0) FROM t WHERE id < 300",
     "SELECT id, abs(n - 25), round(x, 1), round(x), lower(s), upper(s), length(s) FROM t WHERE id < 300",
     # aggregates

@@ -169,12 +169,13 @@ pub fn eval(expr: &Expr, batch: &RecordBatch) -> Result<Value> {
             let v = eval(expr, batch)?;
             let from = v.data_type().clone();
             let cast_one = |a: &ArrayRef| -> Result<ArrayRef> {
-                // SQL rounds a double to the nearest integer; Arrow truncates.
+                // A double casts to the nearest integer, ties to even as in
+                // DuckDB (2.5 -> 2, 3.5 -> 4); Arrow would truncate.
                 let a = if from == DataType::Float64
                     && matches!(to, DataType::Int32 | DataType::Int64)
                 {
                     let f = a.as_any().downcast_ref::<Float64Array>().expect("float64");
-                    Arc::new(f.unary::<_, Float64Type>(|x| x.round())) as ArrayRef
+                    Arc::new(f.unary::<_, Float64Type>(f64::round_ties_even)) as ArrayRef
                 } else {
                     a.clone()
                 };
