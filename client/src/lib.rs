@@ -14,6 +14,7 @@ pub mod cli;
 pub mod client;
 pub mod datagen;
 pub mod datagen_backups;
+pub mod datagen_devices;
 pub mod datagen_trips;
 pub mod demo;
 pub mod embedded;
