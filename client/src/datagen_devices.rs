@@ -107,7 +107,13 @@ pub fn generate(spec: &Devices, seed: u64, out: &Path) -> Result<Written, Client
     }
     alerts.sort_unstable();
 
-    let ts = || Field::new("timestamp", DataType::Timestamp(TimeUnit::Microsecond, None), false);
+    let ts = || {
+        Field::new(
+            "timestamp",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            false,
+        )
+    };
     let poll_schema = Arc::new(Schema::new(vec![
         ts(),
         Field::new("device_id", DataType::Int64, false),
@@ -120,7 +126,9 @@ pub fn generate(spec: &Devices, seed: u64, out: &Path) -> Result<Written, Client
     let mut files = write_table(&out.join("polls"), &poll_schema, polls.len(), |range| {
         let rows = &polls[range];
         vec![
-            Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.0))) as ArrayRef,
+            Arc::new(TimestampMicrosecondArray::from_iter_values(
+                rows.iter().map(|r| r.0),
+            )) as ArrayRef,
             Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
             Arc::new(StringArray::from_iter_values(
                 rows.iter().map(|r| STATES[r.2 as usize]),
@@ -130,7 +138,9 @@ pub fn generate(spec: &Devices, seed: u64, out: &Path) -> Result<Written, Client
     files += write_table(&out.join("alerts"), &alert_schema, alerts.len(), |range| {
         let rows = &alerts[range];
         vec![
-            Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.0))) as ArrayRef,
+            Arc::new(TimestampMicrosecondArray::from_iter_values(
+                rows.iter().map(|r| r.0),
+            )) as ArrayRef,
             Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
         ]
     })?;
@@ -159,8 +169,9 @@ fn write_table(
         let path = dir.join(format!("part-{files:05}.parquet"));
         let mut w = writer(&path, schema.clone(), GROUP_ROWS)?;
         for at in (start..end).step_by(BATCH_ROWS) {
-            let batch = RecordBatch::try_new(schema.clone(), columns(at..(at + BATCH_ROWS).min(end)))
-                .expect("devices batch");
+            let batch =
+                RecordBatch::try_new(schema.clone(), columns(at..(at + BATCH_ROWS).min(end)))
+                    .expect("devices batch");
             w.write(&batch).map_err(write_err(&path))?;
         }
         w.close().map_err(write_err(&path))?;

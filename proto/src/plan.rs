@@ -139,6 +139,23 @@ pub struct WindowFunc {
     pub frame: WindowFrame,
 }
 
+/// The range condition of a range join: the points side's `point` lies
+/// between the intervals side's `low` and `high`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Band {
+    /// Whether the points are the join's left input.
+    pub points_left: bool,
+    /// Over the points side's columns.
+    pub point: Expr,
+    /// Over the intervals side's columns.
+    pub low: Expr,
+    pub high: Expr,
+    /// `low <= point` (else `low < point`).
+    pub low_inclusive: bool,
+    /// `point <= high` (else `point < high`).
+    pub high_inclusive: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SortKey {
     pub expr: Expr,
@@ -201,6 +218,20 @@ pub enum PlanNode {
         build_left: bool,
         schema: Schema,
     },
+    /// Inner join on equal keys plus a band condition, by a sweep over both
+    /// inputs sorted by (keys, point) and (keys, low): each point meets only
+    /// the intervals that hold it, so the cost follows the output rather
+    /// than the product of a key's rows. Output columns are left then right.
+    RangeJoin {
+        left: Box<PlanNode>,
+        right: Box<PlanNode>,
+        left_keys: Vec<Expr>,
+        right_keys: Vec<Expr>,
+        band: Band,
+        /// Other ON predicates over left ++ right columns.
+        filter: Option<Expr>,
+        schema: Schema,
+    },
     /// Sort; with `fetch` it keeps only the first rows (top-k).
     Sort {
         input: Box<PlanNode>,
@@ -234,6 +265,7 @@ impl PlanNode {
             | PlanNode::Project { schema, .. }
             | PlanNode::Aggregate { schema, .. }
             | PlanNode::Window { schema, .. }
+            | PlanNode::RangeJoin { schema, .. }
             | PlanNode::HashJoin { schema, .. } => schema.clone(),
             PlanNode::OneRow => Schema::empty(),
             PlanNode::Filter { input, .. }
@@ -252,7 +284,9 @@ impl PlanNode {
             | PlanNode::Sort { input, .. }
             | PlanNode::Window { input, .. }
             | PlanNode::Limit { input, .. } => vec![input],
-            PlanNode::HashJoin { left, right, .. } => vec![left, right],
+            PlanNode::HashJoin { left, right, .. } | PlanNode::RangeJoin { left, right, .. } => {
+                vec![left, right]
+            }
             PlanNode::Union { inputs } => inputs.iter().collect(),
         }
     }
@@ -266,7 +300,9 @@ impl PlanNode {
             | PlanNode::Sort { input, .. }
             | PlanNode::Window { input, .. }
             | PlanNode::Limit { input, .. } => vec![input],
-            PlanNode::HashJoin { left, right, .. } => vec![left, right],
+            PlanNode::HashJoin { left, right, .. } | PlanNode::RangeJoin { left, right, .. } => {
+                vec![left, right]
+            }
             PlanNode::Union { inputs } => inputs.iter_mut().collect(),
         }
     }
@@ -367,6 +403,43 @@ impl PlanNode {
                     exprs(left_keys, &ls),
                     exprs(right_keys, &rs),
                     if *build_left { "left" } else { "right" }
+                );
+                if let Some(f) = filter {
+                    let both = Schema::new(
+                        ls.fields()
+                            .iter()
+                            .chain(rs.fields().iter())
+                            .cloned()
+                            .collect::<Vec<_>>(),
+                    );
+                    s.push_str(&format!(" filter={}", f.named(&both)));
+                }
+                s
+            }
+            PlanNode::RangeJoin {
+                left,
+                right,
+                left_keys,
+                right_keys,
+                band,
+                filter,
+                ..
+            } => {
+                let (ls, rs) = (left.schema(), right.schema());
+                let (ps, is) = if band.points_left {
+                    (&ls, &rs)
+                } else {
+                    (&rs, &ls)
+                };
+                let mut s = format!(
+                    "RangeJoin on [{}] = [{}] and {} {} {} {} {}",
+                    exprs(left_keys, &ls),
+                    exprs(right_keys, &rs),
+                    band.low.named(is),
+                    if band.low_inclusive { "<=" } else { "<" },
+                    band.point.named(ps),
+                    if band.high_inclusive { "<=" } else { "<" },
+                    band.high.named(is),
                 );
                 if let Some(f) = filter {
                     let both = Schema::new(

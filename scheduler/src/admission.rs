@@ -63,6 +63,14 @@ fn held(node: &PlanNode, spec: &TaskSpec) -> (u64, u64) {
             // The build batches and their hash index.
             (lo + ro, lh + rh + 2 * build)
         }
+        PlanNode::RangeJoin {
+            left, right, band, ..
+        } => {
+            let ((lo, lh), (ro, rh)) = (input(left), input(right));
+            // The intervals are held, with their encoded keys and bounds.
+            let held = if band.points_left { ro } else { lo };
+            (lo + ro, lh + rh + 2 * held)
+        }
         PlanNode::Sort {
             input: i,
             fetch: None,

@@ -907,6 +907,7 @@ pub fn stage_name(plan: &PlanNode) -> String {
             PlanNode::Project { .. } => "project",
             PlanNode::Aggregate { .. } => "aggregate",
             PlanNode::HashJoin { .. } => "join",
+            PlanNode::RangeJoin { .. } => "range-join",
             PlanNode::Sort { fetch: Some(_), .. } => "top-k",
             PlanNode::Sort { .. } => "sort",
             PlanNode::Limit { .. } => "limit",

@@ -9,7 +9,9 @@
 //!
 //! - [`stages`]: the stage graph and `explain`.
 //! - [`prune`]: row-group pruning from Parquet statistics.
+//! - [`band`]: finding a range condition that makes an inner join a range join.
 
+pub mod band;
 pub mod prune;
 pub mod stages;
 
@@ -419,15 +421,52 @@ impl Planner {
         let r = self.fragment(right);
         let (rows, bytes) = (l.rows.max(r.rows), l.bytes + r.bytes);
         let limit = self.config.broadcast_bytes as f64;
-        let node = |left: PlanNode, right: PlanNode, build_left: bool| PlanNode::HashJoin {
-            left: Box::new(left),
-            right: Box::new(right),
-            join_type,
-            left_keys: left_keys.to_vec(),
-            right_keys: right_keys.to_vec(),
-            filter: filter.clone(),
-            build_left,
-            schema: schema.clone(),
+        let nl = left.schema().fields().len();
+        let band = match (join_type, filter) {
+            (JoinType::Inner, Some(f)) => band::find_band(f, nl),
+            _ => None,
+        };
+        let node = |left: PlanNode, right: PlanNode, build_left: bool| match &band {
+            // A range join: each side sorted by (keys, its range column), then one sweep.
+            Some((band, residual)) => {
+                let sorted = |input: PlanNode, keys: &[Expr], by: &Expr| PlanNode::Sort {
+                    input: Box::new(input),
+                    keys: keys
+                        .iter()
+                        .chain(std::iter::once(by))
+                        .map(|e| SortKey {
+                            expr: e.clone(),
+                            descending: false,
+                            nulls_first: false,
+                        })
+                        .collect(),
+                    fetch: None,
+                };
+                let (left_by, right_by) = if band.points_left {
+                    (&band.point, &band.low)
+                } else {
+                    (&band.low, &band.point)
+                };
+                PlanNode::RangeJoin {
+                    left: Box::new(sorted(left, left_keys, left_by)),
+                    right: Box::new(sorted(right, right_keys, right_by)),
+                    left_keys: left_keys.to_vec(),
+                    right_keys: right_keys.to_vec(),
+                    band: band.clone(),
+                    filter: residual.clone(),
+                    schema: schema.clone(),
+                }
+            }
+            None => PlanNode::HashJoin {
+                left: Box::new(left),
+                right: Box::new(right),
+                join_type,
+                left_keys: left_keys.to_vec(),
+                right_keys: right_keys.to_vec(),
+                filter: filter.clone(),
+                build_left,
+                schema: schema.clone(),
+            },
         };
         let mut out = if r.bytes <= limit && (join_type != JoinType::Inner || r.bytes <= l.bytes) {
             let mut probe = l;

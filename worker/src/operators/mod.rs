@@ -12,6 +12,7 @@ mod join_spill;
 mod keys;
 mod limit;
 mod project;
+mod range_join;
 mod scan;
 mod slots;
 mod sort;
@@ -144,6 +145,36 @@ pub fn build(plan: &PlanNode, ctx: &mut ExecContext) -> Result<BatchIter> {
                 reservation: ctx.memory.spillable("hash join"),
                 level: 0,
                 flags: None,
+            })?
+        }
+        PlanNode::RangeJoin {
+            left,
+            right,
+            left_keys,
+            right_keys,
+            band,
+            filter,
+            schema,
+        } => {
+            // The intervals are held: their input is built (and read) first.
+            let (left_iter, right_iter) = if band.points_left {
+                let r = build(right, ctx)?;
+                (build(left, ctx)?, r)
+            } else {
+                let l = build(left, ctx)?;
+                (l, build(right, ctx)?)
+            };
+            range_join::range_join(range_join::RangeJoinSpec {
+                left: left_iter,
+                right: right_iter,
+                left_schema: Arc::new(left.schema()),
+                right_schema: Arc::new(right.schema()),
+                left_keys: left_keys.clone(),
+                right_keys: right_keys.clone(),
+                band: band.clone(),
+                filter: filter.clone(),
+                schema: Arc::new(schema.clone()),
+                reservation: ctx.memory.reservation("range join intervals"),
             })?
         }
         PlanNode::Sort { input, keys, fetch } => sort::sort(
