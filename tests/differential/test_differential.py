@@ -97,6 +97,9 @@ QUERIES = [
     "SELECT count(*) FROM t WHERE k IN (SELECT k FROM u WHERE w > 100)",
     "SELECT count(*) FROM t WHERE n NOT IN (SELECT n FROM t WHERE n > 10)",
     "SELECT count(*) FROM t WHERE n NOT IN (SELECT n FROM t WHERE id < 100)",
+    # The subquery holds a NULL (id 0) but most values of n are not in it: the answer is still empty.
+    "SELECT count(*) FROM t WHERE n NOT IN (SELECT n FROM t WHERE id < 30)",
+    "SELECT count(*) FROM t WHERE n NOT IN (SELECT n FROM t WHERE id < 30 AND id > 0)",
     "WITH big AS (SELECT k, count(*) AS c FROM t GROUP BY k) SELECT k, c FROM big WHERE c > 50",
     "WITH a AS (SELECT k, sum(x) AS sx FROM t GROUP BY k), b AS (SELECT k, max(w) AS mw FROM u GROUP BY k) SELECT a.k, sx, mw FROM a JOIN b ON a.k = b.k",
     "SELECT k, c FROM (SELECT k, count(*) AS c FROM t GROUP BY k) sub WHERE c < 100",

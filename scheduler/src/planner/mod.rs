@@ -468,7 +468,13 @@ impl Planner {
                 schema: schema.clone(),
             },
         };
-        let mut out = if r.bytes <= limit && (join_type != JoinType::Inner || r.bytes <= l.bytes) {
+        // NOT IN is null-aware: one NULL anywhere in the subquery, or an
+        // empty subquery, decides every row's answer, so each task must see
+        // the whole right side: an anti join always broadcasts it.
+        let whole_right = join_type == JoinType::Anti;
+        let mut out = if whole_right
+            || r.bytes <= limit && (join_type != JoinType::Inner || r.bytes <= l.bytes)
+        {
             let mut probe = l;
             let (probe_node, read) = self.broadcast_into(r, &mut probe);
             Fragment {
