@@ -404,16 +404,7 @@ impl PlanNode {
                     exprs(right_keys, &rs),
                     if *build_left { "left" } else { "right" }
                 );
-                if let Some(f) = filter {
-                    let both = Schema::new(
-                        ls.fields()
-                            .iter()
-                            .chain(rs.fields().iter())
-                            .cloned()
-                            .collect::<Vec<_>>(),
-                    );
-                    s.push_str(&format!(" filter={}", f.named(&both)));
-                }
+                s.push_str(&join_filter(filter.as_ref(), &ls, &rs));
                 s
             }
             PlanNode::RangeJoin {
@@ -441,16 +432,7 @@ impl PlanNode {
                     if band.high_inclusive { "<=" } else { "<" },
                     band.high.named(is),
                 );
-                if let Some(f) = filter {
-                    let both = Schema::new(
-                        ls.fields()
-                            .iter()
-                            .chain(rs.fields().iter())
-                            .cloned()
-                            .collect::<Vec<_>>(),
-                    );
-                    s.push_str(&format!(" filter={}", f.named(&both)));
-                }
+                s.push_str(&join_filter(filter.as_ref(), &ls, &rs));
                 s
             }
             PlanNode::Sort { keys, fetch, input } => {
@@ -500,6 +482,21 @@ impl PlanNode {
             PlanNode::Union { inputs } => format!("UnionAll inputs={}", inputs.len()),
         }
     }
+}
+
+/// ` filter=…` for a join's extra ON predicates over left ++ right columns.
+fn join_filter(filter: Option<&Expr>, left: &Schema, right: &Schema) -> String {
+    let Some(f) = filter else {
+        return String::new();
+    };
+    let both = Schema::new(
+        left.fields()
+            .iter()
+            .chain(right.fields().iter())
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    format!(" filter={}", f.named(&both))
 }
 
 /// Where a task's output goes.

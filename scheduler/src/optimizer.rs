@@ -12,7 +12,8 @@ pub fn optimize(plan: LogicalPlan) -> LogicalPlan {
     prune(plan, &vec![true; n]).0
 }
 
-fn conjuncts(e: Expr, out: &mut Vec<Expr>) {
+/// The AND-ed parts of `e`.
+pub(crate) fn conjuncts(e: Expr, out: &mut Vec<Expr>) {
     match e {
         Expr::Binary {
             op: BinaryOp::And,

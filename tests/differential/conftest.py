@@ -139,3 +139,23 @@ def cluster(request):
     c.spilled_queries = 0
     yield c
     c.close()
+
+
+@pytest.fixture(scope="module", params=["default", "many-tasks"])
+def two_shapes(request):
+    """A cluster per module on the default shape and on one forced into many tasks."""
+    scheduler_args, worker_args = CLUSTERS[request.param]
+    c = Cluster(workers=2, scheduler_args=scheduler_args, worker_args=worker_args)
+    c.spilled_queries = 0
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def reference(data):
+    """DuckDB over the same test tables."""
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW t AS SELECT * FROM read_parquet('{data}/t/*.parquet')")
+    con.execute(f"CREATE VIEW u AS SELECT * FROM read_parquet('{data}/u.parquet')")
+    yield con
+    con.close()

@@ -7,7 +7,6 @@ import json
 import math
 import subprocess
 
-import duckdb
 import pytest
 
 from conftest import binary
@@ -165,15 +164,6 @@ def compare(sql, expected, actual):
     for i, (e, a) in enumerate(zip(expected, actual)):
         assert len(e) == len(a), f"{sql}: row {i} has {len(a)} columns, DuckDB gives {len(e)}"
         assert all(same(x, y) for x, y in zip(e, a)), f"{sql}: row {i} is {a}, DuckDB gives {e}"
-
-
-@pytest.fixture(scope="module")
-def reference(data):
-    con = duckdb.connect()
-    con.execute(f"CREATE VIEW t AS SELECT * FROM read_parquet('{data}/t/*.parquet')")
-    con.execute(f"CREATE VIEW u AS SELECT * FROM read_parquet('{data}/u.parquet')")
-    yield con
-    con.close()
 
 
 @pytest.mark.parametrize("query", QUERIES)

@@ -5,8 +5,7 @@ and bounds, overlapping intervals, empty sides and self-joins."""
 
 import pytest
 
-from conftest import CLUSTERS, Cluster
-from test_differential import compare, duckdb_rows, keel_rows, reference  # noqa: F401 (fixture)
+from test_differential import compare, duckdb_rows, keel_rows
 
 QUERIES = [
     "SELECT count(*), sum(t.x) FROM t JOIN u ON t.k = u.k AND t.n BETWEEN u.w - 5 AND u.w + 5",
@@ -27,15 +26,6 @@ QUERIES = [
 ]
 
 
-@pytest.fixture(scope="module", params=["default", "many-tasks"])
-def range_cluster(request):
-    scheduler_args, worker_args = CLUSTERS[request.param]
-    c = Cluster(workers=2, scheduler_args=scheduler_args, worker_args=worker_args)
-    c.spilled_queries = 0
-    yield c
-    c.close()
-
-
 @pytest.mark.parametrize("sql", QUERIES)
-def test_range_join_matches_duckdb(range_cluster, data, reference, sql):  # noqa: F811
-    compare(sql, duckdb_rows(reference, sql), keel_rows(range_cluster, data, sql))
+def test_range_join_matches_duckdb(two_shapes, data, reference, sql):
+    compare(sql, duckdb_rows(reference, sql), keel_rows(two_shapes, data, sql))

@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from conftest import CLUSTERS, Cluster, binary
-from test_differential import compare, duckdb_rows, keel_rows, reference  # noqa: F401 (fixture)
+from conftest import binary
+from test_differential import compare, duckdb_rows, keel_rows
 
 QUERIES = [
     "SELECT id, row_number() OVER (PARTITION BY k ORDER BY id) AS rn FROM t",
@@ -56,22 +56,13 @@ ERRORS = [
 ]
 
 
-@pytest.fixture(scope="module", params=["default", "many-tasks"])
-def windows_cluster(request):
-    scheduler_args, worker_args = CLUSTERS[request.param]
-    c = Cluster(workers=2, scheduler_args=scheduler_args, worker_args=worker_args)
-    c.spilled_queries = 0
-    yield c
-    c.close()
-
-
 @pytest.mark.parametrize("sql", QUERIES)
-def test_window_query_matches_duckdb(windows_cluster, data, reference, sql):  # noqa: F811
-    compare(sql, duckdb_rows(reference, sql), keel_rows(windows_cluster, data, sql))
+def test_window_query_matches_duckdb(two_shapes, data, reference, sql):
+    compare(sql, duckdb_rows(reference, sql), keel_rows(two_shapes, data, sql))
 
 
 @pytest.mark.parametrize("sql,message", ERRORS)
-def test_unsupported_windows_are_named(windows_cluster, data, sql, message):
-    r = subprocess.run([binary("keel"), "sql", "--scheduler", windows_cluster.url, "--table", f"t={data}/t", sql],
+def test_unsupported_windows_are_named(two_shapes, data, sql, message):
+    r = subprocess.run([binary("keel"), "sql", "--scheduler", two_shapes.url, "--table", f"t={data}/t", sql],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and message in r.stderr, r.stderr

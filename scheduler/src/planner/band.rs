@@ -25,7 +25,7 @@ struct Relation {
 /// and the conjuncts left over, or None when there is no band.
 pub fn find_band(filter: &Expr, nl: usize) -> Option<(Band, Option<Expr>)> {
     let mut conjuncts = vec![];
-    split_and(filter, &mut conjuncts);
+    crate::optimizer::conjuncts(filter.clone(), &mut conjuncts);
     let side = |e: &Expr| -> Option<Side> {
         let mut cols = vec![];
         e.columns(&mut cols);
@@ -102,20 +102,6 @@ pub fn find_band(filter: &Expr, nl: usize) -> Option<(Band, Option<Expr>)> {
         }
     }
     None
-}
-
-fn split_and(e: &Expr, out: &mut Vec<Expr>) {
-    match e {
-        Expr::Binary {
-            op: BinaryOp::And,
-            left,
-            right,
-        } => {
-            split_and(left, out);
-            split_and(right, out);
-        }
-        other => out.push(other.clone()),
-    }
 }
 
 #[cfg(test)]
