@@ -9,6 +9,11 @@ import time
 from pathlib import Path
 
 GIB = 1 << 30
+STORY1 = (
+    "SELECT df2_group, bucket, group1, group2, group3, group4, sum(value) AS value "
+    "FROM df1 JOIN df2 USING (key) "
+    "GROUP BY df2_group, bucket, group1, group2, group3, group4"
+)
 
 
 def run(cmd, **kw):
@@ -66,6 +71,21 @@ def duckdb_child(setup, timed):
     r = run([sys.executable, "-c", "\n".join(lines)])
     seconds, rss = (float(x) for x in r.stdout.split()[-2:])
     return seconds, rss
+
+
+def duckdb_story1(data, out, settings=("SET threads=2",)):
+    """Story 1's query as COPY to `out` on DuckDB (after `settings`), in a
+    child process; returns (seconds, peak RSS bytes)."""
+    return duckdb_child(
+        [*settings,
+         f"CREATE VIEW df1 AS SELECT * FROM read_parquet('{data}/df1/*.parquet')",
+         f"CREATE VIEW df2 AS SELECT * FROM read_parquet('{data}/df2/*.parquet')"],
+        f"COPY ({STORY1}) TO '{out}' (FORMAT parquet, PER_THREAD_OUTPUT true)")
+
+
+def story1_totals(con, out):
+    """(rows, sum of value) of a story-1 output directory: what two engines' answers must share."""
+    return con.execute(f"SELECT count(*), sum(value) FROM read_parquet('{out}/*.parquet')").fetchone()
 
 
 def vm_hwm(pid):

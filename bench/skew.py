@@ -29,14 +29,10 @@ import sys
 import time
 from pathlib import Path
 
-from cluster import setup, Cluster, dataset, duckdb_child, fresh_dir, run
+from cluster import STORY1, Cluster, dataset, duckdb_child, duckdb_story1, fresh_dir, run, setup, story1_totals
 
 ROOT = Path(__file__).resolve().parents[1]
-QUERY = (
-    "SELECT df2_group, bucket, group1, group2, group3, group4, sum(value) AS value "
-    "FROM df1 JOIN df2 USING (key) "
-    "GROUP BY df2_group, bucket, group1, group2, group3, group4"
-)
+QUERY = STORY1
 DISTINCT = "SELECT month, gender, count(DISTINCT trip_id) AS trips FROM trips GROUP BY month, gender"
 
 
@@ -90,14 +86,10 @@ def main():
 
     print("duckdb …", flush=True)
     duck_out = out / "duckdb"
-    duck_s, _ = duckdb_child(
-        ["SET threads=2",
-         f"CREATE VIEW df1 AS SELECT * FROM read_parquet('{data}/df1/*.parquet')",
-         f"CREATE VIEW df2 AS SELECT * FROM read_parquet('{data}/df2/*.parquet')"],
-        f"COPY ({QUERY}) TO '{duck_out}' (FORMAT parquet, PER_THREAD_OUTPUT true)")
+    duck_s, _ = duckdb_story1(data, duck_out, ["SET threads=2"])
 
     con = duckdb.connect()
-    check = lambda d: con.execute(f"SELECT count(*), sum(value) FROM read_parquet('{d}/*.parquet')").fetchone()
+    check = lambda d: story1_totals(con, d)  # noqa: E731
     d_rows, d_sum = check(duck_out)
     df1_rows = con.execute(f"SELECT count(*) FROM read_parquet('{data}/df1/*.parquet')").fetchone()[0]
     hot = con.execute(f"SELECT count(*) FROM read_parquet('{data}/df1/*.parquet') WHERE key = 1").fetchone()[0]

@@ -16,14 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-from cluster import duckdb_child, run, setup  # noqa: F401 (run is story1_faults' too)
+from cluster import STORY1, duckdb_story1, run, setup, story1_totals  # noqa: F401 (run is story1_faults' too)
 
 ROOT = Path(__file__).resolve().parents[1]
-QUERY = (
-    "SELECT df2_group, bucket, group1, group2, group3, group4, sum(value) AS value "
-    "FROM df1 JOIN df2 USING (key) "
-    "GROUP BY df2_group, bucket, group1, group2, group3, group4"
-)
+QUERY = STORY1
 
 
 def main():
@@ -60,14 +56,10 @@ def main():
 
     # DuckDB with the same number of threads, in a child process so its peak RSS is its own.
     duck_out = out / "duckdb"
-    duck_s, duck_rss = duckdb_child(
-        [f"SET threads={args.workers}",
-         f"CREATE VIEW df1 AS SELECT * FROM read_parquet('{data}/df1/*.parquet')",
-         f"CREATE VIEW df2 AS SELECT * FROM read_parquet('{data}/df2/*.parquet')"],
-        f"COPY ({QUERY}) TO '{duck_out}' (FORMAT parquet, PER_THREAD_OUTPUT true)")
+    duck_s, duck_rss = duckdb_story1(data, duck_out, [f"SET threads={args.workers}"])
 
     con = duckdb.connect()
-    check = lambda d: con.execute(f"SELECT count(*), sum(value) FROM read_parquet('{d}/*.parquet')").fetchone()
+    check = lambda d: story1_totals(con, d)  # noqa: E731
     (k_rows, k_sum), (d_rows, d_sum) = check(keel_out), check(duck_out)
     same = k_rows == d_rows and abs(k_sum - d_sum) <= 1e-6 * abs(d_sum)
     df1_rows = con.execute(f"SELECT count(*) FROM read_parquet('{data}/df1/*.parquet')").fetchone()[0]
