@@ -96,6 +96,10 @@ QUERIES = [
     "SELECT count(*) FROM t WHERE k IN (SELECT k FROM u WHERE w > 100)",
     "SELECT count(*) FROM t WHERE n NOT IN (SELECT n FROM t WHERE n > 10)",
     "SELECT count(*) FROM t WHERE n NOT IN (SELECT n FROM t WHERE id < 100)",
+    # RIGHT joins run as LEFT joins with the sides swapped.
+    "SELECT t.id, u.name, u.k FROM t RIGHT JOIN u ON t.k = u.k AND t.id < 100",
+    "SELECT u.name, count(t.id) AS c, sum(t.x) AS sx FROM (SELECT * FROM t WHERE id % 7 = 0) t RIGHT OUTER JOIN u ON t.k = u.k AND t.n > u.w GROUP BY u.name",
+    "SELECT a.*, b.k AS bk, b.name FROM (SELECT id, k FROM t WHERE id < 30) a RIGHT JOIN (SELECT k, name FROM u WHERE k < 10) b ON a.k = b.k",
     # The subquery holds a NULL (id 0) but most values of n are not in it: the answer is still empty.
     "SELECT count(*) FROM t WHERE n NOT IN (SELECT n FROM t WHERE id < 30)",
     "SELECT count(*) FROM t WHERE n NOT IN (SELECT n FROM t WHERE id < 30 AND id > 0)",

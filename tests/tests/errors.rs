@@ -47,6 +47,18 @@ fn query_errors_name_the_problem() {
     );
     run("SELECT frob(key) FROM df1", &["Unknown function frob()"]);
     run(
+        "SELECT a.key FROM df1 a FULL JOIN df1 b ON a.key = b.key",
+        &["FULL OUTER joins", "INNER, LEFT and RIGHT"],
+    );
+    run(
+        "SELECT a.key FROM df1 a RIGHT JOIN df1 b USING (key)",
+        &["RIGHT JOIN … USING", "ON (a.k = b.k)"],
+    );
+    run(
+        "SELECT key, count(*) OVER (PARTITION BY bucket) FROM df1 GROUP BY key",
+        &["window functions and QUALIFY in a query with GROUP BY"],
+    );
+    run(
         "SELECT CAST(key AS VARCHAR) + 1 FROM df1",
         &["Cannot apply + to VARCHAR and BIGINT"],
     );

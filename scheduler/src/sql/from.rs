@@ -158,17 +158,32 @@ impl Binder<'_> {
     ) -> Result<(LogicalPlan, Scope)> {
         let (lplan, lscope) = left;
         let (rplan, mut rscope) = self.bind_factor(&join.relation)?;
-        let (join_type, constraint) = match &join.join_operator {
-            JoinOperator::Join(c) | JoinOperator::Inner(c) => (JoinType::Inner, c),
-            JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (JoinType::Left, c),
+        // A RIGHT join runs as the LEFT join with the sides swapped, its
+        // columns put back in order above it.
+        let (join_type, constraint, swapped) = match &join.join_operator {
+            JoinOperator::Join(c) | JoinOperator::Inner(c) => (JoinType::Inner, c, false),
+            JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (JoinType::Left, c, false),
+            JoinOperator::Right(c) | JoinOperator::RightOuter(c) => (JoinType::Left, c, true),
             other => {
-                let kind = format!("{other:?}");
-                let kind = kind.split('(').next().unwrap_or("this").to_uppercase();
+                let kind = match other {
+                    JoinOperator::FullOuter(_) => "FULL OUTER".to_string(),
+                    JoinOperator::CrossJoin(_) => "CROSS".to_string(),
+                    _ => format!("{other:?}")
+                        .split('(')
+                        .next()
+                        .unwrap_or("this")
+                        .to_uppercase(),
+                };
                 return Err(SchedulerError::unsupported(format!(
-                    "{kind} joins; Keel runs INNER and LEFT joins"
+                    "{kind} joins; Keel runs INNER, LEFT and RIGHT joins"
                 )));
             }
         };
+        if swapped && matches!(constraint, JoinConstraint::Using(_)) {
+            return Err(SchedulerError::unsupported(
+                "RIGHT JOIN … USING; write the condition with ON (a.k = b.k)",
+            ));
+        }
         let nl = lscope.columns.len();
         let mut left_keys = vec![];
         let mut right_keys = vec![];
@@ -265,6 +280,30 @@ impl Binder<'_> {
             ));
         }
         let filter = conjunction(filters);
+        let scope = lscope.join(rscope);
+        if swapped {
+            let nr = scope.columns.len() - nl;
+            // Over right ++ left now: a left column i moves to nr + i, a right one j to j - nl.
+            let filter = filter.map(|f| f.remap_columns(&|c| if c < nl { c + nr } else { c - nl }));
+            let join = LogicalPlan::Join {
+                left: Box::new(rplan),
+                right: Box::new(lplan),
+                join_type,
+                left_keys: right_keys,
+                right_keys: left_keys,
+                filter,
+            };
+            let fields = join.schema().fields().to_vec();
+            let order: Vec<usize> = (nr..nr + nl).chain(0..nr).collect();
+            let plan = LogicalPlan::Project {
+                input: Box::new(join),
+                exprs: order.iter().map(|&i| Expr::Column(i)).collect(),
+                schema: arrow::datatypes::Schema::new(
+                    order.iter().map(|&i| fields[i].clone()).collect::<Vec<_>>(),
+                ),
+            };
+            return Ok((plan, scope));
+        }
         let plan = LogicalPlan::Join {
             left: Box::new(lplan),
             right: Box::new(rplan),
@@ -273,7 +312,7 @@ impl Binder<'_> {
             right_keys,
             filter,
         };
-        Ok((plan, lscope.join(rscope)))
+        Ok((plan, scope))
     }
 }
 
