@@ -406,12 +406,7 @@ impl Binder<'_> {
                 schema: Schema::new(fields),
             };
             if let Some((h, t)) = having {
-                if !matches!(t, DataType::Boolean | DataType::Null) {
-                    return Err(SchedulerError::bind(format!(
-                        "HAVING needs a BOOLEAN condition, got {}",
-                        sql_name(&t)
-                    )));
-                }
+                check_boolean("HAVING", &t)?;
                 plan = LogicalPlan::Filter {
                     input: Box::new(plan),
                     predicate: h,

@@ -91,7 +91,7 @@ pub fn range_join(spec: RangeJoinSpec) -> Result<BatchIter> {
         let mut run = || -> Result<Vec<RecordBatch>> {
             let mut out = vec![];
             for (ivs, pts) in sweep.pairs(&batch, &point_keys, &band.point, &mut state)? {
-                let joined = sweep.join(&batch, &ivs, &pts, band.points_left, &schema)?;
+                let joined = sweep.join(&batch, ivs, pts, band.points_left, &schema)?;
                 let joined = match &filter {
                     Some(f) => {
                         let mask = evaluate_predicate(f, &joined)?;
@@ -281,15 +281,14 @@ impl Sweep {
     fn join(
         &self,
         points: &RecordBatch,
-        ivs: &[u32],
-        pts: &[u32],
+        ivs: Vec<u32>,
+        pts: Vec<u32>,
         points_left: bool,
         schema: &SchemaRef,
     ) -> Result<RecordBatch> {
-        let iv = take_record_batch(&self.intervals, &UInt32Array::from(ivs.to_vec()))
+        let iv = take_record_batch(&self.intervals, &UInt32Array::from(ivs))
             .context("range join output")?;
-        let pt = take_record_batch(points, &UInt32Array::from(pts.to_vec()))
-            .context("range join output")?;
+        let pt = take_record_batch(points, &UInt32Array::from(pts)).context("range join output")?;
         let (l, r) = if points_left { (pt, iv) } else { (iv, pt) };
         let columns: Vec<ArrayRef> = l.columns().iter().chain(r.columns()).cloned().collect();
         RecordBatch::try_new(schema.clone(), columns).context("range join output")
