@@ -156,6 +156,29 @@ pub struct Band {
     pub high_inclusive: bool,
 }
 
+/// Which right row an ASOF join pairs with a left row, among those with equal keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AsofDirection {
+    /// The latest right time at or before the left time (`a.t >= b.t`).
+    Backward,
+    /// The earliest right time at or after the left time (`a.t <= b.t`).
+    Forward,
+    /// The closest right time in either direction (Keel's `nearest(a.t, b.t)`).
+    Nearest,
+}
+
+/// The time condition of an ASOF join.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Asof {
+    /// Over the left side's columns.
+    pub left_time: Expr,
+    /// Over the right side's columns, of the same type.
+    pub right_time: Expr,
+    pub direction: AsofDirection,
+    /// Equal times do not match (`>` and `<` rather than `>=` and `<=`).
+    pub strict: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SortKey {
     pub expr: Expr,
@@ -232,6 +255,19 @@ pub enum PlanNode {
         filter: Option<Expr>,
         schema: Schema,
     },
+    /// ASOF join: each left row with at most one right row of equal keys,
+    /// the one nearest in time in `asof`'s direction. The right side is
+    /// held, sorted by (keys, time); left rows stream past in their order.
+    /// With `outer`, left rows without a match are kept with NULLs.
+    AsofJoin {
+        left: Box<PlanNode>,
+        right: Box<PlanNode>,
+        outer: bool,
+        left_keys: Vec<Expr>,
+        right_keys: Vec<Expr>,
+        asof: Asof,
+        schema: Schema,
+    },
     /// Sort; with `fetch` it keeps only the first rows (top-k).
     Sort {
         input: Box<PlanNode>,
@@ -266,6 +302,7 @@ impl PlanNode {
             | PlanNode::Aggregate { schema, .. }
             | PlanNode::Window { schema, .. }
             | PlanNode::RangeJoin { schema, .. }
+            | PlanNode::AsofJoin { schema, .. }
             | PlanNode::HashJoin { schema, .. } => schema.clone(),
             PlanNode::OneRow => Schema::empty(),
             PlanNode::Filter { input, .. }
@@ -284,9 +321,9 @@ impl PlanNode {
             | PlanNode::Sort { input, .. }
             | PlanNode::Window { input, .. }
             | PlanNode::Limit { input, .. } => vec![input],
-            PlanNode::HashJoin { left, right, .. } | PlanNode::RangeJoin { left, right, .. } => {
-                vec![left, right]
-            }
+            PlanNode::HashJoin { left, right, .. }
+            | PlanNode::RangeJoin { left, right, .. }
+            | PlanNode::AsofJoin { left, right, .. } => vec![left, right],
             PlanNode::Union { inputs } => inputs.iter().collect(),
         }
     }
@@ -300,9 +337,9 @@ impl PlanNode {
             | PlanNode::Sort { input, .. }
             | PlanNode::Window { input, .. }
             | PlanNode::Limit { input, .. } => vec![input],
-            PlanNode::HashJoin { left, right, .. } | PlanNode::RangeJoin { left, right, .. } => {
-                vec![left, right]
-            }
+            PlanNode::HashJoin { left, right, .. }
+            | PlanNode::RangeJoin { left, right, .. }
+            | PlanNode::AsofJoin { left, right, .. } => vec![left, right],
             PlanNode::Union { inputs } => inputs.iter_mut().collect(),
         }
     }
@@ -434,6 +471,31 @@ impl PlanNode {
                 );
                 s.push_str(&join_filter(filter.as_ref(), &ls, &rs));
                 s
+            }
+            PlanNode::AsofJoin {
+                left,
+                right,
+                outer,
+                left_keys,
+                right_keys,
+                asof,
+                ..
+            } => {
+                let (ls, rs) = (left.schema(), right.schema());
+                let (l, r) = (asof.left_time.named(&ls), asof.right_time.named(&rs));
+                let time = match (asof.direction, asof.strict) {
+                    (AsofDirection::Backward, false) => format!("{l} >= {r}"),
+                    (AsofDirection::Backward, true) => format!("{l} > {r}"),
+                    (AsofDirection::Forward, false) => format!("{l} <= {r}"),
+                    (AsofDirection::Forward, true) => format!("{l} < {r}"),
+                    (AsofDirection::Nearest, _) => format!("nearest({l}, {r})"),
+                };
+                format!(
+                    "AsofJoin({}) on [{}] = [{}] and {time}",
+                    if *outer { "Left" } else { "Inner" },
+                    exprs(left_keys, &ls),
+                    exprs(right_keys, &rs),
+                )
             }
             PlanNode::Sort { keys, fetch, input } => {
                 let in_schema = input.schema();

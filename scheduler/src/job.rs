@@ -908,6 +908,7 @@ pub fn stage_name(plan: &PlanNode) -> String {
             PlanNode::Aggregate { .. } => "aggregate",
             PlanNode::HashJoin { .. } => "join",
             PlanNode::RangeJoin { .. } => "range-join",
+            PlanNode::AsofJoin { .. } => "asof-join",
             PlanNode::Sort { fetch: Some(_), .. } => "top-k",
             PlanNode::Sort { .. } => "sort",
             PlanNode::Limit { .. } => "limit",

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::Schema;
 use keel_proto::expr::Expr;
-use keel_proto::plan::{AggExpr, JoinType, SortKey, WindowFunc};
+use keel_proto::plan::{AggExpr, Asof, JoinType, SortKey, WindowFunc};
 
 use crate::catalog::TableSource;
 
@@ -42,6 +42,17 @@ pub enum LogicalPlan {
         right_keys: Vec<Expr>,
         /// Extra ON predicates over left ++ right columns.
         filter: Option<Expr>,
+    },
+    /// Each left row with at most one right row of equal keys, the nearest
+    /// in time in `asof`'s direction; output columns are left then right.
+    AsofJoin {
+        left: Box<LogicalPlan>,
+        right: Box<LogicalPlan>,
+        /// ASOF LEFT JOIN: left rows without a match are kept.
+        outer: bool,
+        left_keys: Vec<Expr>,
+        right_keys: Vec<Expr>,
+        asof: Asof,
     },
     Sort {
         input: Box<LogicalPlan>,
@@ -102,6 +113,14 @@ impl LogicalPlan {
                     }
                 }
             }
+            LogicalPlan::AsofJoin { left, right, .. } => Schema::new(
+                left.schema()
+                    .fields()
+                    .iter()
+                    .chain(right.schema().fields().iter())
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            ),
             LogicalPlan::Union { inputs } => inputs[0].schema(),
         }
     }

@@ -2,7 +2,7 @@
 //! prune every column no one reads, so scans read only what the query uses.
 
 use keel_proto::expr::{BinaryOp, Expr};
-use keel_proto::plan::JoinType;
+use keel_proto::plan::{Asof, JoinType};
 
 use crate::logical::LogicalPlan;
 
@@ -171,6 +171,30 @@ fn push_into(plan: LogicalPlan, preds: Vec<Expr>) -> LogicalPlan {
             });
             filtered(join, keep)
         }
+        LogicalPlan::AsofJoin {
+            left,
+            right,
+            outer,
+            left_keys,
+            right_keys,
+            asof,
+        } => {
+            // Each left row's match does not depend on the other left rows, so
+            // left predicates go below; right ones would change which row matches.
+            let nl = left.schema().fields().len();
+            let (to_left, keep): (Vec<_>, Vec<_>) = preds
+                .into_iter()
+                .partition(|p| matches!(side_of(p, nl), Side::Left));
+            let join = LogicalPlan::AsofJoin {
+                left: Box::new(push_filters(filtered(*left, to_left))),
+                right: Box::new(push_filters(*right)),
+                outer,
+                left_keys,
+                right_keys,
+                asof,
+            };
+            filtered(join, keep)
+        }
         other => filtered(push_filters(other), preds),
     }
 }
@@ -216,6 +240,21 @@ fn map_children(plan: LogicalPlan, f: fn(LogicalPlan) -> LogicalPlan) -> Logical
             left_keys,
             right_keys,
             filter,
+        },
+        LogicalPlan::AsofJoin {
+            left,
+            right,
+            outer,
+            left_keys,
+            right_keys,
+            asof,
+        } => LogicalPlan::AsofJoin {
+            left: b(left),
+            right: b(right),
+            outer,
+            left_keys,
+            right_keys,
+            asof,
         },
         LogicalPlan::Sort { input, keys } => LogicalPlan::Sort {
             input: b(input),
@@ -444,6 +483,40 @@ fn prune(plan: LogicalPlan, required: &[bool]) -> (LogicalPlan, Mapping) {
                 left_keys: left_keys.iter().map(|k| remap(k, &lmap)).collect(),
                 right_keys: right_keys.iter().map(|k| remap(k, &rmap)).collect(),
                 filter: filter.as_ref().map(|f| remap(f, &combined)),
+            };
+            (join, map)
+        }
+        LogicalPlan::AsofJoin {
+            left,
+            right,
+            outer,
+            left_keys,
+            right_keys,
+            asof,
+        } => {
+            let nl = left.schema().fields().len();
+            let mut lreq = required[..nl].to_vec();
+            let mut rreq = required[nl..].to_vec();
+            left_keys.iter().for_each(|k| require(&mut lreq, k));
+            right_keys.iter().for_each(|k| require(&mut rreq, k));
+            require(&mut lreq, &asof.left_time);
+            require(&mut rreq, &asof.right_time);
+            let (l, lmap) = prune(*left, &lreq);
+            let (r, rmap) = prune(*right, &rreq);
+            let new_nl = lmap.iter().flatten().count();
+            let mut map: Mapping = lmap.clone();
+            map.extend(rmap.iter().map(|m| m.map(|i| i + new_nl)));
+            let join = LogicalPlan::AsofJoin {
+                left: Box::new(l),
+                right: Box::new(r),
+                outer,
+                left_keys: left_keys.iter().map(|k| remap(k, &lmap)).collect(),
+                right_keys: right_keys.iter().map(|k| remap(k, &rmap)).collect(),
+                asof: Asof {
+                    left_time: remap(&asof.left_time, &lmap),
+                    right_time: remap(&asof.right_time, &rmap),
+                    ..asof
+                },
             };
             (join, map)
         }

@@ -147,6 +147,15 @@ fn plan_shapes_are_stable() {
             },
         ),
         (
+            "asof_join",
+            "SELECT f.id, d.label FROM facts f ASOF LEFT JOIN facts d0 ON f.key = d0.key AND f.id > d0.id \
+             JOIN dims d ON d.key = d0.key WHERE f.amount > 10 AND d0.amount < 3000",
+            PlannerConfig {
+                broadcast_bytes: 0,
+                ..config()
+            },
+        ),
+        (
             "top_k",
             "SELECT id, amount FROM facts ORDER BY amount DESC LIMIT 5",
             config(),

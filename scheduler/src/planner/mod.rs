@@ -19,7 +19,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use keel_proto::expr::Expr;
 use keel_proto::ids::StageId;
 use keel_proto::plan::{
-    AggExpr, AggFunc, AggMode, FileSplit, JoinType, PlanNode, Sink, SortKey, WindowFunc,
+    AggExpr, AggFunc, AggMode, Asof, FileSplit, JoinType, PlanNode, Sink, SortKey, WindowFunc,
 };
 
 use crate::logical::LogicalPlan;
@@ -197,6 +197,14 @@ impl Planner {
                 right_keys,
                 filter,
             } => self.join(plan, left, right, *join_type, left_keys, right_keys, filter),
+            LogicalPlan::AsofJoin {
+                left,
+                right,
+                outer,
+                left_keys,
+                right_keys,
+                asof,
+            } => self.asof_join(plan, left, right, *outer, left_keys, right_keys, asof),
             LogicalPlan::Sort { input, keys } => self.sort(input, keys, None),
             LogicalPlan::Window {
                 input,
@@ -490,52 +498,105 @@ impl Planner {
             }
         } else {
             let build_left = join_type == JoinType::Inner && l.bytes < r.bytes;
-            let partitions = self.config.shuffle_partitions;
-            let (ls, rs) = (l.node.schema(), r.node.schema());
-            let lstage = self.finish(
-                l,
-                Sink::Hash {
-                    keys: left_keys.to_vec(),
-                    partitions,
-                },
-            );
-            let rstage = self.finish(
-                r,
-                Sink::Hash {
-                    keys: right_keys.to_vec(),
-                    partitions,
-                },
-            );
-            Fragment {
-                node: node(
-                    PlanNode::ShuffleRead {
-                        input: 0,
-                        schema: ls,
-                    },
-                    PlanNode::ShuffleRead {
-                        input: 1,
-                        schema: rs,
-                    },
-                    build_left,
-                ),
-                inputs: vec![
-                    StageInput {
-                        stage: lstage,
-                        mode: InputMode::Hash,
-                    },
-                    StageInput {
-                        stage: rstage,
-                        mode: InputMode::Hash,
-                    },
-                ],
-                source: Source::Hash,
-                rows: 0.0,
-                bytes: 0.0,
-            }
+            self.co_partition(l, r, left_keys, right_keys, |l, r| node(l, r, build_left))
         };
         out.rows = rows;
         out.bytes = bytes;
         out
+    }
+
+    /// An ASOF join: the right side broadcast when small (always without
+    /// keys), else both sides hash-partitioned on the keys.
+    #[allow(clippy::too_many_arguments)]
+    fn asof_join(
+        &mut self,
+        logical: &LogicalPlan,
+        left: &LogicalPlan,
+        right: &LogicalPlan,
+        outer: bool,
+        left_keys: &[Expr],
+        right_keys: &[Expr],
+        asof: &Asof,
+    ) -> Fragment {
+        let schema = logical.schema();
+        let l = self.fragment(left);
+        let r = self.fragment(right);
+        let (rows, bytes) = (l.rows, l.bytes + r.bytes);
+        let node = |left: PlanNode, right: PlanNode| PlanNode::AsofJoin {
+            left: Box::new(left),
+            right: Box::new(right),
+            outer,
+            left_keys: left_keys.to_vec(),
+            right_keys: right_keys.to_vec(),
+            asof: asof.clone(),
+            schema: schema.clone(),
+        };
+        let mut out = if left_keys.is_empty() || r.bytes <= self.config.broadcast_bytes as f64 {
+            let mut probe = l;
+            let (probe_node, read) = self.broadcast_into(r, &mut probe);
+            Fragment {
+                node: node(probe_node, read),
+                ..probe
+            }
+        } else {
+            self.co_partition(l, r, left_keys, right_keys, node)
+        };
+        out.rows = rows;
+        out.bytes = bytes;
+        out
+    }
+
+    /// Both sides hash-partitioned on their keys into one stage whose
+    /// tasks each run `node` over one partition of the two.
+    fn co_partition(
+        &mut self,
+        l: Fragment,
+        r: Fragment,
+        left_keys: &[Expr],
+        right_keys: &[Expr],
+        node: impl FnOnce(PlanNode, PlanNode) -> PlanNode,
+    ) -> Fragment {
+        let partitions = self.config.shuffle_partitions;
+        let (ls, rs) = (l.node.schema(), r.node.schema());
+        let lstage = self.finish(
+            l,
+            Sink::Hash {
+                keys: left_keys.to_vec(),
+                partitions,
+            },
+        );
+        let rstage = self.finish(
+            r,
+            Sink::Hash {
+                keys: right_keys.to_vec(),
+                partitions,
+            },
+        );
+        Fragment {
+            node: node(
+                PlanNode::ShuffleRead {
+                    input: 0,
+                    schema: ls,
+                },
+                PlanNode::ShuffleRead {
+                    input: 1,
+                    schema: rs,
+                },
+            ),
+            inputs: vec![
+                StageInput {
+                    stage: lstage,
+                    mode: InputMode::Hash,
+                },
+                StageInput {
+                    stage: rstage,
+                    mode: InputMode::Hash,
+                },
+            ],
+            source: Source::Hash,
+            rows: 0.0,
+            bytes: 0.0,
+        }
     }
 
     /// Finishes `build` as a stage read whole by every task of `probe`;

@@ -671,6 +671,14 @@ impl<'a> ExprBinder<'a> {
                 "aggregate function {name}() is not allowed here: {e} (aggregates belong in SELECT, HAVING or ORDER BY)"
             )));
         }
+        if name == super::asof::MARKER {
+            return Err(SchedulerError::bind(super::asof::USAGE));
+        }
+        if name == "nearest" {
+            return Err(SchedulerError::bind(
+                "nearest(a.t, b.t) is the time condition of an ASOF JOIN and belongs in its ON clause",
+            ));
+        }
         let func = Func::from_name(&name).ok_or_else(|| {
             SchedulerError::bind(format!(
                 "Unknown function {name}(); Keel supports abs, round, lower, upper, length, coalesce and the aggregates count, sum, min, max, avg"

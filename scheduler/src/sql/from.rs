@@ -6,6 +6,7 @@ use sqlparser::ast::{
     self, FunctionArg, FunctionArgExpr, JoinConstraint, JoinOperator, TableFactor,
 };
 
+use super::asof;
 use super::expr::ExprBinder;
 use super::scope::Scope;
 use super::types::{common_type, sql_name};
@@ -185,6 +186,8 @@ impl Binder<'_> {
             ));
         }
         let nl = lscope.columns.len();
+        // The ON conjuncts other than key equalities, for an ASOF join.
+        let mut asof_rest: Option<Vec<&ast::Expr>> = None;
         let mut left_keys = vec![];
         let mut right_keys = vec![];
         let mut filters = vec![];
@@ -206,6 +209,10 @@ impl Binder<'_> {
                 let combined = lscope.clone().join(rscope.clone());
                 let mut conjuncts = vec![];
                 split_conjuncts(on, &mut conjuncts);
+                if let Some(at) = conjuncts.iter().position(|c| asof::is_marker(c)) {
+                    conjuncts.remove(at);
+                    asof_rest = Some(vec![]);
+                }
                 for c in conjuncts {
                     let equality = match c {
                         ast::Expr::BinaryOp {
@@ -257,6 +264,10 @@ impl Binder<'_> {
                             continue;
                         }
                     }
+                    if let Some(rest) = asof_rest.as_mut() {
+                        rest.push(c);
+                        continue;
+                    }
                     let (f, t) = ExprBinder::new(&combined).bind(c)?;
                     if !matches!(
                         t,
@@ -273,6 +284,19 @@ impl Binder<'_> {
             JoinConstraint::Natural | JoinConstraint::None => {
                 return Err(SchedulerError::unsupported("joins without ON or USING"));
             }
+        }
+        if let Some(rest) = asof_rest {
+            let combined = lscope.clone().join(rscope.clone());
+            let asof = asof::bind_time(&rest, &combined, nl)?;
+            let plan = LogicalPlan::AsofJoin {
+                left: Box::new(lplan),
+                right: Box::new(rplan),
+                outer: join_type == JoinType::Left,
+                left_keys,
+                right_keys,
+                asof,
+            };
+            return Ok((plan, lscope.join(rscope)));
         }
         if left_keys.is_empty() {
             return Err(SchedulerError::unsupported(

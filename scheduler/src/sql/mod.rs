@@ -5,7 +5,9 @@
 //! - [`expr`]: expression binding, including aggregates.
 //! - [`query`]: SELECT, GROUP BY, ORDER BY, LIMIT, UNION ALL, CTEs.
 //! - [`from`]: FROM items and joins.
+//! - [`asof`]: ASOF joins (rewritten before parsing) and their time condition.
 
+mod asof;
 pub mod expr;
 mod from;
 mod query;
@@ -38,8 +40,9 @@ pub struct Binder<'c> {
 }
 
 pub fn parse(sql: &str) -> Result<ast::Statement> {
+    let sql = asof::rewrite(sql)?;
     let mut statements =
-        Parser::parse_sql(&DuckDbDialect {}, sql).map_err(|e| SchedulerError::Syntax {
+        Parser::parse_sql(&DuckDbDialect {}, &sql).map_err(|e| SchedulerError::Syntax {
             message: e.to_string().replace("sql parser error: ", ""),
         })?;
     match statements.len() {

@@ -5,6 +5,7 @@
 
 mod accumulators;
 mod aggregate;
+mod asof_join;
 mod filter;
 mod group_table;
 mod join;
@@ -175,6 +176,29 @@ pub fn build(plan: &PlanNode, ctx: &mut ExecContext) -> Result<BatchIter> {
                 filter: filter.clone(),
                 schema: Arc::new(schema.clone()),
                 reservation: ctx.memory.reservation("range join intervals"),
+            })?
+        }
+        PlanNode::AsofJoin {
+            left,
+            right,
+            outer,
+            left_keys,
+            right_keys,
+            asof,
+            schema,
+        } => {
+            // The right side is held: it is built (and read) first.
+            let right_iter = build(right, ctx)?;
+            asof_join::asof_join(asof_join::AsofJoinSpec {
+                left: build(left, ctx)?,
+                right: right_iter,
+                right_schema: Arc::new(right.schema()),
+                left_keys: left_keys.clone(),
+                right_keys: right_keys.clone(),
+                asof: asof.clone(),
+                outer: *outer,
+                schema: Arc::new(schema.clone()),
+                reservation: ctx.memory.reservation("asof join right side"),
             })?
         }
         PlanNode::Sort { input, keys, fetch } => sort::sort(
