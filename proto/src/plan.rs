@@ -64,6 +64,9 @@ pub enum JoinType {
     Inner,
     /// Keeps every left row.
     Left,
+    /// Keeps every row of both sides; runs on hash-partitioned sides only
+    /// (never broadcast or split), building the right side.
+    Full,
     /// Left rows with a match (IN subquery); outputs left columns only.
     Semi,
     /// Left rows without a match (NOT IN subquery, null-aware).

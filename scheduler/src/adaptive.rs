@@ -305,6 +305,10 @@ fn broadcast_candidate(
     limit: u64,
 ) -> Option<(usize, usize)> {
     let join_type = stage.shuffle_join()?;
+    if join_type == JoinType::Full {
+        // Each task emits its right rows that found no match: they must not be copied.
+        return None;
+    }
     let bytes: Vec<u64> = outputs
         .iter()
         .map(|o| o.iter().map(|m| m.bytes()).sum())

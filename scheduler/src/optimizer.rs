@@ -99,7 +99,9 @@ fn push_filters(plan: LogicalPlan) -> LogicalPlan {
                 conjuncts(f, &mut preds);
                 for p in preds {
                     match (side_of(&p, nl), join_type) {
-                        // Filters the build rows a probe row may match: valid for every join type here.
+                        // A FULL join keeps the rows its ON clause rejects.
+                        (_, JoinType::Full) => keep.push(p),
+                        // Filters the build rows a probe row may match: valid for the other join types.
                         (Side::Right, _) => to_right.push(p.remap_columns(&|c| c - nl)),
                         (Side::Left, JoinType::Inner) => to_left.push(p),
                         _ => keep.push(p),
@@ -156,6 +158,8 @@ fn push_into(plan: LogicalPlan, preds: Vec<Expr>) -> LogicalPlan {
                 // WHERE over a LEFT join may filter the left rows, never the right ones
                 // (that would turn dropped rows into NULL-extended ones).
                 match (side_of(&p, nl), join_type) {
+                    // Below a FULL join a filter would turn dropped rows into NULL-extended ones.
+                    (_, JoinType::Full) => keep.push(p),
                     (Side::Left, _) => to_left.push(p),
                     (Side::Right, JoinType::Inner) => to_right.push(p.remap_columns(&|c| c - nl)),
                     _ => keep.push(p),

@@ -130,6 +130,10 @@ pub struct SkewPlan {
 pub fn splittable(join_type: JoinType) -> ([bool; 2], Option<String>) {
     match join_type {
         JoinType::Inner => ([true, true], None),
+        JoinType::Full => (
+            [false, false],
+            Some("a FULL join must see all of both sides' rows of a key in one task, so neither side is split".into()),
+        ),
         JoinType::Left | JoinType::Semi | JoinType::Anti => (
             [true, false],
             Some(format!(
@@ -173,11 +177,12 @@ pub fn split_skewed(
         if !hot[0] && !hot[1] {
             continue;
         }
-        if hot[1] && !allowed[1] {
-            if let Some(why) = &why_not_right {
+        for side in 0..2 {
+            if let (true, false, Some(why)) = (hot[side], allowed[side], &why_not_right) {
                 plan.not_split.push(format!(
-                    "stage {stage}: partition {p} is skewed on the right side ({}) but not split: {why}",
-                    human_bytes(totals[1][p].1)
+                    "stage {stage}: partition {p} is skewed on the {} side ({}) but not split: {why}",
+                    ["left", "right"][side],
+                    human_bytes(totals[side][p].1)
                 ));
             }
         }

@@ -100,6 +100,18 @@ QUERIES = [
     "SELECT t.id, u.name, u.k FROM t RIGHT JOIN u ON t.k = u.k AND t.id < 100",
     "SELECT u.name, count(t.id) AS c, sum(t.x) AS sx FROM (SELECT * FROM t WHERE id % 7 = 0) t RIGHT OUTER JOIN u ON t.k = u.k AND t.n > u.w GROUP BY u.name",
     "SELECT a.*, b.k AS bk, b.name FROM (SELECT id, k FROM t WHERE id < 30) a RIGHT JOIN (SELECT k, name FROM u WHERE k < 10) b ON a.k = b.k",
+    # FULL joins: unmatched rows of both sides, NULL keys on both, ON filters, empty sides, chains.
+    "SELECT count(*), count(t.id), count(u.name), sum(t.id), sum(u.w) FROM t FULL OUTER JOIN u ON t.k = u.k",
+    "SELECT t.id, u.name FROM (SELECT * FROM t WHERE id % 50 = 0) t FULL JOIN u ON t.k = u.k AND t.n > u.w",
+    "SELECT t.id, t.n, u.k, u.name FROM (SELECT * FROM t WHERE id < 300) t FULL JOIN u ON t.n = u.k",
+    "SELECT count(*), count(a.id), count(b.id), sum(a.id), sum(b.id) FROM (SELECT * FROM t WHERE id % 3 <> 0) a "
+    "FULL JOIN (SELECT * FROM t WHERE id % 5 <> 0) b ON a.id = b.id",
+    "SELECT t.id, e.name FROM (SELECT * FROM t WHERE id < 40) t FULL JOIN (SELECT * FROM u WHERE k < 0) e ON t.k = e.k",
+    "SELECT coalesce(a.k, b.k) AS k, count(a.k) AS ca, count(b.k) AS cb FROM (SELECT DISTINCT k FROM t WHERE k < 60) a "
+    "FULL JOIN (SELECT DISTINCT k FROM u WHERE k > 20) b ON a.k = b.k GROUP BY 1",
+    "SELECT t.id, u.name FROM (SELECT * FROM t WHERE id < 500) t FULL JOIN u ON t.k = u.k AND t.n BETWEEN u.w - 5 AND u.w + 5 "
+    "WHERE u.name IS NULL OR t.id IS NULL OR t.id < 50",
+    "SELECT count(*), count(t.id), count(u.k) FROM (SELECT * FROM t WHERE id < 1000) t FULL JOIN u ON t.n IS NOT DISTINCT FROM u.k",
     # The subquery holds a NULL (id 0) but most values of n are not in it: the answer is still empty.
     "SELECT count(*) FROM t WHERE n NOT IN (SELECT n FROM t WHERE id < 30)",
     "SELECT count(*) FROM t WHERE n NOT IN (SELECT n FROM t WHERE id < 30 AND id > 0)",

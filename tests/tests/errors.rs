@@ -47,8 +47,12 @@ fn query_errors_name_the_problem() {
     );
     run("SELECT frob(key) FROM df1", &["Unknown function frob()"]);
     run(
-        "SELECT a.key FROM df1 a FULL JOIN df1 b ON a.key = b.key",
-        &["FULL OUTER joins", "INNER, LEFT and RIGHT"],
+        "SELECT a.key FROM df1 a FULL JOIN df1 b USING (key)",
+        &["FULL JOIN … USING", "ON (a.k = b.k)"],
+    );
+    run(
+        "SELECT a.key FROM df1 a FULL JOIN df1 b ON a.key < b.key",
+        &["FULL joins without an equality"],
     );
     run(
         "SELECT a.key FROM df1 a RIGHT JOIN df1 b USING (key)",

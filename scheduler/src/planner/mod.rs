@@ -480,8 +480,11 @@ impl Planner {
         // empty subquery, decides every row's answer, so each task must see
         // the whole right side: an anti join always broadcasts it.
         let whole_right = join_type == JoinType::Anti;
-        let mut out = if whole_right
-            || r.bytes <= limit && (join_type != JoinType::Inner || r.bytes <= l.bytes)
+        // A FULL join emits its unmatched right rows once: both sides are partitioned.
+        let full = join_type == JoinType::Full;
+        let mut out = if !full
+            && (whole_right
+                || r.bytes <= limit && (join_type != JoinType::Inner || r.bytes <= l.bytes))
         {
             let mut probe = l;
             let (probe_node, read) = self.broadcast_into(r, &mut probe);

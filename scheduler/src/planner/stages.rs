@@ -86,6 +86,7 @@ pub fn skew_policy(stage: &StagePlan, skew_join: bool) -> Option<String> {
         ([true, true], _) => {
             "skew: a skewed partition of either side is split over several tasks, the other side's rows replicated (both sides skewed: a grid)".into()
         }
+        ([false, false], Some(why)) => format!("skew: not split; {why}"),
         (_, Some(why)) => format!(
             "skew: a skewed partition of the left side is split over several tasks, the right side's rows replicated; {why}"
         ),

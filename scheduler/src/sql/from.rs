@@ -165,9 +165,9 @@ impl Binder<'_> {
             JoinOperator::Join(c) | JoinOperator::Inner(c) => (JoinType::Inner, c, false),
             JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (JoinType::Left, c, false),
             JoinOperator::Right(c) | JoinOperator::RightOuter(c) => (JoinType::Left, c, true),
+            JoinOperator::FullOuter(c) => (JoinType::Full, c, false),
             other => {
                 let kind = match other {
-                    JoinOperator::FullOuter(_) => "FULL OUTER".to_string(),
                     JoinOperator::CrossJoin(_) => "CROSS".to_string(),
                     _ => format!("{other:?}")
                         .split('(')
@@ -176,14 +176,17 @@ impl Binder<'_> {
                         .to_uppercase(),
                 };
                 return Err(SchedulerError::unsupported(format!(
-                    "{kind} joins; Keel runs INNER, LEFT and RIGHT joins"
+                    "{kind} joins; Keel runs INNER, LEFT, RIGHT and FULL joins"
                 )));
             }
         };
-        if swapped && matches!(constraint, JoinConstraint::Using(_)) {
-            return Err(SchedulerError::unsupported(
-                "RIGHT JOIN … USING; write the condition with ON (a.k = b.k)",
-            ));
+        if (swapped || join_type == JoinType::Full)
+            && matches!(constraint, JoinConstraint::Using(_))
+        {
+            return Err(SchedulerError::unsupported(format!(
+                "{} JOIN … USING; write the condition with ON (a.k = b.k)",
+                if swapped { "RIGHT" } else { "FULL" }
+            )));
         }
         let nl = lscope.columns.len();
         // The ON conjuncts other than key equalities, for an ASOF join.
@@ -297,6 +300,11 @@ impl Binder<'_> {
                 asof,
             };
             return Ok((plan, lscope.join(rscope)));
+        }
+        if left_keys.is_empty() && join_type == JoinType::Full {
+            return Err(SchedulerError::unsupported(
+                "FULL joins without an equality between the two sides (ON a.x = b.y)",
+            ));
         }
         if left_keys.is_empty() {
             return Err(SchedulerError::unsupported(

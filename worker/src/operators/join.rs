@@ -15,7 +15,7 @@ use std::sync::Arc;
 use arrow::array::{
     new_null_array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions, UInt32Array,
 };
-use arrow::compute::{concat_batches, filter_record_batch, take};
+use arrow::compute::{concat_batches, filter_record_batch, take, take_record_batch};
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow_row::Rows;
 use hashbrown::HashTable;
@@ -64,6 +64,21 @@ pub(super) struct BuildSide {
     table: HashTable<u32>,
     next: Vec<u32>,
     pub(super) flags: BuildFlags,
+    /// FULL joins: which build rows found a partner (empty otherwise).
+    matched: Vec<bool>,
+}
+
+/// Build rows of a FULL join without a partner: NULLs for the (left) probe
+/// side's columns, then the rows.
+pub(super) fn pad_probe_side(spec: &JoinSpec, rows: &RecordBatch) -> Result<RecordBatch> {
+    let mut columns: Vec<ArrayRef> = spec
+        .probe_schema
+        .fields()
+        .iter()
+        .map(|f| new_null_array(f.data_type(), rows.num_rows()))
+        .collect();
+    columns.extend(rows.columns().iter().cloned());
+    make_batch(&spec.schema, columns, rows.num_rows())
 }
 
 /// Probing state shared by the in-memory and the spilled paths.
@@ -85,6 +100,7 @@ pub fn hash_join(spec: JoinSpec) -> Result<BatchIter> {
     let mut spilled: Option<BatchIter> = None;
     let mut pending: std::vec::IntoIter<RecordBatch> = Vec::new().into_iter();
     let mut failed = false;
+    let mut finished = false;
     Ok(Box::new(std::iter::from_fn(move || loop {
         if let Some(b) = pending.next() {
             return Some(Ok(b));
@@ -114,10 +130,19 @@ pub fn hash_join(spec: JoinSpec) -> Result<BatchIter> {
                 }
             }
         }
-        let build = built.as_ref().expect("built");
-        let batch = match spec.probe.next()? {
-            Ok(b) => b,
-            Err(e) => return Some(Err(e)),
+        let build = built.as_mut().expect("built");
+        let batch = match spec.probe.next() {
+            Some(Ok(b)) => b,
+            Some(Err(e)) => return Some(Err(e)),
+            None if finished => return None,
+            None => {
+                finished = true;
+                match build.unmatched(&spec) {
+                    Ok(out) => pending = out.into_iter(),
+                    Err(e) => return Some(Err(e)),
+                }
+                continue;
+            }
         };
         let flags = spec.flags.unwrap_or(build.flags);
         let mut matched = vec![false; batch.num_rows()];
@@ -212,12 +237,17 @@ impl BuildSide {
             empty: n == 0,
             has_null_key: nulls.is_some(),
         });
+        let matched = match spec.join_type {
+            JoinType::Full => vec![false; n],
+            _ => vec![],
+        };
         Ok(BuildSide {
             batch,
             rows,
             table,
             next,
             flags,
+            matched,
         })
     }
 
@@ -226,6 +256,23 @@ impl BuildSide {
             + self.rows.size()
             + self.table.capacity() * 5
             + self.next.capacity() * 4
+            + self.matched.capacity()
+    }
+
+    /// FULL joins, once every probe row has been past: the build rows that
+    /// found no partner, with NULLs for the probe side's columns.
+    pub(super) fn unmatched(&self, spec: &JoinSpec) -> Result<Vec<RecordBatch>> {
+        if spec.join_type != JoinType::Full {
+            return Ok(vec![]);
+        }
+        let idx: Vec<u32> = (0..self.matched.len() as u32)
+            .filter(|&i| !self.matched[i as usize])
+            .collect();
+        if idx.is_empty() {
+            return Ok(vec![]);
+        }
+        let rows = take_record_batch(&self.batch, &UInt32Array::from(idx)).context("join take")?;
+        Ok(vec![pad_probe_side(spec, &rows)?])
     }
 }
 
@@ -254,7 +301,7 @@ impl Prober {
     pub(super) fn probe(
         &self,
         spec: &JoinSpec,
-        build: &BuildSide,
+        build: &mut BuildSide,
         batch: &RecordBatch,
         matched: &mut [bool],
     ) -> Result<Vec<RecordBatch>> {
@@ -323,7 +370,7 @@ impl Prober {
         let n = batch.num_rows();
         match spec.join_type {
             JoinType::Inner => Ok(vec![]),
-            JoinType::Left => {
+            JoinType::Left | JoinType::Full => {
                 let unmatched: Vec<u32> = (0..n as u32).filter(|i| !matched[*i as usize]).collect();
                 if unmatched.is_empty() {
                     return Ok(vec![]);
@@ -355,7 +402,7 @@ impl Prober {
     fn emit_pairs(
         &self,
         spec: &JoinSpec,
-        build: &BuildSide,
+        build: &mut BuildSide,
         batch: &RecordBatch,
         probe_idx: &mut Vec<u32>,
         build_idx: &mut Vec<u32>,
@@ -376,15 +423,28 @@ impl Prober {
         };
         let mut pairs = make_batch(&self.pair_schema, columns, p.len())?;
         let mut pair_probe = p;
+        let mut pair_build = b;
         if let Some(filter) = &spec.filter {
             let mask = evaluate_predicate(filter, &pairs)?;
             pairs = filter_record_batch(&pairs, &mask).context("join filter")?;
             pair_probe = filter_indices(&pair_probe, &mask)?;
+            if !build.matched.is_empty() {
+                pair_build = filter_indices(&pair_build, &mask)?;
+            }
         }
         for i in pair_probe.values() {
             matched[*i as usize] = true;
         }
-        if matches!(spec.join_type, JoinType::Inner | JoinType::Left) && pairs.num_rows() > 0 {
+        if !build.matched.is_empty() {
+            for i in pair_build.values() {
+                build.matched[*i as usize] = true;
+            }
+        }
+        if matches!(
+            spec.join_type,
+            JoinType::Inner | JoinType::Left | JoinType::Full
+        ) && pairs.num_rows() > 0
+        {
             out.push(
                 RecordBatch::try_new(spec.schema.clone(), pairs.columns().to_vec())
                     .context("join output")?,

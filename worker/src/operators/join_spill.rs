@@ -11,7 +11,8 @@
 //! joined in chunks instead: as much of its build side as the pool allows
 //! is hashed, the probe partition is re-read from disk against it, and so on
 //! chunk by chunk; probe rows remember across chunks whether they matched,
-//! so LEFT, semi and anti joins are answered by one last pass. It never
+//! so LEFT, semi and anti joins are answered by one last pass; a FULL
+//! join's build rows without a partner are answered after their chunk. It never
 //! fails for memory unless a single row of the build side cannot be held
 //! (a batch too big for the pool is split).
 
@@ -20,11 +21,11 @@ use std::sync::Arc;
 use arrow::array::{BooleanArray, RecordBatch};
 use arrow::compute::{concat_batches, filter_record_batch};
 
-use super::join::{hash_join, BuildFlags, BuildSide, JoinSpec, Prober};
+use super::join::{hash_join, pad_probe_side, BuildFlags, BuildSide, JoinSpec, Prober};
 use super::{BatchIter, KeyEncoder};
 use crate::error::{ArrowContext, Result};
 use crate::memory::{batch_memory, is_refusal};
-use crate::spill::{SpillFile, SpillPartitioner, MAX_SPILL_LEVEL};
+use crate::spill::{SpillFile, SpillPartitioner, SpillWriter, MAX_SPILL_LEVEL};
 use keel_proto::plan::JoinType;
 
 impl JoinSpec {
@@ -76,6 +77,8 @@ pub(super) fn grace_join(spec: &mut JoinSpec, buffered: Vec<RecordBatch>) -> Res
     );
     let rest = std::mem::replace(&mut spec.build, empty());
     let mut build_rows = 0;
+    // FULL joins: build rows with a NULL key never match but are output.
+    let mut null_build: Option<SpillWriter> = None;
     for batch in buffered.into_iter().map(Ok).chain(rest) {
         let batch = batch?;
         let (non_null, had_nulls) = drop_null_keys(&build_keys, &batch)?;
@@ -83,9 +86,21 @@ pub(super) fn grace_join(spec: &mut JoinSpec, buffered: Vec<RecordBatch>) -> Res
             flags.empty &= batch.num_rows() == 0;
             flags.has_null_key |= had_nulls;
         }
+        if had_nulls && spec.join_type == JoinType::Full {
+            let writer = match null_build.as_mut() {
+                Some(w) => w,
+                None => null_build.insert(SpillWriter::create(
+                    &memory,
+                    "join-build-null-keys",
+                    &spec.build_schema,
+                )?),
+            };
+            writer.write(&null_key_rows(&build_keys, &batch)?)?;
+        }
         build_rows += non_null.num_rows();
         parts.write(&non_null)?;
     }
+    let mut null_build = null_build.map(SpillWriter::finish).transpose()?;
     spec.reservation.resize(0)?;
     let build_files = parts.finish()?;
 
@@ -104,7 +119,7 @@ pub(super) fn grace_join(spec: &mut JoinSpec, buffered: Vec<RecordBatch>) -> Res
     let mut probe = Some(std::mem::replace(&mut spec.probe, empty()));
     let mut probe_parts = Some(probe_parts);
     let mut build_files = Some(build_files);
-    let mut joins: std::vec::IntoIter<(Option<SpillFile>, SpillFile)> = vec![].into_iter();
+    let mut joins: std::vec::IntoIter<(Option<SpillFile>, Option<SpillFile>)> = vec![].into_iter();
     let mut current: Option<BatchIter> = None;
     let mut pending: std::vec::IntoIter<RecordBatch> = vec![].into_iter();
     let mut failed = false;
@@ -135,10 +150,12 @@ pub(super) fn grace_join(spec: &mut JoinSpec, buffered: Vec<RecordBatch>) -> Res
                     let probe_files = probe_parts.take().expect("partitioning").finish();
                     probe_files.map(|probe_files| {
                         let builds = build_files.take().expect("partitioned");
+                        // Without probe rows a partition only answers for a FULL join.
+                        let full = template.join_type == JoinType::Full;
                         joins = builds
                             .into_iter()
                             .zip(probe_files)
-                            .filter_map(|(b, p)| p.map(|p| (b, p)))
+                            .filter(|(b, p)| p.is_some() || (full && b.is_some()))
                             .collect::<Vec<_>>()
                             .into_iter();
                         vec![]
@@ -160,7 +177,39 @@ pub(super) fn grace_join(spec: &mut JoinSpec, buffered: Vec<RecordBatch>) -> Res
                 None => current = None,
             }
         }
+        if let Some(file) = null_build.take() {
+            let padded = file.read_and_remove().map(|rows| {
+                let template = template.derive(empty(), empty(), flags);
+                Box::new(rows.map(move |b| b.and_then(|b| pad_probe_side(&template, &b))))
+                    as BatchIter
+            });
+            match padded {
+                Ok(it) => current = Some(it),
+                Err(e) => {
+                    failed = true;
+                    return Some(Err(e));
+                }
+            }
+            continue;
+        }
         let (build, probe_file) = joins.next()?;
+        let Some(probe_file) = probe_file else {
+            // A FULL join's build partition that no probe row reaches: every row unmatched.
+            let build = build.expect("a build partition");
+            let template = template.derive(empty(), empty(), flags);
+            match build.read_and_remove() {
+                Ok(rows) => {
+                    current = Some(Box::new(
+                        rows.map(move |b| b.and_then(|b| pad_probe_side(&template, &b))),
+                    ))
+                }
+                Err(e) => {
+                    failed = true;
+                    return Some(Err(e));
+                }
+            }
+            continue;
+        };
         // A partition holding nearly all of its parent's rows will not split: a hot key.
         let hot = build
             .as_ref()
@@ -285,7 +334,7 @@ impl Chunks {
         prober: &Prober,
         flags: BuildFlags,
     ) -> Result<Option<Vec<RecordBatch>>> {
-        if let Some(chunk) = self.chunk.as_ref() {
+        if let Some(chunk) = self.chunk.as_mut() {
             let probe = self.probe_iter.as_mut().expect("probing a chunk");
             match probe.next() {
                 Some(batch) => {
@@ -300,10 +349,12 @@ impl Chunks {
                         .map(Some);
                 }
                 None => {
+                    // The whole probe partition has met this chunk (FULL: its rows without a partner).
+                    let out = chunk.unmatched(spec)?;
                     self.chunk = None;
                     self.probe_iter = None;
                     spec.reservation.resize(0)?;
-                    return Ok(Some(vec![]));
+                    return Ok(Some(out));
                 }
             }
         }

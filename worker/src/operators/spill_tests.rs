@@ -195,7 +195,8 @@ fn a_final_aggregation_takes_a_batch_too_big_for_the_pool_in_halves() {
 }
 
 /// A join on column 0 of build (30k rows over 3k keys, with `hot` a third
-/// of them on key 7) and probe (20k rows over 4k keys, key 7 every 50th row).
+/// of them on key 7) and probe (20k rows over 4k keys, key 7 every 50th row);
+/// both sides have NULL keys, which only outer joins output.
 fn join_over(memory: &Arc<TaskMemory>, join_type: JoinType, hot: bool) -> BatchIter {
     let (bs, build) = table(30_000, |i| if hot && i % 3 == 0 { 7 } else { i % 3_001 });
     let (ps, probe) = table(20_000, |i| if i % 50 == 0 { 7 } else { i % 4_001 });
@@ -241,6 +242,7 @@ fn join_spills_by_partition_and_matches_the_unbounded_result() {
     for join_type in [
         JoinType::Inner,
         JoinType::Left,
+        JoinType::Full,
         JoinType::Semi,
         JoinType::Anti,
     ] {
@@ -259,7 +261,12 @@ fn join_spills_by_partition_and_matches_the_unbounded_result() {
 
 #[test]
 fn a_hot_key_is_joined_in_chunks_of_the_build_side() {
-    for join_type in [JoinType::Inner, JoinType::Left, JoinType::Anti] {
+    for join_type in [
+        JoinType::Inner,
+        JoinType::Left,
+        JoinType::Full,
+        JoinType::Anti,
+    ] {
         let (expected, _, _) = join_run(HUGE, join_type, true);
         // Key 7's 10k build rows alone are far over the pool.
         let (got, memory, _dir) = join_run(TINY, join_type, true);

@@ -379,6 +379,63 @@ fn left_join_keeps_unmatched_rows_and_applies_the_on_filter() {
 }
 
 #[test]
+fn full_join_keeps_unmatched_rows_of_both_sides() {
+    let left = kv(
+        vec![Some(1), Some(2), None],
+        vec![Some(1.0), Some(3.0), Some(4.0)],
+    );
+    let right = names(
+        vec![Some(1), Some(1), Some(2), Some(5), None],
+        vec!["a", "b", "c", "d", "e"],
+    );
+    // ON l.k = r.k2 AND r.name <> 'b'
+    let filter = Expr::binary(
+        BinaryOp::NotEq,
+        Expr::Column(3),
+        Expr::Literal(keel_proto::expr::ScalarValue::Utf8("b".into())),
+    );
+    let out = join(JoinType::Full, false, Some(filter), left, right);
+    let mut rows: Vec<(Option<i64>, Option<String>)> = out
+        .iter()
+        .flat_map(|b| {
+            let k = b
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .clone();
+            let n = b
+                .column(3)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .clone();
+            (0..b.num_rows())
+                .map(move |i| {
+                    (
+                        k.is_valid(i).then(|| k.value(i)),
+                        n.is_valid(i).then(|| n.value(i).to_string()),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        // 'b' fails the ON filter, 'd' has no partner, 'e' a NULL key; the NULL-key left row stays.
+        vec![
+            (None, None),
+            (None, Some("b".into())),
+            (None, Some("d".into())),
+            (None, Some("e".into())),
+            (Some(1), Some("a".into())),
+            (Some(2), Some("c".into()))
+        ]
+    );
+}
+
+#[test]
 fn anti_join_is_null_aware() {
     let left = kv(
         vec![Some(1), Some(2), None],
