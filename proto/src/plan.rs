@@ -232,7 +232,8 @@ pub enum PlanNode {
     },
     /// Hash join. The build side is hashed in memory and the probe side
     /// streams past it. Output columns are always left then right (only left
-    /// for semi and anti joins), whichever side is built.
+    /// for semi and anti joins), whichever side is built. Without keys every
+    /// row shares one key: a nested loop over all pairs, `filter` applied to them.
     HashJoin {
         left: Box<PlanNode>,
         right: Box<PlanNode>,
@@ -438,12 +439,16 @@ impl PlanNode {
                 ..
             } => {
                 let (ls, rs) = (left.schema(), right.schema());
-                let mut s = format!(
-                    "HashJoin({join_type:?}) on [{}] = [{}] build={}",
-                    exprs(left_keys, &ls),
-                    exprs(right_keys, &rs),
-                    if *build_left { "left" } else { "right" }
-                );
+                let build = if *build_left { "left" } else { "right" };
+                let mut s = if left_keys.is_empty() {
+                    format!("NestedLoopJoin({join_type:?}) build={build}")
+                } else {
+                    format!(
+                        "HashJoin({join_type:?}) on [{}] = [{}] build={build}",
+                        exprs(left_keys, &ls),
+                        exprs(right_keys, &rs),
+                    )
+                };
                 s.push_str(&join_filter(filter.as_ref(), &ls, &rs));
                 s
             }

@@ -1,6 +1,7 @@
 //! Logical rewrites: push filters toward scans and through joins, then
 //! prune every column no one reads, so scans read only what the query uses.
 
+use arrow::datatypes::Schema;
 use keel_proto::expr::{BinaryOp, Expr};
 use keel_proto::plan::{Asof, JoinType};
 
@@ -153,7 +154,7 @@ fn push_into(plan: LogicalPlan, preds: Vec<Expr>) -> LogicalPlan {
             filter,
         } => {
             let nl = left.schema().fields().len();
-            let (mut to_left, mut to_right, mut keep) = (vec![], vec![], vec![]);
+            let (mut to_left, mut to_right, mut keep, mut on) = (vec![], vec![], vec![], vec![]);
             for p in preds {
                 // WHERE over a LEFT join may filter the left rows, never the right ones
                 // (that would turn dropped rows into NULL-extended ones).
@@ -162,8 +163,25 @@ fn push_into(plan: LogicalPlan, preds: Vec<Expr>) -> LogicalPlan {
                     (_, JoinType::Full) => keep.push(p),
                     (Side::Left, _) => to_left.push(p),
                     (Side::Right, JoinType::Inner) => to_right.push(p.remap_columns(&|c| c - nl)),
+                    // WHERE over both sides of an inner join is part of its condition.
+                    (Side::Both, JoinType::Inner) if !columns(&p).is_empty() => on.push(p),
                     _ => keep.push(p),
                 }
+            }
+            let (mut left_keys, mut right_keys, mut filter) = (left_keys, right_keys, filter);
+            if !on.is_empty() {
+                let (lschema, rschema) = (left.schema(), right.schema());
+                let mut rest = filter.into_iter().collect::<Vec<_>>();
+                for p in on {
+                    match equi_key(&p, nl, &lschema, &rschema) {
+                        Some((l, r)) => {
+                            left_keys.push(l);
+                            right_keys.push(r);
+                        }
+                        None => rest.push(p),
+                    }
+                }
+                filter = and_all(rest);
             }
             let join = push_filters(LogicalPlan::Join {
                 left: Box::new(filtered(*left, to_left)),
@@ -201,6 +219,30 @@ fn push_into(plan: LogicalPlan, preds: Vec<Expr>) -> LogicalPlan {
         }
         other => filtered(push_filters(other), preds),
     }
+}
+
+/// `l = r` with `l` over the left side and `r` over the right, of one type:
+/// a hash key pair (the right one over the right side's own columns).
+fn equi_key(p: &Expr, nl: usize, left: &Schema, right: &Schema) -> Option<(Expr, Expr)> {
+    let Expr::Binary {
+        op: BinaryOp::Eq,
+        left: a,
+        right: b,
+    } = p
+    else {
+        return None;
+    };
+    let (l, r) = match (side_of(a, nl), side_of(b, nl)) {
+        (Side::Left, Side::Right) => (a.as_ref(), b.as_ref()),
+        (Side::Right, Side::Left) => (b.as_ref(), a.as_ref()),
+        _ => return None,
+    };
+    let r = r.remap_columns(&|c| c - nl);
+    let same = match (l.data_type(left), r.data_type(right)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    };
+    same.then(|| (l.clone(), r))
 }
 
 fn map_children(plan: LogicalPlan, f: fn(LogicalPlan) -> LogicalPlan) -> LogicalPlan {

@@ -112,6 +112,16 @@ QUERIES = [
     "SELECT t.id, u.name FROM (SELECT * FROM t WHERE id < 500) t FULL JOIN u ON t.k = u.k AND t.n BETWEEN u.w - 5 AND u.w + 5 "
     "WHERE u.name IS NULL OR t.id IS NULL OR t.id < 50",
     "SELECT count(*), count(t.id), count(u.k) FROM (SELECT * FROM t WHERE id < 1000) t FULL JOIN u ON t.n IS NOT DISTINCT FROM u.k",
+    # CROSS joins, FROM lists (WHERE equalities become hash keys, a band a range join) and
+    # joins with no equality at all (a broadcast nested loop).
+    "SELECT count(*), sum(t.id * u.k) FROM t CROSS JOIN u",
+    "SELECT t.id, u.name FROM t, u WHERE t.k = u.k AND t.id < 100",
+    "SELECT count(*), sum(t.id) FROM t, u WHERE t.k = u.k AND t.n BETWEEN u.w - 5 AND u.w + 5",
+    "SELECT t.id, u.name AS un, v.name AS vn FROM t, u, u AS v WHERE t.k = u.k AND u.k = v.k AND t.id < 50",
+    "SELECT count(*), sum(a.id) FROM (SELECT * FROM t WHERE id < 300) a JOIN u ON a.n > u.w",
+    "SELECT count(*), sum(a.id) FROM (SELECT * FROM t WHERE id < 2000) a JOIN u ON a.x BETWEEN u.w AND u.w + 10",
+    "SELECT a.id, count(u.k) AS c FROM (SELECT * FROM t WHERE id < 200) a LEFT JOIN u ON a.n < u.w - 100 GROUP BY a.id",
+    "SELECT u.name, count(a.id) AS c FROM (SELECT * FROM t WHERE id < 100) a RIGHT JOIN u ON a.x > u.w GROUP BY u.name",
     # The subquery holds a NULL (id 0) but most values of n are not in it: the answer is still empty.
     "SELECT count(*) FROM t WHERE n NOT IN (SELECT n FROM t WHERE id < 30)",
     "SELECT count(*) FROM t WHERE n NOT IN (SELECT n FROM t WHERE id < 30 AND id > 0)",

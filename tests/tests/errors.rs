@@ -87,8 +87,8 @@ fn query_errors_name_the_problem() {
         &["aggregates are not allowed in WHERE"],
     );
     run(
-        "SELECT key FROM df1 CROSS JOIN df1 AS b",
-        &["not supported", "CROSS"],
+        "SELECT a.key FROM df1 a NATURAL JOIN df1 AS b",
+        &["not supported", "NATURAL joins"],
     );
     run(
         "SELECT sum(DISTINCT value), count(*) FROM df1",

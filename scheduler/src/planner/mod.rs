@@ -16,7 +16,7 @@ pub mod prune;
 pub mod stages;
 
 use arrow::datatypes::{DataType, Field, Schema};
-use keel_proto::expr::Expr;
+use keel_proto::expr::{Expr, ScalarValue};
 use keel_proto::ids::StageId;
 use keel_proto::plan::{
     AggExpr, AggFunc, AggMode, Asof, FileSplit, JoinType, PlanNode, Sink, SortKey, WindowFunc,
@@ -434,6 +434,15 @@ impl Planner {
             (JoinType::Inner, Some(f)) => band::find_band(f, nl),
             _ => None,
         };
+        // Without keys every row pairs with every row of the other side (a
+        // nested loop): one side is broadcast whatever its size, and a range
+        // join sweeps all rows as one key.
+        let no_keys = left_keys.is_empty();
+        let constant = vec![Expr::Literal(ScalarValue::Boolean(true))];
+        let (left_keys, right_keys) = match (&band, no_keys) {
+            (Some(_), true) => (&constant[..], &constant[..]),
+            _ => (left_keys, right_keys),
+        };
         let node = |left: PlanNode, right: PlanNode, build_left: bool| match &band {
             // A range join: each side sorted by (keys, its range column), then one sweep.
             Some((band, residual)) => {
@@ -482,9 +491,11 @@ impl Planner {
         let whole_right = join_type == JoinType::Anti;
         // A FULL join emits its unmatched right rows once: both sides are partitioned.
         let full = join_type == JoinType::Full;
+        let inner = join_type == JoinType::Inner;
         let mut out = if !full
             && (whole_right
-                || r.bytes <= limit && (join_type != JoinType::Inner || r.bytes <= l.bytes))
+                || no_keys && (!inner || r.bytes <= l.bytes)
+                || r.bytes <= limit && (!inner || r.bytes <= l.bytes))
         {
             let mut probe = l;
             let (probe_node, read) = self.broadcast_into(r, &mut probe);
@@ -492,7 +503,7 @@ impl Planner {
                 node: node(probe_node, read, false),
                 ..probe
             }
-        } else if join_type == JoinType::Inner && l.bytes <= limit {
+        } else if inner && (l.bytes <= limit || no_keys) {
             let mut probe = r;
             let (probe_node, read) = self.broadcast_into(l, &mut probe);
             Fragment {

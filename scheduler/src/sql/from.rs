@@ -19,19 +19,36 @@ impl Binder<'_> {
         &mut self,
         from: &[ast::TableWithJoins],
     ) -> Result<(LogicalPlan, Scope)> {
-        match from {
-            [] => Ok((LogicalPlan::OneRow, Scope::default())),
-            [twj] => {
-                let mut acc = self.bind_factor(&twj.relation)?;
-                for join in &twj.joins {
-                    acc = self.bind_join(acc, join)?;
-                }
-                Ok(acc)
-            }
-            _ => Err(SchedulerError::unsupported(
-                "comma-separated FROM items (cross joins); use JOIN … ON",
-            )),
+        let Some((first, rest)) = from.split_first() else {
+            return Ok((LogicalPlan::OneRow, Scope::default()));
+        };
+        let mut acc = self.bind_joined(first)?;
+        // `FROM a, b` is a cross join; the optimizer moves WHERE conditions into it.
+        for item in rest {
+            let (rplan, rscope) = self.bind_joined(item)?;
+            let (lplan, lscope) = acc;
+            acc = (
+                LogicalPlan::Join {
+                    left: Box::new(lplan),
+                    right: Box::new(rplan),
+                    join_type: JoinType::Inner,
+                    left_keys: vec![],
+                    right_keys: vec![],
+                    filter: None,
+                },
+                lscope.join(rscope),
+            );
         }
+        Ok(acc)
+    }
+
+    /// One FROM item with its joins.
+    fn bind_joined(&mut self, twj: &ast::TableWithJoins) -> Result<(LogicalPlan, Scope)> {
+        let mut acc = self.bind_factor(&twj.relation)?;
+        for join in &twj.joins {
+            acc = self.bind_join(acc, join)?;
+        }
+        Ok(acc)
     }
 
     fn bind_factor(&mut self, factor: &TableFactor) -> Result<(LogicalPlan, Scope)> {
@@ -166,9 +183,10 @@ impl Binder<'_> {
             JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (JoinType::Left, c, false),
             JoinOperator::Right(c) | JoinOperator::RightOuter(c) => (JoinType::Left, c, true),
             JoinOperator::FullOuter(c) => (JoinType::Full, c, false),
+            JoinOperator::CrossJoin(c @ JoinConstraint::None) => (JoinType::Inner, c, false),
             other => {
                 let kind = match other {
-                    JoinOperator::CrossJoin(_) => "CROSS".to_string(),
+                    JoinOperator::CrossJoin(_) => "CROSS … ON".to_string(),
                     _ => format!("{other:?}")
                         .split('(')
                         .next()
@@ -176,7 +194,7 @@ impl Binder<'_> {
                         .to_uppercase(),
                 };
                 return Err(SchedulerError::unsupported(format!(
-                    "{kind} joins; Keel runs INNER, LEFT, RIGHT and FULL joins"
+                    "{kind} joins; Keel runs INNER, LEFT, RIGHT, FULL and CROSS joins"
                 )));
             }
         };
@@ -284,8 +302,12 @@ impl Binder<'_> {
                     filters.push(f);
                 }
             }
+            // CROSS JOIN: every pair.
+            JoinConstraint::None if matches!(join.join_operator, JoinOperator::CrossJoin(_)) => {}
             JoinConstraint::Natural | JoinConstraint::None => {
-                return Err(SchedulerError::unsupported("joins without ON or USING"));
+                return Err(SchedulerError::unsupported(
+                    "NATURAL joins and joins without ON or USING; name the condition with ON",
+                ));
             }
         }
         if let Some(rest) = asof_rest {
@@ -304,11 +326,6 @@ impl Binder<'_> {
         if left_keys.is_empty() && join_type == JoinType::Full {
             return Err(SchedulerError::unsupported(
                 "FULL joins without an equality between the two sides (ON a.x = b.y)",
-            ));
-        }
-        if left_keys.is_empty() {
-            return Err(SchedulerError::unsupported(
-                "joins without an equality between the two sides (ON a.x = b.y); Keel runs hash joins",
             ));
         }
         let filter = conjunction(filters);

@@ -132,6 +132,15 @@ pub fn build(plan: &PlanNode, ctx: &mut ExecContext) -> Result<BatchIter> {
             };
             let build_iter = build(build_side, ctx)?;
             let probe_iter = build(probe_side, ctx)?;
+            // Without keys (a nested loop) every row has the same one.
+            let constant = vec![keel_proto::expr::Expr::Literal(
+                keel_proto::expr::ScalarValue::Boolean(true),
+            )];
+            let (build_keys, probe_keys) = if build_keys.is_empty() {
+                (&constant, &constant)
+            } else {
+                (build_keys, probe_keys)
+            };
             join::hash_join(join::JoinSpec {
                 build: build_iter,
                 build_schema: Arc::new(build_side.schema()),
