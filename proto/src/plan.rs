@@ -24,6 +24,9 @@ pub enum AggFunc {
     Min,
     Max,
     Avg,
+    /// DuckDB's `first(x)`: the first value a group meets, NULL or not
+    /// (which one is arbitrary unless every value of the group is the same).
+    First,
 }
 
 impl AggFunc {
@@ -35,6 +38,7 @@ impl AggFunc {
             AggFunc::Min => "min",
             AggFunc::Max => "max",
             AggFunc::Avg => "avg",
+            AggFunc::First => "first",
         }
     }
 }

@@ -100,6 +100,10 @@ QUERIES = [
     "SELECT t.id, u.name, u.k FROM t RIGHT JOIN u ON t.k = u.k AND t.id < 100",
     "SELECT u.name, count(t.id) AS c, sum(t.x) AS sx FROM (SELECT * FROM t WHERE id % 7 = 0) t RIGHT OUTER JOIN u ON t.k = u.k AND t.n > u.w GROUP BY u.name",
     "SELECT a.*, b.k AS bk, b.name FROM (SELECT id, k FROM t WHERE id < 30) a RIGHT JOIN (SELECT k, name FROM u WHERE k < 10) b ON a.k = b.k",
+    # DuckDB's first(): values that are the same across each group (which row comes first is arbitrary).
+    "SELECT k, first(k * 2) AS f, first(DISTINCT k) AS g, count(*) AS c FROM t GROUP BY k",
+    "SELECT n, first(n + 1) AS a, first(CAST(n AS VARCHAR)) AS b, arbitrary(n < 10) AS c FROM t GROUP BY n",
+    "SELECT first(s) AS s, first(d) AS d, first(ts) AS ts, first(flag) AS f FROM t WHERE id = 7",
     # FULL joins: unmatched rows of both sides, NULL keys on both, ON filters, empty sides, chains.
     "SELECT count(*), count(t.id), count(u.name), sum(t.id), sum(u.w) FROM t FULL OUTER JOIN u ON t.k = u.k",
     "SELECT t.id, u.name FROM (SELECT * FROM t WHERE id % 50 = 0) t FULL JOIN u ON t.k = u.k AND t.n > u.w",

@@ -712,7 +712,7 @@ fn partial_schema(
                 fields.push(Field::new(format!("{name}_sum"), DataType::Float64, true));
                 fields.push(Field::new(format!("{name}_count"), DataType::Int64, true));
             }
-            AggFunc::Sum | AggFunc::Min | AggFunc::Max => {
+            AggFunc::Sum | AggFunc::Min | AggFunc::Max | AggFunc::First => {
                 let t = a
                     .arg
                     .as_ref()

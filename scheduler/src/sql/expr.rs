@@ -46,7 +46,7 @@ pub struct WindowColumn {
     pub data_type: DataType,
 }
 
-const AGGREGATES: [&str; 5] = ["count", "sum", "min", "max", "avg"];
+const AGGREGATES: [&str; 7] = ["count", "sum", "min", "max", "avg", "first", "arbitrary"];
 
 fn function_name(f: &ast::Function) -> String {
     f.name.to_string().to_lowercase()
@@ -298,6 +298,12 @@ impl<'a> ExprBinder<'a> {
                 )));
             }
             let (mut arg, t) = plain.bind(args[0])?;
+            if filter.is_some() && matches!(name.as_str(), "first" | "arbitrary") {
+                // FILTER becomes a CASE that NULLs the other rows, and first() keeps NULLs.
+                return Err(SchedulerError::unsupported(format!(
+                    "{name}() with FILTER; filter the rows in a subquery first"
+                )));
+            }
             if let Some(c) = &filter {
                 arg = Expr::Case {
                     whens: vec![(c.clone(), arg)],
@@ -346,6 +352,7 @@ impl<'a> ExprBinder<'a> {
                     }
                     (func, Some(arg), t)
                 }
+                "first" | "arbitrary" => (AggFunc::First, Some(arg), t),
                 _ => unreachable!("aggregate names"),
             }
         };
@@ -681,7 +688,7 @@ impl<'a> ExprBinder<'a> {
         }
         let func = Func::from_name(&name).ok_or_else(|| {
             SchedulerError::bind(format!(
-                "Unknown function {name}(); Keel supports abs, round, lower, upper, length, coalesce and the aggregates count, sum, min, max, avg"
+                "Unknown function {name}(); Keel supports abs, round, lower, upper, length, coalesce and the aggregates count, sum, min, max, avg, first"
             ))
         })?;
         let args = function_args(f)?;

@@ -708,14 +708,14 @@ fn limits(l: Option<&LimitClause>) -> Result<(usize, Option<usize>)> {
 /// DISTINCT aggregates the planner can run. When every aggregate is
 /// DISTINCT over one argument, they run in two phases and any function
 /// works. Otherwise DISTINCT states are sets, which only `count` has:
-/// DISTINCT is dropped where it changes nothing (min, max) and refused
+/// DISTINCT is dropped where it changes nothing (min, max, first) and refused
 /// for sum and avg.
 fn check_distinct(aggs: &mut [AggExpr]) -> Result<()> {
     if crate::planner::distinct_in_one_argument(aggs) {
         return Ok(());
     }
     for a in aggs.iter_mut() {
-        if a.distinct && matches!(a.func, AggFunc::Min | AggFunc::Max) {
+        if a.distinct && matches!(a.func, AggFunc::Min | AggFunc::Max | AggFunc::First) {
             a.distinct = false;
         }
         if a.distinct && a.func != AggFunc::Count {

@@ -75,6 +75,12 @@ pub fn create(
             counts: vec![],
             merge,
         }),
+        AggFunc::First => Box::new(First {
+            merge,
+            picks: vec![],
+            sources: vec![],
+            data_type: input_type.clone(),
+        }),
         AggFunc::Min | AggFunc::Max => {
             let is_min = func == AggFunc::Min;
             match input_type {
@@ -98,6 +104,73 @@ pub fn create(
             }
         }
     })
+}
+
+/// The first value each group meets (NULL included), of any type. Merging
+/// takes the first non-NULL state: an empty partial's state is NULL too,
+/// and which task's value counts as first is arbitrary anyway. Each batch
+/// contributes only the rows it picks, copied out with `take`, so no input
+/// batch is kept alive.
+struct First {
+    merge: bool,
+    /// Per group: (source array, row) of its value, once it has one.
+    picks: Vec<Option<(u32, u32)>>,
+    sources: Vec<ArrayRef>,
+    data_type: DataType,
+}
+
+impl Accumulator for First {
+    fn update(&mut self, groups: &[u32], n_groups: usize, inputs: &[ArrayRef]) -> Result<()> {
+        self.picks.resize(n_groups, None);
+        let source = self.sources.len() as u32;
+        let mut rows: Vec<u32> = vec![];
+        let skip = inputs[0].logical_nulls().filter(|_| self.merge);
+        for (i, g) in groups.iter().enumerate() {
+            if skip.as_ref().is_some_and(|n| n.is_null(i)) {
+                continue;
+            }
+            let pick = &mut self.picks[*g as usize];
+            if pick.is_none() {
+                *pick = Some((source, rows.len() as u32));
+                rows.push(i as u32);
+            }
+        }
+        if !rows.is_empty() {
+            let taken = arrow::compute::take(
+                inputs[0].as_ref(),
+                &arrow::array::UInt32Array::from(rows),
+                None,
+            )
+            .context("first()")?;
+            self.sources.push(taken);
+        }
+        Ok(())
+    }
+
+    fn state(&mut self) -> Result<Vec<ArrayRef>> {
+        Ok(vec![self.finish()?])
+    }
+
+    fn finish(&mut self) -> Result<ArrayRef> {
+        // Source 0 is one NULL, for groups that met no row.
+        let mut sources = vec![arrow::array::new_null_array(&self.data_type, 1)];
+        sources.append(&mut self.sources);
+        let picks: Vec<(usize, usize)> = std::mem::take(&mut self.picks)
+            .into_iter()
+            .map(|p| p.map_or((0, 0), |(s, r)| (s as usize + 1, r as usize)))
+            .collect();
+        let arrays: Vec<&dyn Array> = sources.iter().map(|a| a.as_ref()).collect();
+        arrow::compute::interleave(&arrays, &picks).context("first()")
+    }
+
+    fn size(&self) -> usize {
+        self.picks.capacity() * 12
+            + self
+                .sources
+                .iter()
+                .map(|a| a.get_array_memory_size())
+                .sum::<usize>()
+    }
 }
 
 struct Count {

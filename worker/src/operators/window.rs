@@ -395,6 +395,11 @@ fn frame_aggregate(
                 )))
             }
         },
+        AggFunc::First => {
+            return Err(WorkerError::eval(
+                "first() over a window is not supported; use first_value()",
+            ))
+        }
         AggFunc::Min | AggFunc::Max => {
             let options = arrow::compute::SortOptions {
                 descending: func == AggFunc::Max,
