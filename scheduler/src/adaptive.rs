@@ -323,18 +323,36 @@ fn broadcast_candidate(
     }
 }
 
-/// The join a shuffle-join stage was planned around: one whose inputs are the stage's two reads.
+/// The join a shuffle-join stage was planned around: one whose inputs are
+/// the stage's two reads, as the join type whose rules for splitting and
+/// broadcasting apply. A range join is an inner join: a point meets its
+/// intervals whichever task holds them, so either side may be split or
+/// broadcast. An ASOF join follows a LEFT join's rules: a left row must see
+/// all of its key's right rows, so only the left side is split and only
+/// the right side broadcast.
 pub fn find_join(node: &PlanNode) -> Option<JoinType> {
+    // The read of input `i`, or its sort (a range join sorts both inputs).
+    fn reads(node: &PlanNode, i: usize) -> bool {
+        match node {
+            PlanNode::ShuffleRead { input, .. } => *input == i,
+            PlanNode::Sort { input, .. } => {
+                matches!(**input, PlanNode::ShuffleRead { input, .. } if input == i)
+            }
+            _ => false,
+        }
+    }
     match node {
         PlanNode::HashJoin {
             left,
             right,
             join_type,
             ..
-        } if matches!(**left, PlanNode::ShuffleRead { input: 0, .. })
-            && matches!(**right, PlanNode::ShuffleRead { input: 1, .. }) =>
-        {
-            Some(*join_type)
+        } if reads(left, 0) && reads(right, 1) => Some(*join_type),
+        PlanNode::RangeJoin { left, right, .. } if reads(left, 0) && reads(right, 1) => {
+            Some(JoinType::Inner)
+        }
+        PlanNode::AsofJoin { left, right, .. } if reads(left, 0) && reads(right, 1) => {
+            Some(JoinType::Left)
         }
         other => other.children().into_iter().find_map(find_join),
     }

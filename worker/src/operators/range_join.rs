@@ -134,8 +134,10 @@ struct Sweep {
 /// Where the sweep is, carried from one point batch to the next.
 #[derive(Default)]
 struct SweepState {
-    /// The group the last point fell in.
+    /// The group the last point's key reached.
     group: usize,
+    /// The group `next` and `active` belong to.
+    swept: Option<usize>,
     /// The next interval of that group not yet reached.
     next: usize,
     /// Intervals reached whose high the points have not passed.
@@ -234,7 +236,6 @@ impl Sweep {
             }
             let key = key_rows.row(i);
             // Groups only move forward: points come in key order.
-            let before = state.group;
             while state.group < self.groups.len() && self.group_keys.row(state.group) < key {
                 state.group += 1;
             }
@@ -242,7 +243,8 @@ impl Sweep {
                 continue;
             }
             let (first, end) = self.groups[state.group];
-            if state.group != before || state.next < first {
+            if state.swept != Some(state.group) {
+                state.swept = Some(state.group);
                 state.active.clear();
                 state.next = first;
             }
@@ -461,6 +463,24 @@ mod tests {
             );
         }
         assert_eq!(run(iv.clone(), pts.clone(), (true, true)).len(), 10);
+    }
+
+    #[test]
+    fn a_key_without_intervals_does_not_carry_the_last_group_over() {
+        // Key 1's interval is used up by its point; key 2 has no intervals;
+        // key 3's point lies inside key 1's interval but must not meet it.
+        let iv = batch(&[
+            ("k", vec![Some(1), Some(3)]),
+            ("lo", vec![Some(0), Some(50)]),
+            ("hi", vec![Some(100), Some(300)]),
+        ]);
+        let pts = vec![batch(&[
+            ("k", vec![Some(1), Some(2), Some(3)]),
+            ("p", vec![Some(5), Some(10), Some(60)]),
+        ])];
+        let want = vec![(5, 0), (60, 50)];
+        assert_eq!(expected(&iv, &pts, (true, true)), want);
+        assert_eq!(run(iv, pts, (true, true)), want);
     }
 
     #[test]
