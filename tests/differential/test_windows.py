@@ -45,6 +45,14 @@ QUERIES = [
     "  FROM t) a) b GROUP BY k, grp",
     "SELECT id, k FROM t WHERE id < 300 ORDER BY row_number() OVER (PARTITION BY k ORDER BY id DESC), id",
     "SELECT u.name, row_number() OVER (PARTITION BY u.k ORDER BY u.name) AS rn FROM u JOIN t ON u.k = t.k WHERE t.id < 50",
+    # A window over a window step's output, partitioned by a superset of its keys: no new exchange.
+    "SELECT k, n, id, r, rank() OVER (PARTITION BY k, n ORDER BY id DESC) AS q FROM ("
+    " SELECT k, n, id, row_number() OVER (PARTITION BY k ORDER BY id) AS r FROM t) c WHERE id % 3 = 0",
+    # ... through a projection that renames and reorders the keys, and one that computes them.
+    "SELECT kk, i, r, lag(r) OVER (PARTITION BY kk ORDER BY i) AS pr FROM ("
+    " SELECT id AS i, k AS kk, row_number() OVER (PARTITION BY k ORDER BY id) AS r FROM t) c",
+    "SELECT k1, id, sum(r) OVER (PARTITION BY k1 ORDER BY id) AS sr FROM ("
+    " SELECT id, n % 5 AS k1, row_number() OVER (PARTITION BY n ORDER BY id) AS r FROM t) c",
 ]
 
 ERRORS = [

@@ -55,6 +55,43 @@ struct Fragment {
     source: Source,
     rows: f64,
     bytes: f64,
+    /// Set above a window step: how its tasks' rows already lie, so a
+    /// following window over the same keys needs no exchange (and, in the
+    /// same order, no sort).
+    layout: Option<WindowLayout>,
+}
+
+/// Each task holds whole partitions of `partition_by`, its rows sorted by `sorted`.
+#[derive(Clone)]
+struct WindowLayout {
+    partition_by: Vec<Expr>,
+    sorted: Vec<SortKey>,
+}
+
+impl WindowLayout {
+    /// The layout in terms of a projection's outputs, when every key is a
+    /// column the projection passes through.
+    fn through_project(&self, exprs: &[Expr]) -> Option<WindowLayout> {
+        let map = |e: &Expr| {
+            exprs
+                .iter()
+                .position(|x| x == e && matches!(e, Expr::Column(_)))
+                .map(Expr::Column)
+        };
+        Some(WindowLayout {
+            partition_by: self.partition_by.iter().map(map).collect::<Option<_>>()?,
+            sorted: self
+                .sorted
+                .iter()
+                .map(|k| {
+                    map(&k.expr).map(|expr| SortKey {
+                        expr,
+                        ..k.clone()
+                    })
+                })
+                .collect::<Option<_>>()?,
+        })
+    }
 }
 
 #[derive(Clone)]
@@ -120,6 +157,7 @@ impl Planner {
             source,
             rows,
             bytes,
+            layout: None,
         }
     }
 
@@ -148,6 +186,19 @@ impl Planner {
     }
 
     fn fragment(&mut self, plan: &LogicalPlan) -> Fragment {
+        let mut f = self.fragment_of(plan);
+        // Only filters, projections and windows keep a window step's layout
+        // (operators over a join's output may see a split partition).
+        if !matches!(
+            plan,
+            LogicalPlan::Filter { .. } | LogicalPlan::Project { .. } | LogicalPlan::Window { .. }
+        ) {
+            f.layout = None;
+        }
+        f
+    }
+
+    fn fragment_of(&mut self, plan: &LogicalPlan) -> Fragment {
         match plan {
             LogicalPlan::Scan {
                 table,
@@ -160,6 +211,7 @@ impl Planner {
                 source: Source::Single,
                 rows: 1.0,
                 bytes: 0.0,
+                layout: None,
             },
             LogicalPlan::Filter { input, predicate } => {
                 let f = self.fragment(input);
@@ -176,7 +228,8 @@ impl Planner {
                 exprs,
                 schema,
             } => {
-                let f = self.fragment(input);
+                let mut f = self.fragment(input);
+                f.layout = f.layout.and_then(|l| l.through_project(exprs));
                 Self::wrap(f, |i| PlanNode::Project {
                     input: i,
                     exprs: exprs.clone(),
@@ -269,6 +322,7 @@ impl Planner {
                     source: Source::Slice,
                     rows,
                     bytes,
+                    layout: None,
                 }
             }
         }
@@ -341,6 +395,7 @@ impl Planner {
             source: Source::Scan(tasks),
             rows: rows as f64,
             bytes: total as f64,
+            layout: None,
         }
     }
 
@@ -366,7 +421,12 @@ impl Planner {
                 schema: schema.clone(),
             })
         };
-        let mut out = if matches!(f.source, Source::Single) {
+        // After a window step partitioned by some of the group keys, each
+        // group is whole in one task: aggregate there, with no exchange.
+        let grouped_already = f.layout.as_ref().is_some_and(|l| {
+            !l.partition_by.is_empty() && l.partition_by.iter().all(|k| group_by.contains(k))
+        });
+        let mut out = if matches!(f.source, Source::Single) || grouped_already {
             single(f)
         } else if aggs.iter().any(|a| a.distinct) {
             // DISTINCT states are sets: shuffle raw rows by group, aggregate
@@ -610,6 +670,7 @@ impl Planner {
             source: Source::Hash,
             rows: 0.0,
             bytes: 0.0,
+            layout: None,
         }
     }
 
@@ -639,11 +700,6 @@ impl Planner {
         schema: &Schema,
     ) -> Fragment {
         let f = self.fragment(input);
-        let f = if partition_by.is_empty() {
-            self.gather(f)
-        } else {
-            self.hash_exchange(f, partition_by.to_vec())
-        };
         let keys: Vec<SortKey> = partition_by
             .iter()
             .map(|e| SortKey {
@@ -653,22 +709,41 @@ impl Planner {
             })
             .chain(order_by.iter().cloned())
             .collect();
-        let sorted = if keys.is_empty() {
+        // After a window step partitioned by a subset of these keys, every
+        // partition is already whole in one task; in this order, also sorted.
+        let (f, sorted_already) = match &f.layout {
+            Some(l)
+                if !partition_by.is_empty()
+                    && !l.partition_by.is_empty()
+                    && l.partition_by.iter().all(|k| partition_by.contains(k)) =>
+            {
+                let sorted = l.sorted.len() >= keys.len() && l.sorted[..keys.len()] == keys[..];
+                (f, sorted)
+            }
+            _ if partition_by.is_empty() => (self.gather(f), false),
+            _ => (self.hash_exchange(f, partition_by.to_vec()), false),
+        };
+        let sorted = if keys.is_empty() || sorted_already {
             f
         } else {
             Self::wrap(f, |i| PlanNode::Sort {
                 input: i,
-                keys,
+                keys: keys.clone(),
                 fetch: None,
             })
         };
-        Self::wrap(sorted, |i| PlanNode::Window {
+        let mut out = Self::wrap(sorted, |i| PlanNode::Window {
             input: i,
             partition_by: partition_by.to_vec(),
             order_by: order_by.to_vec(),
             funcs: funcs.to_vec(),
             schema: schema.clone(),
-        })
+        });
+        out.layout = (!partition_by.is_empty()).then(|| WindowLayout {
+            partition_by: partition_by.to_vec(),
+            sorted: keys,
+        });
+        out
     }
 
     fn sort(&mut self, input: &LogicalPlan, keys: &[SortKey], fetch: Option<usize>) -> Fragment {
