@@ -83,12 +83,7 @@ impl WindowLayout {
             sorted: self
                 .sorted
                 .iter()
-                .map(|k| {
-                    map(&k.expr).map(|expr| SortKey {
-                        expr,
-                        ..k.clone()
-                    })
-                })
+                .map(|k| map(&k.expr).map(|expr| SortKey { expr, ..k.clone() }))
                 .collect::<Option<_>>()?,
         })
     }

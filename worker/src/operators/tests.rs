@@ -328,6 +328,31 @@ fn inner_join_is_many_to_many_and_skips_null_keys() {
     }
 }
 
+/// (left key, right name) of every joined row, sorted.
+fn keys_and_names(out: &[RecordBatch]) -> Vec<(Option<i64>, Option<String>)> {
+    let mut rows: Vec<(Option<i64>, Option<String>)> = out
+        .iter()
+        .flat_map(|b| {
+            use arrow::array::AsArray;
+            let k = b
+                .column(0)
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .clone();
+            let n = b.column(3).as_string::<i32>().clone();
+            (0..b.num_rows())
+                .map(move |i| {
+                    (
+                        k.is_valid(i).then(|| k.value(i)),
+                        n.is_valid(i).then(|| n.value(i).to_string()),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
 #[test]
 fn left_join_keeps_unmatched_rows_and_applies_the_on_filter() {
     let left = kv(
@@ -342,32 +367,7 @@ fn left_join_keeps_unmatched_rows_and_applies_the_on_filter() {
         Expr::Literal(keel_proto::expr::ScalarValue::Utf8("b".into())),
     );
     let out = join(JoinType::Left, false, Some(filter), left, right);
-    let mut rows: Vec<(Option<i64>, Option<String>)> = out
-        .iter()
-        .flat_map(|b| {
-            let k = b
-                .column(0)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .unwrap()
-                .clone();
-            let n = b
-                .column(3)
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .unwrap()
-                .clone();
-            (0..b.num_rows())
-                .map(move |i| {
-                    (
-                        k.is_valid(i).then(|| k.value(i)),
-                        n.is_valid(i).then(|| n.value(i).to_string()),
-                    )
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    rows.sort();
+    let rows = keys_and_names(&out);
     assert_eq!(
         rows,
         vec![
@@ -395,32 +395,7 @@ fn full_join_keeps_unmatched_rows_of_both_sides() {
         Expr::Literal(keel_proto::expr::ScalarValue::Utf8("b".into())),
     );
     let out = join(JoinType::Full, false, Some(filter), left, right);
-    let mut rows: Vec<(Option<i64>, Option<String>)> = out
-        .iter()
-        .flat_map(|b| {
-            let k = b
-                .column(0)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .unwrap()
-                .clone();
-            let n = b
-                .column(3)
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .unwrap()
-                .clone();
-            (0..b.num_rows())
-                .map(move |i| {
-                    (
-                        k.is_valid(i).then(|| k.value(i)),
-                        n.is_valid(i).then(|| n.value(i).to_string()),
-                    )
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    rows.sort();
+    let rows = keys_and_names(&out);
     assert_eq!(
         rows,
         // 'b' fails the ON filter, 'd' has no partner, 'e' a NULL key; the NULL-key left row stays.
