@@ -114,7 +114,7 @@ impl RightSide {
         let time_type = time.data_type().clone();
         let times = converter(std::slice::from_ref(&time_type))?;
         let time_rows = times
-            .convert_columns(&[time.clone()])
+            .convert_columns(std::slice::from_ref(&time))
             .context("asof join times")?;
         let numeric = match asof.direction {
             AsofDirection::Nearest => Some(as_f64(&time)?),
@@ -186,7 +186,7 @@ impl RightSide {
         let time = as_type(evaluate(time, left)?, &self.time_type)?;
         let time_rows = self
             .times
-            .convert_columns(&[time.clone()])
+            .convert_columns(std::slice::from_ref(&time))
             .context("asof join times")?;
         let numeric = match self.numeric {
             Some(_) => Some(as_f64(&time)?),
