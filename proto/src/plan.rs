@@ -249,10 +249,11 @@ pub enum PlanNode {
         build_left: bool,
         schema: Schema,
     },
-    /// Inner join on equal keys plus a band condition, by a sweep over both
-    /// inputs sorted by (keys, point) and (keys, low): each point meets only
-    /// the intervals that hold it, so the cost follows the output rather
-    /// than the product of a key's rows. Output columns are left then right.
+    /// Inner join on equal keys plus a band condition: the intervals side is
+    /// held, ordered by (keys, low) with a max-segment tree of highs, and the
+    /// points stream past in their own order, each meeting only the
+    /// intervals that hold it, so the cost follows the output rather than
+    /// the product of a key's rows. Output columns are left then right.
     RangeJoin {
         left: Box<PlanNode>,
         right: Box<PlanNode>,

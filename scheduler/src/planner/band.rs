@@ -1,8 +1,9 @@
 //! Finding a range condition in a join's ON clause: a point of one side
 //! between a low and a high of the other (`a.t BETWEEN s.start AND s.stop`,
 //! or the same with `<`, `<=`, `>`, `>=`). Such an inner join runs as a
-//! range join (a sweep over sorted inputs) instead of a hash join whose
-//! filter would test every pair of rows with the same key.
+//! range join (an index of the intervals, the points streamed past it)
+//! instead of a hash join whose filter would test every pair of rows with
+//! the same key.
 
 use keel_proto::expr::{BinaryOp, Expr};
 use keel_proto::plan::Band;

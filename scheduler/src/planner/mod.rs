@@ -491,7 +491,7 @@ impl Planner {
         };
         // Without keys every row pairs with every row of the other side (a
         // nested loop): one side is broadcast whatever its size, and a range
-        // join sweeps all rows as one key.
+        // join indexes all intervals under one key.
         let no_keys = left_keys.is_empty();
         let constant = vec![Expr::Literal(ScalarValue::Boolean(true))];
         let (left_keys, right_keys) = match (&band, no_keys) {
@@ -499,36 +499,16 @@ impl Planner {
             _ => (left_keys, right_keys),
         };
         let node = |left: PlanNode, right: PlanNode, build_left: bool| match &band {
-            // A range join: each side sorted by (keys, its range column), then one sweep.
-            Some((band, residual)) => {
-                let sorted = |input: PlanNode, keys: &[Expr], by: &Expr| PlanNode::Sort {
-                    input: Box::new(input),
-                    keys: keys
-                        .iter()
-                        .chain(std::iter::once(by))
-                        .map(|e| SortKey {
-                            expr: e.clone(),
-                            descending: false,
-                            nulls_first: false,
-                        })
-                        .collect(),
-                    fetch: None,
-                };
-                let (left_by, right_by) = if band.points_left {
-                    (&band.point, &band.low)
-                } else {
-                    (&band.low, &band.point)
-                };
-                PlanNode::RangeJoin {
-                    left: Box::new(sorted(left, left_keys, left_by)),
-                    right: Box::new(sorted(right, right_keys, right_by)),
-                    left_keys: left_keys.to_vec(),
-                    right_keys: right_keys.to_vec(),
-                    band: band.clone(),
-                    filter: residual.clone(),
-                    schema: schema.clone(),
-                }
-            }
+            // A range join: the intervals held and indexed, the points streamed past.
+            Some((band, residual)) => PlanNode::RangeJoin {
+                left: Box::new(left),
+                right: Box::new(right),
+                left_keys: left_keys.to_vec(),
+                right_keys: right_keys.to_vec(),
+                band: band.clone(),
+                filter: residual.clone(),
+                schema: schema.clone(),
+            },
             None => PlanNode::HashJoin {
                 left: Box::new(left),
                 right: Box::new(right),

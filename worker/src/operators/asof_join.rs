@@ -4,21 +4,20 @@
 //! `a.t <= b.t`, the closer of the two for `nearest(a.t, b.t)`, the later
 //! one when both are equally far).
 //!
-//! The right side is held (reserved first) and ordered by (keys, time)
-//! through a permutation, not a copy; a table maps each key to its run of
-//! rows. Left rows stream past in their own order, each one a hash lookup
-//! and a binary search, so the left side is never sorted or held. Keys and
-//! times are compared as arrow-row bytes; a NULL key or time never matches.
+//! The right side is held (reserved first) as [`KeyRuns`] ordered by
+//! (keys, time). Left rows stream past in their own order, each one a hash
+//! lookup and a binary search, so the left side is never sorted or held. A
+//! NULL key or time never matches.
 
 use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
 use arrow::compute::{cast, concat_batches, take};
 use arrow::datatypes::{DataType, SchemaRef};
-use arrow_row::{RowConverter, Rows, SortField};
-use hashbrown::HashTable;
-use keel_proto::expr::{Expr, ScalarValue};
+use arrow_row::{RowConverter, Rows};
+use keel_proto::expr::Expr;
 use keel_proto::plan::{Asof, AsofDirection};
 
-use super::{hash_bytes, BatchIter};
+use super::key_runs::{as_type, converter, or_constant, KeyRuns};
+use super::BatchIter;
 use crate::error::{ArrowContext, Result, WorkerError};
 use crate::eval::evaluate;
 use crate::memory::{batch_memory, Reservation};
@@ -48,13 +47,7 @@ pub fn asof_join(spec: AsofJoinSpec) -> Result<BatchIter> {
         schema,
         mut reservation,
     } = spec;
-    // Without keys every row has the same one.
-    let (left_keys, right_keys) = if left_keys.is_empty() {
-        let one = vec![Expr::Literal(ScalarValue::Boolean(true))];
-        (one.clone(), one)
-    } else {
-        (left_keys, right_keys)
-    };
+    let (left_keys, right_keys) = (or_constant(left_keys), or_constant(right_keys));
     let mut held = vec![];
     for b in right {
         let b = b?;
@@ -75,21 +68,15 @@ pub fn asof_join(spec: AsofJoinSpec) -> Result<BatchIter> {
     })))
 }
 
-/// The right rows, ordered by (keys, time), and where each key's run is.
+/// The right rows, ordered by (keys, time).
 struct RightSide {
     batch: RecordBatch,
-    keys: RowConverter,
-    key_types: Vec<DataType>,
+    runs: KeyRuns,
     times: RowConverter,
     time_type: DataType,
     time_rows: Rows,
     /// Numeric times, for `nearest` distances.
     numeric: Option<Vec<f64>>,
-    /// Rows with a key and a time, ordered by (keys, time).
-    order: Vec<u32>,
-    /// Each key's run in `order`, as (start, end), hashed by the key's bytes.
-    runs: HashTable<(u32, u32)>,
-    key_rows: Rows,
     direction: AsofDirection,
     strict: bool,
 }
@@ -101,15 +88,6 @@ impl RightSide {
         asof: &Asof,
         reservation: &mut Reservation,
     ) -> Result<RightSide> {
-        let key_columns = keys
-            .iter()
-            .map(|e| evaluate(e, &batch))
-            .collect::<Result<Vec<_>>>()?;
-        let key_types: Vec<DataType> = key_columns.iter().map(|c| c.data_type().clone()).collect();
-        let key_conv = converter(&key_types)?;
-        let key_rows = key_conv
-            .convert_columns(&key_columns)
-            .context("asof join keys")?;
         let time = evaluate(&asof.right_time, &batch)?;
         let time_type = time.data_type().clone();
         let times = converter(std::slice::from_ref(&time_type))?;
@@ -120,46 +98,16 @@ impl RightSide {
             AsofDirection::Nearest => Some(as_f64(&time)?),
             _ => None,
         };
-        let n = batch.num_rows();
-        let mut order: Vec<u32> = (0..n as u32)
-            .filter(|&i| {
-                time.is_valid(i as usize) && key_columns.iter().all(|c| c.is_valid(i as usize))
-            })
-            .collect();
-        reservation.grow(key_rows.size() + time_rows.size() + order.len() * 12)?;
-        order.sort_unstable_by(|&a, &b| {
-            let (a, b) = (a as usize, b as usize);
-            key_rows
-                .row(a)
-                .cmp(&key_rows.row(b))
-                .then_with(|| time_rows.row(a).cmp(&time_rows.row(b)))
-        });
-        let mut runs: HashTable<(u32, u32)> = HashTable::new();
-        let mut start = 0;
-        while start < order.len() {
-            let key = key_rows.row(order[start] as usize);
-            let mut end = start + 1;
-            while end < order.len() && key_rows.row(order[end] as usize) == key {
-                end += 1;
-            }
-            runs.insert_unique(
-                hash_bytes(key.data()),
-                (start as u32, end as u32),
-                |&(s, _)| hash_bytes(key_rows.row(order[s as usize] as usize).data()),
-            );
-            start = end;
-        }
+        let runs = KeyRuns::new(&batch, keys, &time, &time_rows)?;
+        reservation
+            .grow(runs.size() + time_rows.size() + numeric.as_ref().map_or(0, |v| v.len() * 8))?;
         Ok(RightSide {
             batch,
-            keys: key_conv,
-            key_types,
+            runs,
             times,
             time_type,
             time_rows,
             numeric,
-            order,
-            runs,
-            key_rows,
             direction: asof.direction,
             strict: asof.strict,
         })
@@ -174,15 +122,7 @@ impl RightSide {
         outer: bool,
         schema: &SchemaRef,
     ) -> Result<RecordBatch> {
-        let key_columns = keys
-            .iter()
-            .zip(&self.key_types)
-            .map(|(e, t)| as_type(evaluate(e, left)?, t))
-            .collect::<Result<Vec<_>>>()?;
-        let key_rows = self
-            .keys
-            .convert_columns(&key_columns)
-            .context("asof join keys")?;
+        let (key_columns, key_rows) = self.runs.probe_keys(left, keys)?;
         let time = as_type(evaluate(time, left)?, &self.time_type)?;
         let time_rows = self
             .times
@@ -226,10 +166,7 @@ impl RightSide {
 
     /// The right row matching a left row's key bytes and time, if any.
     fn find(&self, key: &[u8], time: &arrow_row::Row<'_>, numeric: f64) -> Option<u32> {
-        let &(start, end) = self.runs.find(hash_bytes(key), |&(s, _)| {
-            self.key_rows.row(self.order[s as usize] as usize).data() == key
-        })?;
-        let run = &self.order[start as usize..end as usize];
+        let run = &self.runs.order[self.runs.run(key)?];
         // Right rows before the left time, and before or at it.
         let before = run.partition_point(|&r| self.time_rows.row(r as usize) < *time);
         let through =
@@ -257,19 +194,6 @@ impl RightSide {
                 }
             }
         }
-    }
-}
-
-fn converter(types: &[DataType]) -> Result<RowConverter> {
-    RowConverter::new(types.iter().map(|t| SortField::new(t.clone())).collect())
-        .context("asof join rows")
-}
-
-fn as_type(array: ArrayRef, t: &DataType) -> Result<ArrayRef> {
-    if array.data_type() == t {
-        Ok(array)
-    } else {
-        cast(&array, t).context("asof join types")
     }
 }
 

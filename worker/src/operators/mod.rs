@@ -10,6 +10,7 @@ mod filter;
 mod group_table;
 mod join;
 mod join_spill;
+mod key_runs;
 mod keys;
 mod limit;
 mod project;

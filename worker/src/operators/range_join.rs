@@ -1,26 +1,26 @@
 //! Range join: equal keys, and a point of one side between a low and a
 //! high of the other (`a.t BETWEEN s.start AND s.stop`).
 //!
-//! Both inputs arrive sorted: the intervals by (keys, low), the points by
-//! (keys, point). The intervals are held (reserved first) and cut into
-//! groups of equal keys; the points stream past them. For each key the
-//! sweep keeps the intervals whose low the points have passed: a point
-//! adds those with `low <= point`, drops for good those whose high it has
-//! passed (points only grow), and meets the rest. So each interval and
-//! each point is touched a bounded number of times plus once per output
-//! row, instead of once per pair of rows with the same key.
+//! The intervals are held (reserved first) as [`KeyRuns`] ordered by
+//! (keys, low), with a max-segment tree over their highs in that order.
+//! The points stream past in their own order, unsorted: a point finds its
+//! key's run (a hash lookup), the intervals whose low it has reached (a
+//! binary search), and among those the ones whose high it has not passed
+//! by descending only into subtrees whose highest high reaches it. So a
+//! point costs O((1 + matches) log n), however much the intervals overlap,
+//! and neither side is sorted by the plan.
 //!
 //! Keys, lows, highs and points are compared as arrow-row bytes, so any
 //! orderable type works; a NULL key or bound never matches.
 
 use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
-use arrow::compute::SortOptions;
-use arrow::compute::{cast, concat_batches, filter_record_batch, take, take_record_batch};
+use arrow::compute::{concat_batches, filter_record_batch, take_record_batch};
 use arrow::datatypes::{DataType, SchemaRef};
-use arrow_row::{RowConverter, Rows, SortField};
+use arrow_row::{Row, RowConverter, Rows};
 use keel_proto::expr::Expr;
 use keel_proto::plan::Band;
 
+use super::key_runs::{as_type, converter, or_constant, KeyRuns};
 use super::{BatchIter, BATCH_ROWS};
 use crate::error::{ArrowContext, Result};
 use crate::eval::{evaluate, evaluate_predicate};
@@ -39,12 +39,6 @@ pub struct RangeJoinSpec {
     pub reservation: Reservation,
 }
 
-/// The order both inputs were sorted in (ascending, NULLs last).
-const ORDER: SortOptions = SortOptions {
-    descending: false,
-    nulls_first: false,
-};
-
 pub fn range_join(spec: RangeJoinSpec) -> Result<BatchIter> {
     let RangeJoinSpec {
         left,
@@ -58,6 +52,7 @@ pub fn range_join(spec: RangeJoinSpec) -> Result<BatchIter> {
         schema,
         mut reservation,
     } = spec;
+    let (left_keys, right_keys) = (or_constant(left_keys), or_constant(right_keys));
     let (intervals, interval_schema, interval_keys, points, point_keys) = if band.points_left {
         (right, right_schema, right_keys, left, left_keys)
     } else {
@@ -71,8 +66,7 @@ pub fn range_join(spec: RangeJoinSpec) -> Result<BatchIter> {
     }
     let iv = concat_batches(&interval_schema, &held).context("range join intervals")?;
     drop(held);
-    let sweep = Sweep::new(iv, &interval_keys, &band)?;
-    let mut state = SweepState::default();
+    let index = Intervals::new(iv, &interval_keys, &band, &mut reservation)?;
     let mut points = Some(points);
     let mut pending: Vec<RecordBatch> = vec![];
     let _reservation = reservation;
@@ -88,10 +82,10 @@ pub fn range_join(spec: RangeJoinSpec) -> Result<BatchIter> {
             Some(Err(e)) => return Some(Err(e)),
             Some(Ok(b)) => b,
         };
-        let mut run = || -> Result<Vec<RecordBatch>> {
+        let run = || -> Result<Vec<RecordBatch>> {
             let mut out = vec![];
-            for (ivs, pts) in sweep.pairs(&batch, &point_keys, &band.point, &mut state)? {
-                let joined = sweep.join(&batch, ivs, pts, band.points_left, &schema)?;
+            for (ivs, pts) in index.pairs(&batch, &point_keys, &band.point)? {
+                let joined = index.join(&batch, ivs, pts, band.points_left, &schema)?;
                 let joined = match &filter {
                     Some(f) => {
                         let mask = evaluate_predicate(f, &joined)?;
@@ -113,95 +107,81 @@ pub fn range_join(spec: RangeJoinSpec) -> Result<BatchIter> {
     })))
 }
 
-/// The intervals, encoded for comparison, and their key groups.
-struct Sweep {
+/// The held intervals, ordered by (keys, low), and a max-segment tree of
+/// their highs in that order.
+struct Intervals {
     intervals: RecordBatch,
-    keys: RowConverter,
-    key_types: Vec<DataType>,
+    runs: KeyRuns,
     range: RowConverter,
     range_type: DataType,
     low: Rows,
     high: Rows,
-    /// (first, end) rows of each group of equal keys, in key order (a
-    /// NULL key's group is never looked up: such points are skipped).
-    groups: Vec<(usize, usize)>,
-    group_keys: Rows,
-    /// Whether an interval has both bounds.
-    valid: Vec<bool>,
+    /// `tree[node]` is the position (in `runs.order`) of the highest high
+    /// below `node`; leaves start at `leaves`, positions past the end are
+    /// `EMPTY`.
+    tree: Vec<u32>,
+    leaves: usize,
     inclusive: (bool, bool),
 }
 
-/// Where the sweep is, carried from one point batch to the next.
-#[derive(Default)]
-struct SweepState {
-    /// The group the last point's key reached.
-    group: usize,
-    /// The group `next` and `active` belong to.
-    swept: Option<usize>,
-    /// The next interval of that group not yet reached.
-    next: usize,
-    /// Intervals reached whose high the points have not passed.
-    active: Vec<u32>,
-}
+const EMPTY: u32 = u32::MAX;
 
-impl Sweep {
-    fn new(intervals: RecordBatch, keys: &[Expr], band: &Band) -> Result<Sweep> {
-        let key_columns = keys
-            .iter()
-            .map(|e| evaluate(e, &intervals))
-            .collect::<Result<Vec<_>>>()?;
-        let key_types: Vec<DataType> = key_columns.iter().map(|c| c.data_type().clone()).collect();
-        let keys = converter(&key_types)?;
-        let key_rows = keys
-            .convert_columns(&key_columns)
-            .context("range join keys")?;
+impl Intervals {
+    fn new(
+        intervals: RecordBatch,
+        keys: &[Expr],
+        band: &Band,
+        reservation: &mut Reservation,
+    ) -> Result<Intervals> {
         let low_col = evaluate(&band.low, &intervals)?;
         let range_type = low_col.data_type().clone();
         let range = converter(std::slice::from_ref(&range_type))?;
         let high_col = as_type(evaluate(&band.high, &intervals)?, &range_type)?;
         let low = range
-            .convert_columns(&[low_col.clone()])
+            .convert_columns(std::slice::from_ref(&low_col))
             .context("range join bounds")?;
         let high = range
-            .convert_columns(&[high_col.clone()])
+            .convert_columns(std::slice::from_ref(&high_col))
             .context("range join bounds")?;
-        // A NULL low sorts last and is never reached; a NULL high is skipped when reached.
-        let valid: Vec<bool> = (0..intervals.num_rows())
-            .map(|i| low_col.is_valid(i) && high_col.is_valid(i))
-            .collect();
-        let mut groups = vec![];
-        let mut starts = vec![];
-        let n = intervals.num_rows();
-        let mut i = 0;
-        while i < n {
-            let mut end = i + 1;
-            while end < n && key_rows.row(end) == key_rows.row(i) {
-                end += 1;
+        // An interval with a NULL bound never matches: leave it out.
+        let bounded: ArrayRef = match (low_col.logical_nulls(), high_col.logical_nulls()) {
+            (None, None) => low_col.clone(),
+            _ => {
+                let valid: arrow::array::BooleanArray = (0..intervals.num_rows())
+                    .map(|i| Some(low_col.is_valid(i) && high_col.is_valid(i)))
+                    .collect();
+                arrow::compute::nullif(
+                    &low_col,
+                    &arrow::compute::not(&valid).context("range join bounds")?,
+                )
+                .context("range join bounds")?
             }
-            groups.push((i, end));
-            starts.push(i);
-            i = end;
-        }
-        let group_keys = {
-            let idx = UInt32Array::from_iter_values(starts.iter().map(|&s| s as u32));
-            let cols = key_columns
-                .iter()
-                .map(|c| take(c, &idx, None))
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .context("range join keys")?;
-            keys.convert_columns(&cols).context("range join keys")?
         };
-        Ok(Sweep {
+        let runs = KeyRuns::new(&intervals, keys, &bounded, &low)?;
+        let n = runs.order.len();
+        let leaves = n.next_power_of_two().max(1);
+        let mut tree = vec![EMPTY; 2 * leaves];
+        for (pos, slot) in tree[leaves..leaves + n].iter_mut().enumerate() {
+            *slot = pos as u32;
+        }
+        let high_at = |pos: u32| high.row(runs.order[pos as usize] as usize);
+        for node in (1..leaves).rev() {
+            tree[node] = match (tree[2 * node], tree[2 * node + 1]) {
+                (EMPTY, x) | (x, EMPTY) => x,
+                (a, b) if high_at(b) > high_at(a) => b,
+                (a, _) => a,
+            };
+        }
+        reservation.grow(runs.size() + low.size() + high.size() + tree.len() * 4)?;
+        Ok(Intervals {
             intervals,
-            keys,
-            key_types,
+            runs,
             range,
             range_type,
             low,
             high,
-            groups,
-            group_keys,
-            valid,
+            tree,
+            leaves,
             inclusive: (band.low_inclusive, band.high_inclusive),
         })
     }
@@ -212,63 +192,41 @@ impl Sweep {
         points: &RecordBatch,
         keys: &[Expr],
         point: &Expr,
-        state: &mut SweepState,
     ) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
-        let key_columns = keys
-            .iter()
-            .zip(&self.key_types)
-            .map(|(e, t)| as_type(evaluate(e, points)?, t))
-            .collect::<Result<Vec<_>>>()?;
-        let key_rows = self
-            .keys
-            .convert_columns(&key_columns)
-            .context("range join keys")?;
+        let (key_columns, key_rows) = self.runs.probe_keys(points, keys)?;
         let point_col = as_type(evaluate(point, points)?, &self.range_type)?;
         let p_rows = self
             .range
-            .convert_columns(&[point_col.clone()])
+            .convert_columns(std::slice::from_ref(&point_col))
             .context("range join points")?;
+        let (low_inclusive, _) = self.inclusive;
+        let order = &self.runs.order;
         let mut chunks = vec![];
         let (mut ivs, mut pts) = (vec![], vec![]);
         for i in 0..points.num_rows() {
             if !point_col.is_valid(i) || key_columns.iter().any(|c| c.is_null(i)) {
                 continue;
             }
-            let key = key_rows.row(i);
-            // Groups only move forward: points come in key order.
-            while state.group < self.groups.len() && self.group_keys.row(state.group) < key {
-                state.group += 1;
-            }
-            if state.group >= self.groups.len() || self.group_keys.row(state.group) != key {
+            let Some(run) = self.runs.run(key_rows.row(i).data()) else {
                 continue;
-            }
-            let (first, end) = self.groups[state.group];
-            if state.swept != Some(state.group) {
-                state.swept = Some(state.group);
-                state.active.clear();
-                state.next = first;
-            }
+            };
             let p = p_rows.row(i);
-            let (low_inclusive, high_inclusive) = self.inclusive;
-            while state.next < end {
-                let low = self.low.row(state.next);
-                if low < p || (low_inclusive && low == p) {
-                    if self.valid[state.next] {
-                        state.active.push(state.next as u32);
-                    }
-                    state.next += 1;
-                } else {
-                    break;
-                }
-            }
-            state.active.retain(|&j| {
-                let high = self.high.row(j as usize);
-                p < high || (high_inclusive && p == high)
+            // The intervals of the run whose low the point has reached.
+            let reached = order[run.clone()].partition_point(|&j| {
+                let low = self.low.row(j as usize);
+                low < p || (low_inclusive && low == p)
             });
-            for &j in &state.active {
-                ivs.push(j);
-                pts.push(i as u32);
-            }
+            let before = ivs.len();
+            self.stab(
+                1,
+                0,
+                self.leaves,
+                run.start,
+                run.start + reached,
+                &p,
+                &mut ivs,
+            );
+            pts.resize(pts.len() + ivs.len() - before, i as u32);
             if ivs.len() >= BATCH_ROWS {
                 chunks.push((std::mem::take(&mut ivs), std::mem::take(&mut pts)));
             }
@@ -277,6 +235,40 @@ impl Sweep {
             chunks.push((ivs, pts));
         }
         Ok(chunks)
+    }
+
+    /// Appends to `out` the intervals at positions `from..to` (under `node`,
+    /// which spans `lo..hi`) whose high the point has not passed.
+    #[allow(clippy::too_many_arguments)]
+    fn stab(
+        &self,
+        node: usize,
+        lo: usize,
+        hi: usize,
+        from: usize,
+        to: usize,
+        p: &Row<'_>,
+        out: &mut Vec<u32>,
+    ) {
+        if to <= lo || hi <= from || !self.reaches(self.tree[node], p) {
+            return;
+        }
+        if hi - lo == 1 {
+            out.push(self.runs.order[lo]);
+            return;
+        }
+        let mid = (lo + hi) / 2;
+        self.stab(2 * node, lo, mid, from, to, p, out);
+        self.stab(2 * node + 1, mid, hi, from, to, p, out);
+    }
+
+    /// Whether the interval at `pos` has a high the point has not passed.
+    fn reaches(&self, pos: u32, p: &Row<'_>) -> bool {
+        if pos == EMPTY {
+            return false;
+        }
+        let high = self.high.row(self.runs.order[pos as usize] as usize);
+        *p < high || (self.inclusive.1 && *p == high)
     }
 
     /// The joined rows, left columns then right.
@@ -297,24 +289,6 @@ impl Sweep {
     }
 }
 
-fn converter(types: &[DataType]) -> Result<RowConverter> {
-    RowConverter::new(
-        types
-            .iter()
-            .map(|t| SortField::new_with_options(t.clone(), ORDER))
-            .collect(),
-    )
-    .context("range join keys")
-}
-
-fn as_type(a: ArrayRef, t: &DataType) -> Result<ArrayRef> {
-    if a.data_type() == t {
-        Ok(a)
-    } else {
-        cast(&a, t).context("range join key types")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,8 +304,8 @@ mod tests {
         .unwrap()
     }
 
-    /// Joins intervals (k, lo, hi) sorted by (k, lo) with points (k, p)
-    /// sorted by (k, p), points on the left; returns (p, lo) pairs sorted.
+    /// Joins intervals (k, lo, hi) with points (k, p), in any order, points
+    /// on the left; returns (p, lo) pairs sorted.
     fn run(
         intervals: RecordBatch,
         points: Vec<RecordBatch>,
@@ -481,6 +455,48 @@ mod tests {
         let want = vec![(5, 0), (60, 50)];
         assert_eq!(expected(&iv, &pts, (true, true)), want);
         assert_eq!(run(iv, pts, (true, true)), want);
+    }
+
+    #[test]
+    fn unsorted_overlapping_intervals_match_brute_force() {
+        // A cheap deterministic generator: no ordering anywhere, intervals of
+        // very different lengths (a long one shadows many short ones), NULLs.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % m) as i64
+        };
+        let n = 600;
+        let (mut k, mut lo, mut hi) = (vec![], vec![], vec![]);
+        for i in 0..n {
+            let l = next(1000);
+            let len = if i % 50 == 0 { 900 } else { next(30) };
+            k.push((i % 97 != 3).then(|| next(4)));
+            lo.push(Some(l));
+            hi.push((i % 89 != 5).then_some(l + len));
+        }
+        let iv = batch(&[("k", k), ("lo", lo), ("hi", hi)]);
+        let pts: Vec<RecordBatch> = (0..3)
+            .map(|_| {
+                let k: Vec<Option<i64>> =
+                    (0..400).map(|i| (i % 71 != 1).then(|| next(5))).collect();
+                let p: Vec<Option<i64>> = (0..400)
+                    .map(|i| (i % 53 != 2).then(|| next(1100)))
+                    .collect();
+                batch(&[("k", k), ("p", p)])
+            })
+            .collect();
+        for inclusive in [(true, true), (true, false), (false, true), (false, false)] {
+            let want = expected(&iv, &pts, inclusive);
+            assert!(want.len() > 1000, "{inclusive:?}: {} pairs", want.len());
+            assert_eq!(
+                run(iv.clone(), pts.clone(), inclusive),
+                want,
+                "{inclusive:?}"
+            );
+        }
     }
 
     #[test]
