@@ -100,6 +100,10 @@ QUERIES = [
     "SELECT t.id, u.name, u.k FROM t RIGHT JOIN u ON t.k = u.k AND t.id < 100",
     "SELECT u.name, count(t.id) AS c, sum(t.x) AS sx FROM (SELECT * FROM t WHERE id % 7 = 0) t RIGHT OUTER JOIN u ON t.k = u.k AND t.n > u.w GROUP BY u.name",
     "SELECT a.*, b.k AS bk, b.name FROM (SELECT id, k FROM t WHERE id < 30) a RIGHT JOIN (SELECT k, name FROM u WHERE k < 10) b ON a.k = b.k",
+    # DISTINCT aggregates beside others: sets per group after a shuffle by group.
+    "SELECT k, sum(DISTINCT n) AS sn, avg(DISTINCT x) AS ax, count(DISTINCT s) AS cs, count(*) AS c FROM t GROUP BY k",
+    "SELECT sum(DISTINCT x) AS sx, avg(DISTINCT n) AS an, sum(n) AS total FROM t",
+    "SELECT flag, sum(DISTINCT n) FILTER (WHERE id % 2 = 0) AS se, max(DISTINCT s) AS ms FROM t GROUP BY flag",
     # DuckDB's first(): values that are the same across each group (which row comes first is arbitrary).
     "SELECT k, first(k * 2) AS f, first(DISTINCT k) AS g, count(*) AS c FROM t GROUP BY k",
     "SELECT n, first(n + 1) AS a, first(CAST(n AS VARCHAR)) AS b, arbitrary(n < 10) AS c FROM t GROUP BY n",

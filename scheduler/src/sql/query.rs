@@ -707,9 +707,9 @@ fn limits(l: Option<&LimitClause>) -> Result<(usize, Option<usize>)> {
 
 /// DISTINCT aggregates the planner can run. When every aggregate is
 /// DISTINCT over one argument, they run in two phases and any function
-/// works. Otherwise DISTINCT states are sets, which only `count` has:
-/// DISTINCT is dropped where it changes nothing (min, max, first) and refused
-/// for sum and avg.
+/// works. Otherwise the rows are shuffled by group and DISTINCT states are
+/// sets (`count`, `sum`, `avg`); DISTINCT is dropped where it changes
+/// nothing (min, max, first).
 fn check_distinct(aggs: &mut [AggExpr]) -> Result<()> {
     if crate::planner::distinct_in_one_argument(aggs) {
         return Ok(());
@@ -717,13 +717,6 @@ fn check_distinct(aggs: &mut [AggExpr]) -> Result<()> {
     for a in aggs.iter_mut() {
         if a.distinct && matches!(a.func, AggFunc::Min | AggFunc::Max | AggFunc::First) {
             a.distinct = false;
-        }
-        if a.distinct && a.func != AggFunc::Count {
-            return Err(SchedulerError::unsupported(format!(
-                "{}(DISTINCT …) beside other aggregates (it runs when every aggregate of the \
-                 SELECT is DISTINCT over the same argument)",
-                a.func.name()
-            )));
         }
     }
     Ok(())

@@ -32,9 +32,10 @@ pub trait Accumulator: Send {
     fn size(&self) -> usize;
 }
 
-/// How many state columns an aggregate has between the phases.
-pub fn state_width(func: AggFunc) -> usize {
-    if func == AggFunc::Avg {
+/// How many state columns an aggregate has between the phases (a DISTINCT
+/// one's state is its set, one column).
+pub fn state_width(func: AggFunc, distinct: bool) -> usize {
+    if func == AggFunc::Avg && !distinct {
         2
     } else {
         1
@@ -51,13 +52,26 @@ pub fn create(
 ) -> Result<Box<dyn Accumulator>> {
     let merge = mode == AggMode::Final;
     if distinct {
-        if func != AggFunc::Count {
-            return Err(WorkerError::eval(format!(
-                "{}(DISTINCT …) is not supported",
+        return match (func, input_type) {
+            (AggFunc::Count, _) => Ok(Box::new(CountDistinct::new(input_type, merge)?)),
+            // Merging (a spilled table's states): sets of values, tagged with their type.
+            (
+                AggFunc::Sum | AggFunc::Avg,
+                DataType::Int64 | DataType::Float64 | DataType::Binary,
+            ) => Ok(Box::new(SumDistinct {
+                float: *input_type == DataType::Float64,
+                avg: func == AggFunc::Avg,
+                merge,
+                seen: HashSet::new(),
+                int_sums: vec![],
+                float_sums: vec![],
+                counts: vec![],
+            })),
+            _ => Err(WorkerError::eval(format!(
+                "{}(DISTINCT …) over {input_type} in {mode:?} mode is not supported",
                 func.name()
-            )));
-        }
-        return Ok(Box::new(CountDistinct::new(input_type, merge)?));
+            ))),
+        };
     }
     Ok(match func {
         AggFunc::CountStar | AggFunc::Count => Box::new(Count {
@@ -439,6 +453,125 @@ impl Accumulator for MinMaxString {
 ///
 /// Its state (used when a spilling aggregation dumps its table) is the set
 /// itself: per group, a binary value of length-prefixed encoded values.
+/// `sum(DISTINCT x)` and `avg(DISTINCT x)` over BIGINT or DOUBLE values:
+/// each group's set of values (by bits; -0.0 counts as 0.0), summed as
+/// values join it. Its state (when a spilling aggregation dumps its table)
+/// is each group's set: a type tag byte, then the values' 8-byte bits.
+struct SumDistinct {
+    float: bool,
+    avg: bool,
+    merge: bool,
+    seen: HashSet<(u32, u64)>,
+    int_sums: Vec<i64>,
+    float_sums: Vec<f64>,
+    counts: Vec<i64>,
+}
+
+impl SumDistinct {
+    fn insert(&mut self, g: u32, bits: u64) -> Result<()> {
+        if !self.seen.insert((g, bits)) {
+            return Ok(());
+        }
+        let g = g as usize;
+        self.counts[g] += 1;
+        if self.float {
+            self.float_sums[g] += f64::from_bits(bits);
+        } else {
+            let sum = &mut self.int_sums[g];
+            *sum = sum
+                .checked_add(bits as i64)
+                .ok_or_else(|| WorkerError::eval("sum(DISTINCT …) overflowed BIGINT"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Accumulator for SumDistinct {
+    fn update(&mut self, groups: &[u32], n_groups: usize, inputs: &[ArrayRef]) -> Result<()> {
+        self.counts.resize(n_groups, 0);
+        self.float_sums.resize(n_groups, 0.0);
+        self.int_sums.resize(n_groups, 0);
+        if self.merge {
+            let sets = inputs[0].as_binary::<i32>();
+            for (i, g) in groups.iter().enumerate() {
+                let set = sets.value(i);
+                let Some((&tag, values)) = set.split_first() else {
+                    continue;
+                };
+                self.float = tag == b'f';
+                for v in values.chunks_exact(8) {
+                    self.insert(*g, u64::from_le_bytes(v.try_into().expect("8 bytes")))?;
+                }
+            }
+        } else if self.float {
+            let values = inputs[0].as_primitive::<Float64Type>().clone();
+            for (i, g) in groups.iter().enumerate() {
+                if values.is_valid(i) {
+                    self.insert(*g, (values.value(i) + 0.0).to_bits())?;
+                }
+            }
+        } else {
+            let values = inputs[0].as_primitive::<Int64Type>().clone();
+            for (i, g) in groups.iter().enumerate() {
+                if values.is_valid(i) {
+                    self.insert(*g, values.value(i) as u64)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn state(&mut self) -> Result<Vec<ArrayRef>> {
+        let tag = if self.float { b'f' } else { b'i' };
+        let mut sets: Vec<Vec<u8>> = vec![vec![]; self.counts.len()];
+        for (g, bits) in self.seen.drain() {
+            let set = &mut sets[g as usize];
+            if set.is_empty() {
+                set.push(tag);
+            }
+            set.extend_from_slice(&bits.to_le_bytes());
+        }
+        self.counts.clear();
+        self.int_sums.clear();
+        self.float_sums.clear();
+        Ok(vec![Arc::new(BinaryArray::from_iter_values(sets))])
+    }
+
+    fn finish(&mut self) -> Result<ArrayRef> {
+        self.seen.clear();
+        let counts = std::mem::take(&mut self.counts);
+        let present = |c: i64| c > 0;
+        Ok(if self.avg || self.float {
+            let sums: Vec<f64> = if self.float {
+                std::mem::take(&mut self.float_sums)
+            } else {
+                std::mem::take(&mut self.int_sums)
+                    .into_iter()
+                    .map(|s| s as f64)
+                    .collect()
+            };
+            Arc::new(Float64Array::from_iter(sums.into_iter().zip(&counts).map(
+                |(s, &c)| match (present(c), self.avg) {
+                    (false, _) => None,
+                    (true, true) => Some(s / c as f64),
+                    (true, false) => Some(s),
+                },
+            )))
+        } else {
+            Arc::new(Int64Array::from_iter(
+                std::mem::take(&mut self.int_sums)
+                    .into_iter()
+                    .zip(&counts)
+                    .map(|(s, &c)| present(c).then_some(s)),
+            ))
+        })
+    }
+
+    fn size(&self) -> usize {
+        self.seen.capacity() * 16 + self.counts.capacity() * 16
+    }
+}
+
 struct CountDistinct {
     converter: Option<RowConverter>,
     seen: HashSet<(u32, Box<[u8]>)>,

@@ -204,7 +204,7 @@ impl AggState {
         if self.mode == AggMode::Final {
             let mut col = self.group_by.len();
             for a in &self.aggs {
-                let w = state_width(a.func);
+                let w = state_width(a.func, a.distinct);
                 out.push(batch.columns()[col..col + w].to_vec());
                 col += w;
             }
@@ -511,7 +511,7 @@ impl AggState {
         let mut col = 0;
         for a in &self.aggs {
             let width = if self.mode == AggMode::Partial {
-                state_width(a.func)
+                state_width(a.func, a.distinct)
             } else {
                 1
             };

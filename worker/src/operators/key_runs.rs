@@ -116,6 +116,13 @@ impl KeyRuns {
             .map(|&(s, e)| s as usize..e as usize)
     }
 
+    /// Whether position `pos` of `order` starts a key's run.
+    pub fn run_start(&self, pos: usize) -> bool {
+        pos == 0
+            || self.key_rows.row(self.order[pos] as usize)
+                != self.key_rows.row(self.order[pos - 1] as usize)
+    }
+
     /// Heap bytes held besides the batch.
     pub fn size(&self) -> usize {
         self.key_rows.size() + self.order.capacity() * 4 + self.runs.capacity() * 8

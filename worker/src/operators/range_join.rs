@@ -121,6 +121,8 @@ struct Intervals {
     /// `EMPTY`.
     tree: Vec<u32>,
     leaves: usize,
+    /// Per position, the position of the highest high of its run up to it.
+    running_max: Vec<u32>,
     inclusive: (bool, bool),
 }
 
@@ -172,7 +174,19 @@ impl Intervals {
                 (a, _) => a,
             };
         }
-        reservation.grow(runs.size() + low.size() + high.size() + tree.len() * 4)?;
+        // Per position, where the highest high of its run up to it is.
+        let mut running_max = vec![0u32; n];
+        for pos in 0..n {
+            let first = pos == 0 || runs.run_start(pos);
+            running_max[pos] = match first {
+                true => pos as u32,
+                false if high_at(pos as u32) > high_at(running_max[pos - 1]) => pos as u32,
+                false => running_max[pos - 1],
+            };
+        }
+        reservation.grow(
+            runs.size() + low.size() + high.size() + tree.len() * 4 + running_max.len() * 4,
+        )?;
         Ok(Intervals {
             intervals,
             runs,
@@ -182,6 +196,7 @@ impl Intervals {
             high,
             tree,
             leaves,
+            running_max,
             inclusive: (band.low_inclusive, band.high_inclusive),
         })
     }
@@ -217,15 +232,7 @@ impl Intervals {
                 low < p || (low_inclusive && low == p)
             });
             let before = ivs.len();
-            self.stab(
-                1,
-                0,
-                self.leaves,
-                run.start,
-                run.start + reached,
-                &p,
-                &mut ivs,
-            );
+            self.holding(run.start, run.start + reached, &p, &mut ivs);
             pts.resize(pts.len() + ivs.len() - before, i as u32);
             if ivs.len() >= BATCH_ROWS {
                 chunks.push((std::mem::take(&mut ivs), std::mem::take(&mut pts)));
@@ -235,6 +242,31 @@ impl Intervals {
             chunks.push((ivs, pts));
         }
         Ok(chunks)
+    }
+
+    /// Appends to `out` the intervals at positions `from..to` (one key's
+    /// run, lows the point has reached) whose high it has not passed. Walks
+    /// back from the last while some interval at or before reaches the
+    /// point (the run's running max high says so); where that walk keeps
+    /// meeting intervals that end too early (a long one earlier shadows
+    /// them), the segment tree answers for the rest.
+    fn holding(&self, from: usize, to: usize, p: &Row<'_>, out: &mut Vec<u32>) {
+        const MISSES: usize = 8;
+        let mut misses = 0;
+        for pos in (from..to).rev() {
+            if !self.reaches(self.running_max[pos], p) {
+                return;
+            }
+            if self.reaches(pos as u32, p) {
+                out.push(self.runs.order[pos]);
+            } else {
+                misses += 1;
+                if misses == MISSES {
+                    self.stab(1, 0, self.leaves, from, pos, p, out);
+                    return;
+                }
+            }
+        }
     }
 
     /// Appends to `out` the intervals at positions `from..to` (under `node`,
