@@ -277,6 +277,16 @@ pub enum PlanNode {
         asof: Asof,
         schema: Schema,
     },
+    /// GROUPING SETS: each input row once per set, as the input's columns,
+    /// then every key (NULL where the set leaves it out), then the set's
+    /// number (BIGINT), for an aggregate grouping by the last two.
+    Expand {
+        input: Box<PlanNode>,
+        keys: Vec<Expr>,
+        /// Per set, which keys it groups by.
+        sets: Vec<Vec<bool>>,
+        schema: Schema,
+    },
     /// Sort; with `fetch` it keeps only the first rows (top-k).
     Sort {
         input: Box<PlanNode>,
@@ -312,6 +322,7 @@ impl PlanNode {
             | PlanNode::Window { schema, .. }
             | PlanNode::RangeJoin { schema, .. }
             | PlanNode::AsofJoin { schema, .. }
+            | PlanNode::Expand { schema, .. }
             | PlanNode::HashJoin { schema, .. } => schema.clone(),
             PlanNode::OneRow => Schema::empty(),
             PlanNode::Filter { input, .. }
@@ -329,6 +340,7 @@ impl PlanNode {
             | PlanNode::Aggregate { input, .. }
             | PlanNode::Sort { input, .. }
             | PlanNode::Window { input, .. }
+            | PlanNode::Expand { input, .. }
             | PlanNode::Limit { input, .. } => vec![input],
             PlanNode::HashJoin { left, right, .. }
             | PlanNode::RangeJoin { left, right, .. }
@@ -345,6 +357,7 @@ impl PlanNode {
             | PlanNode::Aggregate { input, .. }
             | PlanNode::Sort { input, .. }
             | PlanNode::Window { input, .. }
+            | PlanNode::Expand { input, .. }
             | PlanNode::Limit { input, .. } => vec![input],
             PlanNode::HashJoin { left, right, .. }
             | PlanNode::RangeJoin { left, right, .. }
@@ -509,6 +522,24 @@ impl PlanNode {
                     exprs(left_keys, &ls),
                     exprs(right_keys, &rs),
                 )
+            }
+            PlanNode::Expand {
+                input, keys, sets, ..
+            } => {
+                let in_schema = input.schema();
+                let sets: Vec<String> = sets
+                    .iter()
+                    .map(|set| {
+                        let named: Vec<String> = keys
+                            .iter()
+                            .zip(set)
+                            .filter(|(_, used)| **used)
+                            .map(|(k, _)| k.named(&in_schema).to_string())
+                            .collect();
+                        format!("({})", named.join(", "))
+                    })
+                    .collect();
+                format!("Expand grouping sets [{}]", sets.join(", "))
             }
             PlanNode::Sort { keys, fetch, input } => {
                 let in_schema = input.schema();

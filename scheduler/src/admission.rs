@@ -71,6 +71,10 @@ fn held(node: &PlanNode, spec: &TaskSpec) -> (u64, u64) {
             let held = if band.points_left { ro } else { lo };
             (lo + ro, lh + rh + 2 * held)
         }
+        PlanNode::Expand { input: i, sets, .. } => {
+            let (out, h) = input(i);
+            (out * sets.len() as u64, h)
+        }
         PlanNode::AsofJoin { left, right, .. } => {
             let ((lo, lh), (ro, rh)) = (input(left), input(right));
             // The right side is held, with its encoded keys, times and order.

@@ -909,6 +909,7 @@ pub fn stage_name(plan: &PlanNode) -> String {
             PlanNode::HashJoin { .. } => "join",
             PlanNode::RangeJoin { .. } => "range-join",
             PlanNode::AsofJoin { .. } => "asof-join",
+            PlanNode::Expand { .. } => "expand",
             PlanNode::Sort { fetch: Some(_), .. } => "top-k",
             PlanNode::Sort { .. } => "sort",
             PlanNode::Limit { .. } => "limit",

@@ -54,6 +54,14 @@ pub enum LogicalPlan {
         right_keys: Vec<Expr>,
         asof: Asof,
     },
+    /// GROUPING SETS: each input row once per set, as the input's columns,
+    /// every key (NULL where the set leaves it out), and the set's number.
+    Expand {
+        input: Box<LogicalPlan>,
+        keys: Vec<Expr>,
+        sets: Vec<Vec<bool>>,
+        schema: Schema,
+    },
     Sort {
         input: Box<LogicalPlan>,
         keys: Vec<SortKey>,
@@ -92,7 +100,8 @@ impl LogicalPlan {
             | LogicalPlan::Limit { input, .. } => input.schema(),
             LogicalPlan::Project { schema, .. }
             | LogicalPlan::Aggregate { schema, .. }
-            | LogicalPlan::Window { schema, .. } => schema.clone(),
+            | LogicalPlan::Window { schema, .. }
+            | LogicalPlan::Expand { schema, .. } => schema.clone(),
             LogicalPlan::Join {
                 left,
                 right,

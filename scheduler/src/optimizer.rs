@@ -306,6 +306,17 @@ fn map_children(plan: LogicalPlan, f: fn(LogicalPlan) -> LogicalPlan) -> Logical
             input: b(input),
             keys,
         },
+        LogicalPlan::Expand {
+            input,
+            keys,
+            sets,
+            schema,
+        } => LogicalPlan::Expand {
+            input: b(input),
+            keys,
+            sets,
+            schema,
+        },
         LogicalPlan::Limit { input, skip, fetch } => LogicalPlan::Limit {
             input: b(input),
             skip,
@@ -565,6 +576,39 @@ fn prune(plan: LogicalPlan, required: &[bool]) -> (LogicalPlan, Mapping) {
                 },
             };
             (join, map)
+        }
+        LogicalPlan::Expand {
+            input,
+            keys,
+            sets,
+            schema,
+        } => {
+            // The input's columns pass through; the keys and the set number follow.
+            let n = input.schema().fields().len();
+            let mut req = required[..n].to_vec();
+            keys.iter().for_each(|k| require(&mut req, k));
+            at_least_one(&mut req);
+            let (child, map) = prune(*input, &req);
+            let kept = map.iter().flatten().count();
+            let keys: Vec<Expr> = keys.iter().map(|k| remap(k, &map)).collect();
+            let mut out: Mapping = map.clone();
+            out.extend((0..keys.len() + 1).map(|j| Some(kept + j)));
+            let fields: Vec<_> = child
+                .schema()
+                .fields()
+                .iter()
+                .cloned()
+                .chain(schema.fields()[n..].iter().cloned())
+                .collect();
+            (
+                LogicalPlan::Expand {
+                    input: Box::new(child),
+                    keys,
+                    sets,
+                    schema: Schema::new(fields),
+                },
+                out,
+            )
         }
         LogicalPlan::Sort { input, keys } => {
             let mut req = required.to_vec();

@@ -156,6 +156,11 @@ fn plan_shapes_are_stable() {
             },
         ),
         (
+            "grouping_sets",
+            "SELECT key % 2 AS p, key % 3 AS q, count(*), grouping(p, q) FROM facts GROUP BY CUBE (p, q)",
+            config(),
+        ),
+        (
             "top_k",
             "SELECT id, amount FROM facts ORDER BY amount DESC LIMIT 5",
             config(),

@@ -100,6 +100,15 @@ QUERIES = [
     "SELECT t.id, u.name, u.k FROM t RIGHT JOIN u ON t.k = u.k AND t.id < 100",
     "SELECT u.name, count(t.id) AS c, sum(t.x) AS sx FROM (SELECT * FROM t WHERE id % 7 = 0) t RIGHT OUTER JOIN u ON t.k = u.k AND t.n > u.w GROUP BY u.name",
     "SELECT a.*, b.k AS bk, b.name FROM (SELECT id, k FROM t WHERE id < 30) a RIGHT JOIN (SELECT k, name FROM u WHERE k < 10) b ON a.k = b.k",
+    # GROUPING SETS, ROLLUP, CUBE and grouping(): one scan, each row once per set.
+    "SELECT n % 3 AS a, flag, count(*) AS c, sum(x) AS sx, grouping(a, flag) AS g FROM t GROUP BY GROUPING SETS ((a, flag), (a), ())",
+    "SELECT s, d, count(*) AS c FROM t WHERE id < 3000 GROUP BY ROLLUP (s, d)",
+    "SELECT flag, n % 4 AS m, k % 2 AS p, count(*) AS c, grouping(flag) AS gf, grouping(m, p) AS gmp FROM t GROUP BY CUBE (flag, m, p)",
+    "SELECT flag, k % 5 AS b, count(DISTINCT s) AS ds, count(*) AS c FROM t GROUP BY flag, ROLLUP (b)",
+    "SELECT s, flag, n % 3 AS m, count(*) AS c FROM t GROUP BY GROUPING SETS ((s, flag), (s, m), (flag, m))",
+    "SELECT flag, n, sum(n) AS sn, count(n) AS cn FROM t GROUP BY ROLLUP (flag, n)",
+    "SELECT flag, k % 3 AS b, sum(n) AS sn FROM t GROUP BY ROLLUP (flag, b) HAVING sum(n) > 1000 "
+    "ORDER BY flag NULLS FIRST, b NULLS FIRST",
     # DISTINCT aggregates beside others: sets per group after a shuffle by group.
     "SELECT k, sum(DISTINCT n) AS sn, avg(DISTINCT x) AS ax, count(DISTINCT s) AS cs, count(*) AS c FROM t GROUP BY k",
     "SELECT sum(DISTINCT x) AS sx, avg(DISTINCT n) AS an, sum(n) AS total FROM t",

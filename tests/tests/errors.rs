@@ -95,6 +95,14 @@ fn query_errors_name_the_problem() {
         &["not supported", "first() with FILTER"],
     );
     run("SELECT key % 0 FROM df1", &["Division by zero"]);
+    run(
+        "SELECT grouping(key) FROM df1",
+        &["grouping() belongs in a query with GROUP BY"],
+    );
+    run(
+        "SELECT key, grouping(value) FROM df1 GROUP BY ROLLUP (key)",
+        &["value is not a GROUP BY key"],
+    );
     run("DELETE FROM df1", &["not supported", "DELETE"]);
 }
 

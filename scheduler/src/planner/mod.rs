@@ -254,6 +254,23 @@ impl Planner {
                 asof,
             } => self.asof_join(plan, left, right, *outer, left_keys, right_keys, asof),
             LogicalPlan::Sort { input, keys } => self.sort(input, keys, None),
+            LogicalPlan::Expand {
+                input,
+                keys,
+                sets,
+                schema,
+            } => {
+                let f = self.fragment(input);
+                let mut f = Self::wrap(f, |i| PlanNode::Expand {
+                    input: i,
+                    keys: keys.clone(),
+                    sets: sets.clone(),
+                    schema: schema.clone(),
+                });
+                f.rows *= sets.len() as f64;
+                f.bytes *= sets.len() as f64;
+                f
+            }
             LogicalPlan::Window {
                 input,
                 partition_by,

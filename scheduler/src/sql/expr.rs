@@ -29,6 +29,9 @@ pub struct AggContext {
     pub aggs: Vec<AggExpr>,
     pub agg_types: Vec<DataType>,
     pub agg_names: Vec<String>,
+    /// GROUPING SETS: which keys each set groups by; the set's number is
+    /// the group column after the keys.
+    pub grouping_sets: Option<Vec<Vec<bool>>>,
 }
 
 pub struct ExprBinder<'a> {
@@ -201,6 +204,11 @@ impl<'a> ExprBinder<'a> {
 
     pub fn bind(&mut self, e: &ast::Expr) -> Result<Typed> {
         if self.agg.is_some() {
+            if let ast::Expr::Function(f) = e {
+                if matches!(function_name(f).as_str(), "grouping" | "grouping_id") {
+                    return self.bind_grouping(f);
+                }
+            }
             if let Some(f) = is_aggregate_call(e) {
                 return self.bind_aggregate(f);
             }
@@ -372,6 +380,68 @@ impl<'a> ExprBinder<'a> {
             }
         };
         Ok((Expr::Column(ctx.group_exprs.len() + k), out_type))
+    }
+
+    /// `grouping(a, b, …)`: per row, a bit for each argument (the first the
+    /// highest) set where the row's grouping set leaves that key out.
+    fn bind_grouping(&mut self, f: &ast::Function) -> Result<Typed> {
+        let args = function_args(f)?;
+        if args.is_empty() {
+            return Err(SchedulerError::bind(format!(
+                "{f} takes one or more GROUP BY keys"
+            )));
+        }
+        let agg = self.agg.as_ref().expect("agg mode");
+        let mut keys = vec![];
+        for a in &args {
+            // A key by its expression, or by its SELECT alias.
+            let found = match ExprBinder::new(self.scope).bind(a) {
+                Ok((x, _)) => agg.group_exprs.iter().position(|g| *g == x),
+                Err(e) => match a {
+                    ast::Expr::Identifier(id) => agg
+                        .group_names
+                        .iter()
+                        .position(|n| n.eq_ignore_ascii_case(&id.value)),
+                    _ => return Err(e),
+                },
+            };
+            match found {
+                Some(j) => keys.push(j),
+                None => {
+                    return Err(SchedulerError::bind(format!(
+                        "{f}: {a} is not a GROUP BY key"
+                    )))
+                }
+            }
+        }
+        let Some(sets) = &agg.grouping_sets else {
+            return Ok((Expr::Literal(ScalarValue::Int64(0)), DataType::Int64));
+        };
+        let set_column = Expr::Column(sets[0].len());
+        let whens = sets
+            .iter()
+            .enumerate()
+            .map(|(i, set)| {
+                let mask = keys
+                    .iter()
+                    .fold(0i64, |m, &j| (m << 1) | i64::from(!set[j]));
+                (
+                    Expr::binary(
+                        BinaryOp::Eq,
+                        set_column.clone(),
+                        Expr::Literal(ScalarValue::Int64(i as i64)),
+                    ),
+                    Expr::Literal(ScalarValue::Int64(mask)),
+                )
+            })
+            .collect();
+        Ok((
+            Expr::Case {
+                whens,
+                otherwise: Some(Box::new(Expr::Literal(ScalarValue::Int64(0)))),
+            },
+            DataType::Int64,
+        ))
     }
 
     fn bind_structure(&mut self, e: &ast::Expr) -> Result<Typed> {
@@ -680,6 +750,11 @@ impl<'a> ExprBinder<'a> {
         }
         if name == super::asof::MARKER {
             return Err(SchedulerError::bind(super::asof::USAGE));
+        }
+        if name == "grouping" || name == "grouping_id" {
+            return Err(SchedulerError::bind(format!(
+                "{name}() belongs in a query with GROUP BY"
+            )));
         }
         if name == "nearest" {
             return Err(SchedulerError::bind(

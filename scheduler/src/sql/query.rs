@@ -296,11 +296,17 @@ impl Binder<'_> {
         if aggregated {
             let mut ctx = AggContext::default();
             let mut plain = ExprBinder::new(&scope);
-            let add_group = |ctx: &mut AggContext, e: Expr, t: DataType, name: String| {
-                if !ctx.group_exprs.contains(&e) {
+            let add_group = |ctx: &mut AggContext, e: Expr, t: DataType, name: String| match ctx
+                .group_exprs
+                .iter()
+                .position(|g| *g == e)
+            {
+                Some(j) => j,
+                None => {
                     ctx.group_exprs.push(e);
                     ctx.group_types.push(t);
                     ctx.group_names.push(name);
+                    ctx.group_exprs.len() - 1
                 }
             };
             if group_all {
@@ -311,16 +317,19 @@ impl Binder<'_> {
                             let (x, t) = plain.bind(e)?;
                             add_group(&mut ctx, x, t, name.clone());
                         }
-                        Item::Column(i, _) => add_group(
-                            &mut ctx,
-                            Expr::Column(*i),
-                            scope.columns[*i].data_type.clone(),
-                            name.clone(),
-                        ),
+                        Item::Column(i, _) => {
+                            add_group(
+                                &mut ctx,
+                                Expr::Column(*i),
+                                scope.columns[*i].data_type.clone(),
+                                name.clone(),
+                            );
+                        }
                     }
                 }
             }
-            for g in &group_items {
+            // A GROUP BY key: a SELECT item by position or output name, or an expression.
+            let mut resolve = |g: &ast::Expr| -> Result<(Expr, DataType, String)> {
                 let target: Option<&Item> = match ordinal(g, items.len())? {
                     Some(i) => Some(&items[i]),
                     None => match g {
@@ -333,7 +342,7 @@ impl Binder<'_> {
                         _ => None,
                     },
                 };
-                let (x, t, name) = match target {
+                Ok(match target {
                     Some(Item::Sql(e, n)) => {
                         if contains_aggregate(e) {
                             return Err(SchedulerError::bind(format!(
@@ -357,8 +366,47 @@ impl Binder<'_> {
                         let (x, t) = plain.bind(g)?;
                         (x, t, output_name(g))
                     }
-                };
-                add_group(&mut ctx, x, t, name);
+                })
+            };
+            // Per GROUP BY item, the grouping sets it contributes (key positions).
+            let mut item_sets: Vec<Vec<Vec<usize>>> = vec![];
+            let mut expanded = false;
+            for g in &group_items {
+                let lists = grouping_lists(g);
+                expanded |= lists.is_some();
+                let lists = lists.unwrap_or_else(|| vec![vec![*g]]);
+                let mut sets = vec![];
+                for list in lists {
+                    let mut set = vec![];
+                    for e in list {
+                        let (x, t, name) = resolve(e)?;
+                        set.push(add_group(&mut ctx, x, t, name));
+                    }
+                    sets.push(set);
+                }
+                item_sets.push(sets);
+            }
+            if expanded {
+                // Every combination of one set from each item, as flags over the keys.
+                let keys = ctx.group_exprs.len();
+                let mut sets: Vec<Vec<bool>> = vec![vec![false; keys]];
+                for options in &item_sets {
+                    sets = sets
+                        .iter()
+                        .flat_map(|base| {
+                            options.iter().map(move |add| {
+                                let mut s = base.clone();
+                                add.iter().for_each(|&j| s[j] = true);
+                                s
+                            })
+                        })
+                        .collect();
+                }
+                // The set's number: a group column after the keys (it matches no expression).
+                ctx.group_exprs.push(Expr::Column(usize::MAX));
+                ctx.group_types.push(DataType::Int64);
+                ctx.group_names.push("__grouping_set".into());
+                ctx.grouping_sets = Some(sets);
             }
             let mut agg_binder = ExprBinder::with_aggregates(&scope, &mut ctx);
             for item in &items {
@@ -399,9 +447,29 @@ impl Binder<'_> {
                 fields.push(Field::new(n, t.clone(), true));
             }
             check_distinct(&mut ctx.aggs)?;
+            let mut group_by = ctx.group_exprs;
+            if let Some(sets) = ctx.grouping_sets {
+                // Each row once per set, the keys it leaves out NULL; group by keys and set.
+                let n = plan.schema().fields().len();
+                let keys: Vec<Expr> = group_by[..group_by.len() - 1].to_vec();
+                let mut expanded: Vec<Field> = plan
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.as_ref().clone())
+                    .collect();
+                expanded.extend(fields[..keys.len() + 1].iter().cloned());
+                group_by = (n..n + keys.len() + 1).map(Expr::Column).collect();
+                plan = LogicalPlan::Expand {
+                    input: Box::new(plan),
+                    keys,
+                    sets,
+                    schema: Schema::new(expanded),
+                };
+            }
             plan = LogicalPlan::Aggregate {
                 input: Box::new(plan),
-                group_by: ctx.group_exprs,
+                group_by,
                 aggs: ctx.aggs,
                 schema: Schema::new(fields),
             };
@@ -703,6 +771,39 @@ fn limits(l: Option<&LimitClause>) -> Result<(usize, Option<usize>)> {
             (count(offset, "OFFSET")?, Some(count(limit, "LIMIT")?))
         }
     })
+}
+
+/// The sets of a GROUPING SETS, ROLLUP or CUBE item of GROUP BY (each a
+/// list of keys), or None for a plain key.
+fn grouping_lists(g: &ast::Expr) -> Option<Vec<Vec<&ast::Expr>>> {
+    match g {
+        ast::Expr::GroupingSets(sets) => Some(sets.iter().map(|s| s.iter().collect()).collect()),
+        // ROLLUP (a, b): (a, b), (a), ().
+        ast::Expr::Rollup(parts) => Some(
+            (0..=parts.len())
+                .rev()
+                .map(|n| parts[..n].iter().flatten().collect())
+                .collect(),
+        ),
+        // CUBE (a, b): every subset, the largest first.
+        ast::Expr::Cube(parts) => {
+            let n = parts.len();
+            let mut subsets: Vec<u32> = (0..1u32 << n).collect();
+            subsets.sort_by_key(|m| std::cmp::Reverse(m.count_ones()));
+            Some(
+                subsets
+                    .into_iter()
+                    .map(|m| {
+                        (0..n)
+                            .filter(|i| m & (1 << (n - 1 - i)) != 0)
+                            .flat_map(|i| parts[i].iter())
+                            .collect()
+                    })
+                    .collect(),
+            )
+        }
+        _ => None,
+    }
 }
 
 /// DISTINCT aggregates the planner can run. When every aggregate is

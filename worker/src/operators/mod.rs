@@ -6,6 +6,7 @@
 mod accumulators;
 mod aggregate;
 mod asof_join;
+mod expand;
 mod filter;
 mod group_table;
 mod join;
@@ -211,6 +212,17 @@ pub fn build(plan: &PlanNode, ctx: &mut ExecContext) -> Result<BatchIter> {
                 reservation: ctx.memory.reservation("asof join right side"),
             })?
         }
+        PlanNode::Expand {
+            input,
+            keys,
+            sets,
+            schema,
+        } => expand::expand(
+            build(input, ctx)?,
+            keys.clone(),
+            sets.clone(),
+            Arc::new(schema.clone()),
+        ),
         PlanNode::Sort { input, keys, fetch } => sort::sort(
             build(input, ctx)?,
             Arc::new(input.schema()),
