@@ -118,6 +118,13 @@ pub enum Func {
     Upper,
     Length,
     Coalesce,
+    OctetLength,
+    ThetaUnion,
+    ThetaIntersect,
+    ThetaANotB,
+    ThetaEstimate,
+    ThetaLowerBound,
+    ThetaUpperBound,
 }
 
 impl Func {
@@ -129,6 +136,13 @@ impl Func {
             "upper" => Func::Upper,
             "length" => Func::Length,
             "coalesce" => Func::Coalesce,
+            "octet_length" => Func::OctetLength,
+            "theta_union" => Func::ThetaUnion,
+            "theta_intersect" => Func::ThetaIntersect,
+            "theta_a_not_b" => Func::ThetaANotB,
+            "theta_estimate" => Func::ThetaEstimate,
+            "theta_lower_bound" => Func::ThetaLowerBound,
+            "theta_upper_bound" => Func::ThetaUpperBound,
             _ => return None,
         })
     }
@@ -141,6 +155,13 @@ impl Func {
             Func::Upper => "upper",
             Func::Length => "length",
             Func::Coalesce => "coalesce",
+            Func::OctetLength => "octet_length",
+            Func::ThetaUnion => "theta_union",
+            Func::ThetaIntersect => "theta_intersect",
+            Func::ThetaANotB => "theta_a_not_b",
+            Func::ThetaEstimate => "theta_estimate",
+            Func::ThetaLowerBound => "theta_lower_bound",
+            Func::ThetaUpperBound => "theta_upper_bound",
         }
     }
 }
@@ -245,7 +266,11 @@ impl Expr {
             }
             Expr::Cast { to, .. } => to.clone(),
             Expr::Func { func, args } => match func {
-                Func::Length => DataType::Int64,
+                Func::Length | Func::OctetLength => DataType::Int64,
+                Func::ThetaUnion | Func::ThetaIntersect | Func::ThetaANotB => DataType::Binary,
+                Func::ThetaEstimate | Func::ThetaLowerBound | Func::ThetaUpperBound => {
+                    DataType::Float64
+                }
                 Func::Lower | Func::Upper => DataType::Utf8,
                 Func::Abs | Func::Round | Func::Coalesce => match args.first() {
                     Some(a) => a.data_type(schema)?,
@@ -459,6 +484,10 @@ pub fn normalize_type(t: &DataType) -> Option<DataType> {
         DataType::Float16 | DataType::Float32 | DataType::Float64 => DataType::Float64,
         DataType::Decimal128(..) | DataType::Decimal256(..) => DataType::Float64,
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => DataType::Utf8,
+        DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView
+        | DataType::FixedSizeBinary(_) => DataType::Binary,
         DataType::Date32 | DataType::Date64 => DataType::Date32,
         DataType::Timestamp(..) => timestamp_type(),
         DataType::Null => DataType::Null,

@@ -27,6 +27,16 @@ pub enum AggFunc {
     /// DuckDB's `first(x)`: the first value a group meets, NULL or not
     /// (which one is arbitrary unless every value of the group is the same).
     First,
+    /// `approx_count_distinct(x)`: a HyperLogLog sketch per group (its
+    /// serialized form is the partial state).
+    ApproxCountDistinct,
+    /// `theta_sketch(x [, lg_k])`: the compact theta sketch of the values (a BLOB).
+    ThetaSketch {
+        lg_k: u8,
+    },
+    /// `theta_union_agg(s)` / `theta_intersect_agg(s)` over theta sketch BLOBs.
+    ThetaUnionAgg,
+    ThetaIntersectAgg,
 }
 
 impl AggFunc {
@@ -39,6 +49,10 @@ impl AggFunc {
             AggFunc::Max => "max",
             AggFunc::Avg => "avg",
             AggFunc::First => "first",
+            AggFunc::ApproxCountDistinct => "approx_count_distinct",
+            AggFunc::ThetaSketch { .. } => "theta_sketch",
+            AggFunc::ThetaUnionAgg => "theta_union_agg",
+            AggFunc::ThetaIntersectAgg => "theta_intersect_agg",
         }
     }
 }

@@ -360,6 +360,24 @@ fn function(func: Func, args: &[Expr], batch: &RecordBatch) -> Result<ArrayRef> 
                 .collect();
             Ok(Arc::new(out))
         }
+        Func::OctetLength => {
+            let a = arg(0)?;
+            let b = downcast::<arrow::array::BinaryArray>(&a)?;
+            let out: Int64Array = b.iter().map(|v| v.map(|v| v.len() as i64)).collect();
+            Ok(Arc::new(out))
+        }
+        Func::ThetaUnion
+        | Func::ThetaIntersect
+        | Func::ThetaANotB
+        | Func::ThetaEstimate
+        | Func::ThetaLowerBound
+        | Func::ThetaUpperBound => {
+            let values = args
+                .iter()
+                .map(|a| evaluate(a, batch))
+                .collect::<Result<Vec<_>>>()?;
+            crate::sketch_functions::theta(func, &values)
+        }
         Func::Coalesce => {
             let mut result = arg(args.len() - 1)?;
             for i in (0..args.len() - 1).rev() {

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`operators`]: one operator per file (scan, filter, project, aggregate, join, sort, limit, union).
 //! - [`eval`]: expression evaluation with Arrow compute kernels.
+//! - [`sketch_functions`]: scalar functions over theta sketch BLOBs.
 //! - [`memory`]: the worker-wide fair memory pool, reservations, per-task peaks and spill directories.
 //! - [`spill`]: spill files (compressed Arrow IPC) and the hash partitioning spilling operators share.
 //! - [`input`]: shuffle inputs as bounded streams; broadcast sides fetched once per worker and shared.
@@ -29,4 +30,5 @@ pub mod runner;
 pub mod service;
 pub mod shuffle;
 pub mod sink;
+pub mod sketch_functions;
 pub mod spill;

@@ -775,6 +775,10 @@ fn partial_schema(
             AggFunc::CountStar | AggFunc::Count => {
                 fields.push(Field::new(name, DataType::Int64, true))
             }
+            AggFunc::ApproxCountDistinct
+            | AggFunc::ThetaSketch { .. }
+            | AggFunc::ThetaUnionAgg
+            | AggFunc::ThetaIntersectAgg => fields.push(Field::new(name, DataType::Binary, true)),
             AggFunc::Avg => {
                 fields.push(Field::new(format!("{name}_sum"), DataType::Float64, true));
                 fields.push(Field::new(format!("{name}_count"), DataType::Int64, true));

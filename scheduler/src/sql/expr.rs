@@ -49,7 +49,19 @@ pub struct WindowColumn {
     pub data_type: DataType,
 }
 
-const AGGREGATES: [&str; 7] = ["count", "sum", "min", "max", "avg", "first", "arbitrary"];
+const AGGREGATES: [&str; 11] = [
+    "count",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "first",
+    "arbitrary",
+    "approx_count_distinct",
+    "theta_sketch",
+    "theta_union_agg",
+    "theta_intersect_agg",
+];
 
 fn function_name(f: &ast::Function) -> String {
     f.name.to_string().to_lowercase()
@@ -293,7 +305,21 @@ impl<'a> ExprBinder<'a> {
                 None => (AggFunc::CountStar, None, DataType::Int64),
             }
         } else {
-            let args = function_args(f)?;
+            let mut args = function_args(f)?;
+            // theta_sketch(x, lg_k): the sketch's size, a constant.
+            let mut lg_k = 12u8;
+            if name == "theta_sketch" && args.len() == 2 {
+                lg_k = match args.pop() {
+                    Some(ast::Expr::Value(v)) => v.value.to_string().parse::<u8>().ok(),
+                    _ => None,
+                }
+                .filter(|k| (4..=26).contains(k))
+                .ok_or_else(|| {
+                    SchedulerError::bind(format!(
+                        "theta_sketch(x, lg_k): lg_k is a constant from 4 to 26, in {f}"
+                    ))
+                })?;
+            }
             if args.len() != 1 {
                 return Err(SchedulerError::bind(format!(
                     "{name}() takes exactly one argument, got {} in {f}",
@@ -361,6 +387,41 @@ impl<'a> ExprBinder<'a> {
                     (func, Some(arg), t)
                 }
                 "first" | "arbitrary" => (AggFunc::First, Some(arg), t),
+                "theta_sketch" => (
+                    AggFunc::ThetaSketch { lg_k },
+                    Some(sketch_value(arg, &t, f)?),
+                    DataType::Binary,
+                ),
+                "theta_union_agg" | "theta_intersect_agg" => {
+                    if !matches!(t, DataType::Binary | DataType::Null) {
+                        return Err(SchedulerError::bind(format!(
+                            "{name}() takes theta sketches (BLOB), got {} in {f}",
+                            sql_name(&t)
+                        )));
+                    }
+                    let func = if name == "theta_union_agg" {
+                        AggFunc::ThetaUnionAgg
+                    } else {
+                        AggFunc::ThetaIntersectAgg
+                    };
+                    (
+                        func,
+                        Some(cast_if_needed(arg, &t, &DataType::Binary)),
+                        DataType::Binary,
+                    )
+                }
+                "approx_count_distinct" => {
+                    if distinct {
+                        return Err(SchedulerError::bind(format!(
+                            "{f}: approx_count_distinct counts distinct values already; drop DISTINCT"
+                        )));
+                    }
+                    (
+                        AggFunc::ApproxCountDistinct,
+                        Some(sketch_value(arg, &t, f)?),
+                        DataType::Int64,
+                    )
+                }
                 _ => unreachable!("aggregate names"),
             }
         };
@@ -763,7 +824,7 @@ impl<'a> ExprBinder<'a> {
         }
         let func = Func::from_name(&name).ok_or_else(|| {
             SchedulerError::bind(format!(
-                "Unknown function {name}(); Keel supports abs, round, lower, upper, length, coalesce and the aggregates count, sum, min, max, avg, first"
+                "Unknown function {name}(); Keel supports abs, round, lower, upper, length, coalesce and octet_length, the theta_* functions and the aggregates count, sum, min, max, avg, first, approx_count_distinct, theta_sketch, theta_union_agg, theta_intersect_agg"
             ))
         })?;
         let args = function_args(f)?;
@@ -839,6 +900,73 @@ impl<'a> ExprBinder<'a> {
                     out,
                 ))
             }
+            Func::OctetLength => {
+                let [(x, t)] = bound.as_slice() else {
+                    return Err(arity_error("1"));
+                };
+                if !matches!(t, DataType::Binary | DataType::Utf8 | DataType::Null) {
+                    return Err(SchedulerError::bind(format!(
+                        "octet_length() needs BLOB or VARCHAR, got {} in {e}",
+                        sql_name(t)
+                    )));
+                }
+                let x = cast_if_needed(x.clone(), t, &DataType::Binary);
+                Ok((
+                    Expr::Func {
+                        func,
+                        args: vec![x],
+                    },
+                    DataType::Int64,
+                ))
+            }
+            Func::ThetaUnion
+            | Func::ThetaIntersect
+            | Func::ThetaANotB
+            | Func::ThetaEstimate
+            | Func::ThetaLowerBound
+            | Func::ThetaUpperBound => {
+                let (sketches, out) = match func {
+                    Func::ThetaEstimate => (1, DataType::Float64),
+                    Func::ThetaLowerBound | Func::ThetaUpperBound => (1, DataType::Float64),
+                    _ => (2, DataType::Binary),
+                };
+                let bounds = matches!(func, Func::ThetaLowerBound | Func::ThetaUpperBound);
+                if bound.len() != sketches + usize::from(bounds) {
+                    return Err(arity_error(if bounds {
+                        "2"
+                    } else if sketches == 2 {
+                        "2"
+                    } else {
+                        "1"
+                    }));
+                }
+                let mut args = vec![];
+                for (x, t) in &bound[..sketches] {
+                    if !matches!(t, DataType::Binary | DataType::Null) {
+                        return Err(SchedulerError::bind(format!(
+                            "{name}() takes theta sketches (BLOB), got {} in {e}",
+                            sql_name(t)
+                        )));
+                    }
+                    args.push(cast_if_needed(x.clone(), t, &DataType::Binary));
+                }
+                if bounds {
+                    match &bound[1].0 {
+                        Expr::Literal(ScalarValue::Int64(k @ 1..=3)) => {
+                            args.push(Expr::Literal(ScalarValue::Int64(*k)))
+                        }
+                        Expr::Literal(ScalarValue::Int32(k @ 1..=3)) => {
+                            args.push(Expr::Literal(ScalarValue::Int64(*k as i64)))
+                        }
+                        _ => {
+                            return Err(SchedulerError::bind(format!(
+                                "{name}(sketch, k): k is the number of standard deviations, 1, 2 or 3, in {e}"
+                            )))
+                        }
+                    }
+                }
+                Ok((Expr::Func { func, args }, out))
+            }
             Func::Coalesce => {
                 if bound.is_empty() {
                     return Err(arity_error("at least 1"));
@@ -861,6 +989,23 @@ impl<'a> ExprBinder<'a> {
             }
         }
     }
+}
+
+/// A sketch's argument as DataSketches hashes it: integers, dates,
+/// timestamps and booleans as BIGINT; doubles, strings and blobs as they are.
+fn sketch_value(arg: Expr, t: &DataType, f: &ast::Function) -> Result<Expr> {
+    Ok(match t {
+        DataType::Utf8 | DataType::Int64 | DataType::Float64 | DataType::Binary => arg,
+        DataType::Int32 | DataType::Boolean | DataType::Date32 | DataType::Timestamp(..) => {
+            arg.cast(DataType::Int64)
+        }
+        other => {
+            return Err(SchedulerError::bind(format!(
+                "a sketch of {} values is not supported in {f}",
+                sql_name(other)
+            )))
+        }
+    })
 }
 
 fn negate(v: &ScalarValue) -> Option<ScalarValue> {

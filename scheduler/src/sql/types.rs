@@ -18,6 +18,7 @@ pub fn sql_name(t: &DataType) -> String {
         DataType::Int64 => "BIGINT".into(),
         DataType::Float64 => "DOUBLE".into(),
         DataType::Utf8 => "VARCHAR".into(),
+        DataType::Binary => "BLOB".into(),
         DataType::Date32 => "DATE".into(),
         DataType::Timestamp(..) => "TIMESTAMP".into(),
         other => other.to_string(),
@@ -36,6 +37,7 @@ pub fn from_sql(t: &sqlparser::ast::DataType) -> Result<DataType> {
             DataType::Float64
         }
         "VARCHAR" | "TEXT" | "STRING" | "CHAR" | "BPCHAR" => DataType::Utf8,
+        "BLOB" | "BYTEA" | "BINARY" | "VARBINARY" => DataType::Binary,
         "DATE" => DataType::Date32,
         "TIMESTAMP" | "DATETIME" => timestamp_type(),
         _ => return Err(SchedulerError::unsupported(format!("type {name}"))),

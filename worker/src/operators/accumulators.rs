@@ -89,6 +89,10 @@ pub fn create(
             counts: vec![],
             merge,
         }),
+        AggFunc::ApproxCountDistinct => Box::new(super::sketches::ApproxCountDistinct::new(merge)),
+        AggFunc::ThetaSketch { lg_k } => Box::new(super::sketches::ThetaAgg::new(lg_k, !merge)),
+        AggFunc::ThetaUnionAgg => Box::new(super::sketches::ThetaAgg::new(12, false)),
+        AggFunc::ThetaIntersectAgg => Box::new(super::sketches::ThetaIntersectAgg::new()),
         AggFunc::First => Box::new(First {
             merge,
             picks: vec![],

@@ -17,6 +17,7 @@ mod limit;
 mod project;
 mod range_join;
 mod scan;
+pub(crate) mod sketches;
 mod slots;
 mod sort;
 mod union;

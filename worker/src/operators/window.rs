@@ -395,10 +395,15 @@ fn frame_aggregate(
                 )))
             }
         },
-        AggFunc::First => {
-            return Err(WorkerError::eval(
-                "first() over a window is not supported; use first_value()",
-            ))
+        AggFunc::First
+        | AggFunc::ApproxCountDistinct
+        | AggFunc::ThetaSketch { .. }
+        | AggFunc::ThetaUnionAgg
+        | AggFunc::ThetaIntersectAgg => {
+            return Err(WorkerError::eval(format!(
+                "{}() over a window is not supported",
+                func.name()
+            )))
         }
         AggFunc::Min | AggFunc::Max => {
             let options = arrow::compute::SortOptions {
