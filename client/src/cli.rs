@@ -28,6 +28,8 @@ pub enum Command {
     Sql(SqlArgs),
     /// Print the distributed plan of a query: stages, exchanges, task counts, sizes.
     Explain(ExplainArgs),
+    /// Distinct counts and Theil's U for every ordered pair of columns of a table, in one job.
+    Profile(ProfileArgs),
     /// Generate a data set from WORKLOADS.md.
     Datagen {
         #[command(subcommand)]
@@ -107,6 +109,33 @@ pub struct SqlArgs {
     /// rows and bytes in and out, peak memory, bytes spilled) to FILE as JSON.
     #[arg(long, value_name = "FILE")]
     profile: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ProfileArgs {
+    /// The table: a Parquet file, directory or glob, or a name registered with --table.
+    target: String,
+    /// Scheduler to submit to; without it an embedded cluster runs the jobs.
+    #[arg(long, env = "KEEL_SCHEDULER", conflicts_with = "workers")]
+    scheduler: Option<String>,
+    /// Workers of the embedded cluster (default: the number of cores).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Register a table: NAME=PATH.
+    #[arg(long = "table", value_parser = parse_table)]
+    tables: Vec<(String, String)>,
+    /// The columns to relate (default: every column with at most --max-distinct values).
+    #[arg(long, value_delimiter = ',')]
+    columns: Vec<String>,
+    /// Without --columns: the most distinct values a column may have to be chosen.
+    #[arg(long, default_value_t = 1000)]
+    max_distinct: u64,
+    /// table: the matrix with distinct counts; csv and json: one (x, y, u) per ordered pair.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Also draw the matrix as an SVG heat map to FILE.
+    #[arg(long, value_name = "FILE")]
+    heatmap: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -202,6 +231,7 @@ impl QueryArgs {
 pub async fn run(cli: Cli) -> Result<(), ClientError> {
     match cli.command {
         Command::Sql(args) => sql(args).await,
+        Command::Profile(args) => profile(args).await,
         Command::Explain(ExplainArgs {
             query: args,
             analyze,
@@ -384,6 +414,40 @@ async fn sql(
         }
     }
     Ok(())
+}
+
+async fn profile(args: ProfileArgs) -> Result<(), ClientError> {
+    use crate::profile::{choose_columns, compute, counts_sql, source};
+    let from = source(&args.target, &args.tables);
+    let session = Session::open(args.scheduler.as_deref(), args.workers).await?;
+    let run = async {
+        let columns = choose_columns(
+            &session.client,
+            &from,
+            &args.tables,
+            &args.columns,
+            args.max_distinct,
+        )
+        .await?;
+        let result = run_query(&session.client, &counts_sql(&from, &columns), &args.tables).await?;
+        Ok::<_, ClientError>(compute(&columns, &result.batches))
+    };
+    let result = run.await;
+    session.close().await;
+    let profile = result?;
+    if let Some(path) = &args.heatmap {
+        profile.heatmap(path)?;
+    }
+    let mut stdout = std::io::stdout().lock();
+    let io = |e| ClientError::Io {
+        path: "stdout".into(),
+        source: e,
+    };
+    match args.format {
+        Format::Json => writeln!(stdout, "{}", profile.json()).map_err(io),
+        Format::Csv => profile.csv(&mut stdout).map_err(io),
+        Format::Table => profile.table(&mut stdout).map_err(io),
+    }
 }
 
 /// Runs a query with a progress bar on a terminal; Ctrl-C cancels the job.

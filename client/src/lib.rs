@@ -21,6 +21,7 @@ pub mod embedded;
 pub mod error;
 pub mod health;
 pub mod output;
+pub mod profile;
 
 pub use client::{KeelClient, QueryResult};
 pub use error::ClientError;
