@@ -75,6 +75,8 @@ pub enum AggMode {
     Partial,
     Final,
     Single,
+    /// A level of a tree reduction: partial states in, merged states out.
+    Merge,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -189,6 +189,12 @@ fn shuffle_tasks(
     let slice: Vec<usize> = (0..n_inputs)
         .filter(|&i| stage.inputs[i].mode == InputMode::Slice)
         .collect();
+    let merge: Vec<(usize, usize)> = (0..n_inputs)
+        .filter_map(|i| match stage.inputs[i].mode {
+            InputMode::Merge { fan_in } => Some((i, fan_in.max(2))),
+            _ => None,
+        })
+        .collect();
     let mut tasks = vec![];
     if !hash.is_empty() {
         let p = hash
@@ -233,6 +239,14 @@ fn shuffle_tasks(
             .extend(skew.splits.iter().map(|s| s.describe(stage.id.0)));
         planned.splits = skew.splits;
         tasks.extend(skew.tasks);
+    } else if let [(i, fan_in)] = merge.as_slice() {
+        // A tree level: consecutive groups of at most `fan_in` map outputs.
+        let all: Vec<InputSlice> = outputs[*i].iter().filter_map(|o| o.fetch_all()).collect();
+        for group in all.chunks(*fan_in) {
+            let mut t = TaskSpec::empty(n_inputs);
+            t.inputs[*i] = group.to_vec();
+            tasks.push(t);
+        }
     } else if !slice.is_empty() {
         let total = slice
             .iter()

@@ -81,6 +81,7 @@ impl Handle {
             shuffle_partitions: self.config.shuffle_partitions,
             broadcast_bytes: self.config.broadcast_bytes,
             split_bytes: self.config.split_bytes,
+            tree_fan_in: self.config.tree_fan_in,
         };
         tokio::task::spawn_blocking(move || {
             let tables: HashMap<String, String> = request

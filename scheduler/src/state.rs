@@ -48,6 +48,8 @@ pub struct SchedulerConfig {
     pub admission: bool,
     /// Skewed shuffle-join partitions are split by these thresholds; None leaves them whole.
     pub skew: Option<SkewConfig>,
+    /// Partial aggregate states merge in a tree of this fan-in (0: all to one).
+    pub tree_fan_in: usize,
 }
 
 impl Default for SchedulerConfig {
@@ -64,6 +66,7 @@ impl Default for SchedulerConfig {
             worker_wait: Duration::from_secs(60),
             admission: true,
             skew: Some(SkewConfig::default()),
+            tree_fan_in: 16,
         }
     }
 }

@@ -117,6 +117,7 @@ fn config() -> PlannerConfig {
         shuffle_partitions: 8,
         broadcast_bytes: 32 << 20,
         split_bytes: Some(10_000),
+        tree_fan_in: 16,
     }
 }
 

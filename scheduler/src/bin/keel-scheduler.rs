@@ -48,6 +48,10 @@ struct Args {
     /// …and above this many bytes.
     #[arg(long, value_parser = parse_size, default_value = "8MiB")]
     skew_min_bytes: usize,
+    /// A global aggregate over more partial tasks than this merges their
+    /// states in a tree of this fan-in, no task reading more (0: all to one).
+    #[arg(long, default_value_t = 16)]
+    tree_fan_in: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
@@ -76,6 +80,11 @@ async fn main() -> anyhow::Result<()> {
             args.skew_factor
         );
     }
+    if args.tree_fan_in == 1 {
+        anyhow::bail!(
+            "--tree-fan-in must be at least 2 (or 0 to merge all partial states in one task)"
+        );
+    }
     let config = SchedulerConfig {
         heartbeat_timeout: Duration::from_secs_f64(args.heartbeat_timeout),
         max_attempts: args.max_attempts,
@@ -90,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
             factor: args.skew_factor,
             min_bytes: args.skew_min_bytes as u64,
         }),
+        tree_fan_in: args.tree_fan_in,
         ..Default::default()
     };
     let listener = tokio::net::TcpListener::bind(&args.bind)

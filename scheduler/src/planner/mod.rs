@@ -35,6 +35,9 @@ pub struct PlannerConfig {
     pub broadcast_bytes: u64,
     /// Bytes of row groups per scan task; None sizes splits so every core gets two.
     pub split_bytes: Option<u64>,
+    /// A global aggregate over more partial tasks than this merges their
+    /// states in a tree of this fan-in (0: all to one).
+    pub tree_fan_in: usize,
 }
 
 impl Default for PlannerConfig {
@@ -44,6 +47,7 @@ impl Default for PlannerConfig {
             shuffle_partitions: 64,
             broadcast_bytes: 32 << 20,
             split_bytes: None,
+            tree_fan_in: 16,
         }
     }
 }
@@ -463,7 +467,8 @@ impl Planner {
             let g = group_by.len();
             let keys: Vec<Expr> = (0..g).map(Expr::Column).collect();
             let exchanged = if g == 0 {
-                self.gather(partial)
+                let merged = self.reduce_tree(partial, aggs);
+                self.gather(merged)
             } else {
                 self.hash_exchange(partial, keys.clone())
             };
@@ -569,6 +574,37 @@ impl Planner {
         out.rows = rows;
         out.bytes = bytes;
         out
+    }
+
+    /// A global aggregate's partial states from more tasks than the fan-in
+    /// k: levels of Merge aggregates, each task merging at most k states,
+    /// until at most k remain for the final gather.
+    fn reduce_tree(&mut self, partial: Fragment, aggs: &[AggExpr]) -> Fragment {
+        let k = self.config.tree_fan_in;
+        let mut tasks = match &partial.source {
+            Source::Scan(t) => t.len(),
+            Source::Hash => self.config.shuffle_partitions as usize,
+            Source::Slice | Source::Single => 1,
+        };
+        let mut f = partial;
+        while k >= 2 && tasks > k {
+            let schema = f.node.schema();
+            let read = self.exchange(
+                f,
+                Sink::Single,
+                InputMode::Merge { fan_in: k },
+                Source::Slice,
+            );
+            f = Self::wrap(read, |i| PlanNode::Aggregate {
+                input: i,
+                mode: AggMode::Merge,
+                group_by: vec![],
+                aggs: aggs.to_vec(),
+                schema,
+            });
+            tasks = tasks.div_ceil(k);
+        }
+        f
     }
 
     /// An ASOF join: the right side broadcast when small (always without

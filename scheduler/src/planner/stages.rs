@@ -16,6 +16,18 @@ pub enum InputMode {
     Gather,
     /// Tasks divide the map outputs between them (UNION ALL).
     Slice,
+    /// Tasks merge the map outputs in groups of at most `fan_in` (a level
+    /// of a tree reduction of partial aggregate states).
+    Merge { fan_in: usize },
+}
+
+impl std::fmt::Display for InputMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InputMode::Merge { fan_in } => write!(f, "Merge, tree reduction of fan-in {fan_in}"),
+            other => write!(f, "{other:?}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -153,7 +165,7 @@ pub fn explain(stages: &[&StagePlan], annotate: impl Fn(&StagePlan) -> Option<St
         }
         for (i, input) in s.inputs.iter().enumerate() {
             out.push_str(&format!(
-                "  input {i}: stage {} ({:?})\n",
+                "  input {i}: stage {} ({})\n",
                 input.stage.0, input.mode
             ));
         }

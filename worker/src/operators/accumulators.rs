@@ -50,7 +50,7 @@ pub fn create(
     mode: AggMode,
     input_type: &DataType,
 ) -> Result<Box<dyn Accumulator>> {
-    let merge = mode == AggMode::Final;
+    let merge = matches!(mode, AggMode::Final | AggMode::Merge);
     if distinct {
         return match (func, input_type) {
             (AggFunc::Count, _) => Ok(Box::new(CountDistinct::new(input_type, merge)?)),

@@ -201,7 +201,7 @@ impl AggState {
     /// The argument columns each accumulator reads from `batch`.
     fn acc_inputs(&self, batch: &RecordBatch) -> Result<Vec<Vec<ArrayRef>>> {
         let mut out = Vec::with_capacity(self.aggs.len());
-        if self.mode == AggMode::Final {
+        if matches!(self.mode, AggMode::Final | AggMode::Merge) {
             let mut col = self.group_by.len();
             for a in &self.aggs {
                 let w = state_width(a.func, a.distinct);
@@ -292,6 +292,9 @@ impl AggState {
                 // as states would only hand the same batch to the merge.)
                 if self.mode == AggMode::Partial {
                     out.extend(self.pass_through(key_columns, &inputs, rows)?);
+                } else if self.mode == AggMode::Merge {
+                    // States in, states out: the batch goes on as it is.
+                    out.push(batch.clone());
                 } else if rows > 1 {
                     let half = rows / 2;
                     out.extend(self.push(batch.slice(0, half))?);
@@ -366,7 +369,7 @@ impl AggState {
     /// hash-partitioned spill files and merges them partition by partition
     /// at the end.
     fn relieve(&mut self) -> Result<Vec<RecordBatch>> {
-        if self.mode == AggMode::Partial {
+        if matches!(self.mode, AggMode::Partial | AggMode::Merge) {
             let groups = self.groups.as_ref().map_or(0, |g| g.n_groups());
             tracing::debug!(
                 groups,
@@ -490,7 +493,7 @@ impl AggState {
         let n = groups.n_groups();
         let mut columns = groups.take_keys()?;
         for acc in &mut self.accs {
-            if self.mode == AggMode::Partial {
+            if matches!(self.mode, AggMode::Partial | AggMode::Merge) {
                 columns.extend(acc.state()?);
             } else {
                 columns.push(acc.finish()?);
@@ -510,7 +513,7 @@ impl AggState {
         // Counts (and count states) are 0, not NULL.
         let mut col = 0;
         for a in &self.aggs {
-            let width = if self.mode == AggMode::Partial {
+            let width = if matches!(self.mode, AggMode::Partial | AggMode::Merge) {
                 state_width(a.func, a.distinct)
             } else {
                 1
@@ -519,8 +522,8 @@ impl AggState {
                 a.func,
                 keel_proto::plan::AggFunc::Count | keel_proto::plan::AggFunc::CountStar
             );
-            let is_avg_count =
-                self.mode == AggMode::Partial && a.func == keel_proto::plan::AggFunc::Avg;
+            let is_avg_count = matches!(self.mode, AggMode::Partial | AggMode::Merge)
+                && a.func == keel_proto::plan::AggFunc::Avg;
             if is_count {
                 columns[col] = Arc::new(arrow::array::Int64Array::from(vec![0i64]));
             }
