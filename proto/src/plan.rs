@@ -37,6 +37,13 @@ pub enum AggFunc {
     /// `theta_union_agg(s)` / `theta_intersect_agg(s)` over theta sketch BLOBs.
     ThetaUnionAgg,
     ThetaIntersectAgg,
+    /// `approx_quantile(x, q)`: a KLL sketch of the values (as doubles);
+    /// `q` in millionths (so the function stays `Eq`); `integer` rounds the
+    /// answer back to BIGINT, as DuckDB answers in the argument's type.
+    ApproxQuantile {
+        q_millionths: u32,
+        integer: bool,
+    },
 }
 
 impl AggFunc {
@@ -53,6 +60,7 @@ impl AggFunc {
             AggFunc::ThetaSketch { .. } => "theta_sketch",
             AggFunc::ThetaUnionAgg => "theta_union_agg",
             AggFunc::ThetaIntersectAgg => "theta_intersect_agg",
+            AggFunc::ApproxQuantile { .. } => "approx_quantile",
         }
     }
 }

@@ -149,12 +149,27 @@ def test_sketches_written_by_keel_are_read_by_python_and_back(two_shapes, events
         assert abs(both - limit) <= tolerance * limit, (limit, both)
 
 
+def test_approx_quantile_is_within_its_rank_error(two_shapes, events):
+    got = rows(two_shapes, events,
+               "SELECT month, approx_quantile(amount, 0.5) AS m, approx_quantile(amount, 0.9) AS p9, "
+               "approx_quantile(user_id, 0.25) AS q1 FROM events GROUP BY month ORDER BY month")
+    assert len(got) == 12
+    for month, m, p9, q1 in got:
+        assert isinstance(q1, int)
+        for column, value, q in [("amount", m, 0.5), ("amount", p9, 0.9), ("user_id", q1, 0.25)]:
+            [(rank,)] = exact(events, f"SELECT avg(CASE WHEN {column} <= {value} THEN 1.0 ELSE 0.0 END) "
+                                      f"FROM events WHERE month = {month} AND {column} IS NOT NULL")
+            assert abs(rank - q) <= 0.02, (month, column, q, value, rank)
+
+
 def test_sketch_errors(two_shapes, events):
     for sql, message in [
         ("SELECT theta_estimate(user_id) FROM events", "takes theta sketches (BLOB)"),
         ("SELECT theta_sketch(user_id, 40) FROM events", "lg_k is a constant from 4 to 26"),
         ("SELECT theta_upper_bound(theta_sketch(user_id), 5) FROM events", "1, 2 or 3"),
         ("SELECT theta_estimate(CAST('abc' AS BLOB)) FROM events LIMIT 1", "theta sketch"),
+        ("SELECT approx_quantile(amount, 1.5) FROM events", "q is a constant from 0 to 1"),
+        ("SELECT approx_quantile(gender, 0.5) FROM events", "approx_quantile() of VARCHAR"),
     ]:
         r = subprocess.run([binary("keel"), "sql", "--scheduler", two_shapes.url, "--table",
                             f"events={events}/events.parquet", sql], capture_output=True, text=True, timeout=120)

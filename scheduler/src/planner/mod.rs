@@ -814,7 +814,10 @@ fn partial_schema(
             AggFunc::ApproxCountDistinct
             | AggFunc::ThetaSketch { .. }
             | AggFunc::ThetaUnionAgg
-            | AggFunc::ThetaIntersectAgg => fields.push(Field::new(name, DataType::Binary, true)),
+            | AggFunc::ThetaIntersectAgg
+            | AggFunc::ApproxQuantile { .. } => {
+                fields.push(Field::new(name, DataType::Binary, true))
+            }
             AggFunc::Avg => {
                 fields.push(Field::new(format!("{name}_sum"), DataType::Float64, true));
                 fields.push(Field::new(format!("{name}_count"), DataType::Int64, true));

@@ -49,7 +49,7 @@ pub struct WindowColumn {
     pub data_type: DataType,
 }
 
-const AGGREGATES: [&str; 11] = [
+const AGGREGATES: [&str; 12] = [
     "count",
     "sum",
     "min",
@@ -61,6 +61,7 @@ const AGGREGATES: [&str; 11] = [
     "theta_sketch",
     "theta_union_agg",
     "theta_intersect_agg",
+    "approx_quantile",
 ];
 
 fn function_name(f: &ast::Function) -> String {
@@ -308,6 +309,25 @@ impl<'a> ExprBinder<'a> {
             let mut args = function_args(f)?;
             // theta_sketch(x, lg_k): the sketch's size, a constant.
             let mut lg_k = 12u8;
+            // approx_quantile(x, q): the quantile, a constant from 0 to 1.
+            let mut q = 0.5f64;
+            if name == "approx_quantile" {
+                if args.len() != 2 {
+                    return Err(SchedulerError::bind(format!(
+                        "approx_quantile(x, q) takes a value and a quantile, in {f}"
+                    )));
+                }
+                q = match args.pop() {
+                    Some(ast::Expr::Value(v)) => v.value.to_string().parse::<f64>().ok(),
+                    _ => None,
+                }
+                .filter(|q| (0.0..=1.0).contains(q))
+                .ok_or_else(|| {
+                    SchedulerError::bind(format!(
+                        "approx_quantile(x, q): q is a constant from 0 to 1, in {f}"
+                    ))
+                })?;
+            }
             if name == "theta_sketch" && args.len() == 2 {
                 lg_k = match args.pop() {
                     Some(ast::Expr::Value(v)) => v.value.to_string().parse::<u8>().ok(),
@@ -392,6 +412,28 @@ impl<'a> ExprBinder<'a> {
                     Some(sketch_value(arg, &t, f)?),
                     DataType::Binary,
                 ),
+                "approx_quantile" => {
+                    let integer = matches!(t, DataType::Int32 | DataType::Int64);
+                    if !types::is_numeric(&t) {
+                        return Err(SchedulerError::bind(format!(
+                            "approx_quantile() of {} is not supported in {f}",
+                            sql_name(&t)
+                        )));
+                    }
+                    let out = if integer {
+                        DataType::Int64
+                    } else {
+                        DataType::Float64
+                    };
+                    (
+                        AggFunc::ApproxQuantile {
+                            q_millionths: (q * 1e6).round() as u32,
+                            integer,
+                        },
+                        Some(cast_if_needed(arg, &t, &DataType::Float64)),
+                        out,
+                    )
+                }
                 "theta_union_agg" | "theta_intersect_agg" => {
                     if !matches!(t, DataType::Binary | DataType::Null) {
                         return Err(SchedulerError::bind(format!(
@@ -824,7 +866,7 @@ impl<'a> ExprBinder<'a> {
         }
         let func = Func::from_name(&name).ok_or_else(|| {
             SchedulerError::bind(format!(
-                "Unknown function {name}(); Keel supports abs, round, lower, upper, length, coalesce and octet_length, the theta_* functions and the aggregates count, sum, min, max, avg, first, approx_count_distinct, theta_sketch, theta_union_agg, theta_intersect_agg"
+                "Unknown function {name}(); Keel supports abs, round, lower, upper, length, coalesce and octet_length, the theta_* functions and the aggregates count, sum, min, max, avg, first, approx_count_distinct, approx_quantile, theta_sketch, theta_union_agg, theta_intersect_agg"
             ))
         })?;
         let args = function_args(f)?;

@@ -93,6 +93,14 @@ pub fn create(
         AggFunc::ThetaSketch { lg_k } => Box::new(super::sketches::ThetaAgg::new(lg_k, !merge)),
         AggFunc::ThetaUnionAgg => Box::new(super::sketches::ThetaAgg::new(12, false)),
         AggFunc::ThetaIntersectAgg => Box::new(super::sketches::ThetaIntersectAgg::new()),
+        AggFunc::ApproxQuantile {
+            q_millionths,
+            integer,
+        } => Box::new(super::sketches::ApproxQuantile::new(
+            q_millionths as f64 / 1e6,
+            integer,
+            merge,
+        )),
         AggFunc::First => Box::new(First {
             merge,
             picks: vec![],

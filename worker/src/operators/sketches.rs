@@ -10,8 +10,10 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, Int64Array};
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
+use datasketches::common::SearchCriteria;
 use datasketches::hash::value::{canonical_float, raw_bytes};
 use datasketches::hll::{HllSketch, HllType, HllUnion};
+use datasketches::kll::{KllFloat, KllSketch};
 use datasketches::theta::{
     CompactThetaSketch, ThetaIntersection, ThetaSketch, ThetaSketchBuilder, ThetaUnion,
     ThetaUnionBuilder,
@@ -358,6 +360,97 @@ impl Accumulator for ThetaIntersectAgg {
             .iter()
             .flatten()
             .map(ThetaIntersection::estimated_size)
+            .sum()
+    }
+}
+
+/// `approx_quantile(x, q)`: a KLL sketch of each group's values (k = 200,
+/// about 1.3% rank error), merged across tasks from its serialized form.
+/// NaN values are left out.
+pub struct ApproxQuantile {
+    q: f64,
+    integer: bool,
+    merge: bool,
+    sketches: Vec<Option<KllSketch<KllFloat<f64>>>>,
+}
+
+impl ApproxQuantile {
+    pub fn new(q: f64, integer: bool, merge: bool) -> Self {
+        ApproxQuantile {
+            q,
+            integer,
+            merge,
+            sketches: vec![],
+        }
+    }
+
+    fn sketch(&mut self, g: u32) -> &mut KllSketch<KllFloat<f64>> {
+        self.sketches[g as usize].get_or_insert_with(|| KllSketch::new(200).expect("a valid k"))
+    }
+}
+
+impl Accumulator for ApproxQuantile {
+    fn update(&mut self, groups: &[u32], n_groups: usize, inputs: &[ArrayRef]) -> Result<()> {
+        self.sketches.resize_with(n_groups, || None);
+        if self.merge {
+            let states = inputs[0].as_binary::<i32>();
+            for (i, g) in groups.iter().enumerate() {
+                if states.is_null(i) {
+                    continue;
+                }
+                let other = KllSketch::<KllFloat<f64>>::deserialize(states.value(i))
+                    .map_err(|e| WorkerError::eval(format!("approx_quantile state: {e}")))?;
+                self.sketch(*g)
+                    .merge(&other)
+                    .map_err(|e| WorkerError::eval(format!("approx_quantile: {e}")))?;
+            }
+        } else {
+            let values = inputs[0].as_primitive::<Float64Type>().clone();
+            for (i, g) in groups.iter().enumerate() {
+                if values.is_valid(i) {
+                    if let Ok(v) = KllFloat::<f64>::new(values.value(i)) {
+                        self.sketch(*g).update(v);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn state(&mut self) -> Result<Vec<ArrayRef>> {
+        let states: BinaryArray = std::mem::take(&mut self.sketches)
+            .into_iter()
+            .map(|s| s.map(|s| s.serialize()))
+            .collect();
+        Ok(vec![Arc::new(states)])
+    }
+
+    fn finish(&mut self) -> Result<ArrayRef> {
+        let q = self.q;
+        let values = std::mem::take(&mut self.sketches)
+            .into_iter()
+            .map(|s| match s {
+                Some(s) => s
+                    .quantile(q, SearchCriteria::Inclusive)
+                    .map(|v| v.map(|v| v.into_inner()))
+                    .map_err(|e| WorkerError::eval(format!("approx_quantile: {e}"))),
+                None => Ok(None),
+            })
+            .collect::<Result<Vec<Option<f64>>>>()?;
+        Ok(if self.integer {
+            Arc::new(Int64Array::from_iter(
+                values.into_iter().map(|v| v.map(|v| v.round() as i64)),
+            ))
+        } else {
+            Arc::new(arrow::array::Float64Array::from(values))
+        })
+    }
+
+    fn size(&self) -> usize {
+        self.sketches
+            .iter()
+            .flatten()
+            .map(|s| s.num_retained() * 8 + 64)
             .sum()
     }
 }

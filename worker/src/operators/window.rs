@@ -399,7 +399,8 @@ fn frame_aggregate(
         | AggFunc::ApproxCountDistinct
         | AggFunc::ThetaSketch { .. }
         | AggFunc::ThetaUnionAgg
-        | AggFunc::ThetaIntersectAgg => {
+        | AggFunc::ThetaIntersectAgg
+        | AggFunc::ApproxQuantile { .. } => {
             return Err(WorkerError::eval(format!(
                 "{}() over a window is not supported",
                 func.name()
