@@ -73,8 +73,17 @@ pub enum DataSet {
     /// Story 4: two daily snapshots of 40 signals whose sizes spread 100×
     /// (day1/ and day2/, one Parquet file per signal; 10 k to 1 M rows at scale 1).
     Backups(GenArgs),
-    /// Story 2: a bike-share trips table (trips/, about 9.5 M rows at scale 1).
-    Trips(GenArgs),
+    /// Story 2: a bike-share trips table (trips/): --rows N, or --scale S (about 9.5 M rows at scale 1).
+    Trips {
+        #[arg(long, conflicts_with = "scale", required_unless_present = "scale")]
+        rows: Option<u64>,
+        #[arg(long)]
+        scale: Option<f64>,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
     /// Story 3: device polls and alerts (polls/ and alerts/), the hottest
     /// device owning about a quarter of each.
     Devices {
@@ -288,10 +297,26 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
             Ok(())
         }
         Command::Datagen {
-            set: DataSet::Trips(GenArgs { scale, out, seed }),
+            set:
+                DataSet::Trips {
+                    rows,
+                    scale,
+                    out,
+                    seed,
+                },
         } => {
             let started = Instant::now();
-            let t = crate::datagen_trips::generate(scale, seed, &out)?;
+            let rows = match (rows, scale) {
+                (Some(0), _) => {
+                    return Err(ClientError::Usage {
+                        message: "--rows must be at least 1".into(),
+                    })
+                }
+                (Some(n), _) => n,
+                (None, Some(s)) => crate::datagen_trips::rows_at_scale(s)?,
+                (None, None) => unreachable!("clap requires --rows or --scale"),
+            };
+            let t = crate::datagen_trips::generate(rows, seed, &out)?;
             eprintln!(
                 "wrote {} trips in {} files under {} in {:.1}s",
                 t.rows,

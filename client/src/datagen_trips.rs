@@ -142,13 +142,17 @@ impl Columns {
     }
 }
 
-pub fn generate(scale: f64, seed: u64, out: &Path) -> Result<Trips, ClientError> {
+/// Rows at `scale` (1 is about 9.5 M).
+pub fn rows_at_scale(scale: f64) -> Result<u64, ClientError> {
     if !(scale > 0.0 && scale.is_finite()) {
         return Err(ClientError::Usage {
             message: format!("--scale must be a positive number, got {scale}"),
         });
     }
-    let rows = ((ROWS * scale) as u64).max(1);
+    Ok(((ROWS * scale) as u64).max(1))
+}
+
+pub fn generate(rows: u64, seed: u64, out: &Path) -> Result<Trips, ClientError> {
     let dir = out.join("trips");
     std::fs::create_dir_all(&dir).map_err(|e| ClientError::Io {
         path: dir.display().to_string(),
