@@ -124,15 +124,8 @@ pub struct SqlArgs {
 pub struct ProfileArgs {
     /// The table: a Parquet file, directory or glob, or a name registered with --table.
     target: String,
-    /// Scheduler to submit to; without it an embedded cluster runs the jobs.
-    #[arg(long, env = "KEEL_SCHEDULER", conflicts_with = "workers")]
-    scheduler: Option<String>,
-    /// Workers of the embedded cluster (default: the number of cores).
-    #[arg(long)]
-    workers: Option<usize>,
-    /// Register a table: NAME=PATH.
-    #[arg(long = "table", value_parser = parse_table)]
-    tables: Vec<(String, String)>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
     /// The columns to relate (default: every column with at most --max-distinct values).
     #[arg(long, value_delimiter = ',')]
     columns: Vec<String>,
@@ -156,9 +149,10 @@ pub struct ExplainArgs {
     analyze: bool,
 }
 
+/// Where jobs run and the tables they may name.
 #[derive(Args)]
-pub struct QueryArgs {
-    /// Scheduler to submit to; without it an embedded cluster runs the query.
+pub struct ClusterArgs {
+    /// Scheduler to submit to; without it an embedded cluster runs the job.
     #[arg(long, env = "KEEL_SCHEDULER", conflicts_with = "workers")]
     scheduler: Option<String>,
     /// Workers of the embedded cluster (default: the number of cores).
@@ -167,6 +161,12 @@ pub struct QueryArgs {
     /// Register a table: NAME=PATH (a file, a directory or a glob).
     #[arg(long = "table", value_parser = parse_table)]
     tables: Vec<(String, String)>,
+}
+
+#[derive(Args)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
     /// Read the query from a file.
@@ -246,13 +246,14 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
             analyze,
         }) => {
             let sql = args.sql()?;
-            let session = Session::open(args.scheduler.as_deref(), args.workers).await?;
+            let session =
+                Session::open(args.cluster.scheduler.as_deref(), args.cluster.workers).await?;
             let plan = if analyze {
-                run_query(&session.client, &sql, &args.tables)
+                run_query(&session.client, &sql, &args.cluster.tables)
                     .await
                     .map(|r| r.report.analyzed_plan)
             } else {
-                session.client.explain(&sql, &args.tables).await
+                session.client.explain(&sql, &args.cluster.tables).await
             };
             session.close().await;
             print!("{}", plan?);
@@ -393,8 +394,8 @@ async fn sql(
     }: SqlArgs,
 ) -> Result<(), ClientError> {
     let sql = args.sql()?;
-    let session = Session::open(args.scheduler.as_deref(), args.workers).await?;
-    let result = run_query(&session.client, &sql, &args.tables).await;
+    let session = Session::open(args.cluster.scheduler.as_deref(), args.cluster.workers).await?;
+    let result = run_query(&session.client, &sql, &args.cluster.tables).await;
     session.close().await;
     let result = result?;
     if let Some(path) = &profile {
@@ -443,18 +444,23 @@ async fn sql(
 
 async fn profile(args: ProfileArgs) -> Result<(), ClientError> {
     use crate::profile::{choose_columns, compute, counts_sql, source};
-    let from = source(&args.target, &args.tables);
-    let session = Session::open(args.scheduler.as_deref(), args.workers).await?;
+    let from = source(&args.target, &args.cluster.tables);
+    let session = Session::open(args.cluster.scheduler.as_deref(), args.cluster.workers).await?;
     let run = async {
         let columns = choose_columns(
             &session.client,
             &from,
-            &args.tables,
+            &args.cluster.tables,
             &args.columns,
             args.max_distinct,
         )
         .await?;
-        let result = run_query(&session.client, &counts_sql(&from, &columns), &args.tables).await?;
+        let result = run_query(
+            &session.client,
+            &counts_sql(&from, &columns),
+            &args.cluster.tables,
+        )
+        .await?;
         Ok::<_, ClientError>(compute(&columns, &result.batches))
     };
     let result = run.await;
