@@ -454,3 +454,105 @@ impl Accumulator for ApproxQuantile {
             .sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Float64Array, StringArray};
+
+    use super::*;
+
+    /// Runs `make(false)` over `inputs` split across two partial
+    /// accumulators (group = row % groups), merges their states in
+    /// `make(true)`, and returns the final column.
+    fn two_phase(
+        make: impl Fn(bool) -> Box<dyn Accumulator>,
+        input: ArrayRef,
+        groups: usize,
+    ) -> ArrayRef {
+        let n = input.len();
+        let ids: Vec<u32> = (0..n as u32).map(|i| i % groups as u32).collect();
+        let half = n / 2;
+        let mut states = vec![];
+        for (from, to) in [(0, half), (half, n)] {
+            let mut partial = make(false);
+            partial
+                .update(&ids[from..to], groups, &[input.slice(from, to - from)])
+                .unwrap();
+            states.push(partial.state().unwrap().remove(0));
+        }
+        let mut merge = make(true);
+        for s in &states {
+            let g: Vec<u32> = (0..s.len() as u32).collect();
+            merge.update(&g, groups, &[s.clone()]).unwrap();
+        }
+        merge.finish().unwrap()
+    }
+
+    #[test]
+    fn hll_counts_distinct_values_across_partial_states() {
+        // 20 000 values, 5 000 distinct, over two groups (each sees all 5 000 as v % 5000).
+        let values: Int64Array = (0..20_000i64).map(|i| Some(i % 5000)).collect();
+        let out = two_phase(
+            |m| Box::new(ApproxCountDistinct::new(m)),
+            Arc::new(values),
+            2,
+        );
+        for &c in out.as_primitive::<Int64Type>().values() {
+            assert!((c - 2500).abs() <= 50, "{c}");
+        }
+    }
+
+    #[test]
+    fn theta_sketches_union_and_intersect_exactly_below_capacity() {
+        let names: StringArray = (0..3000).map(|i| Some(format!("u{}", i % 1000))).collect();
+        let out = two_phase(|m| Box::new(ThetaAgg::new(12, !m)), Arc::new(names), 1);
+        let sketch = read_theta(out.as_binary::<i32>().value(0)).unwrap();
+        assert_eq!(sketch.estimate(), 1000.0);
+
+        // Two sketches overlapping in 500 values: union 1500, intersection 500.
+        let a: Int64Array = (0..1000i64).map(Some).collect();
+        let b: Int64Array = (500..1500i64).map(Some).collect();
+        let sketch_of = |v: Int64Array| {
+            let mut acc = ThetaAgg::new(12, true);
+            acc.update(&vec![0; v.len()], 1, &[Arc::new(v)]).unwrap();
+            acc.finish().unwrap()
+        };
+        let both = arrow::compute::concat(&[sketch_of(a).as_ref(), sketch_of(b).as_ref()]).unwrap();
+        let mut union = ThetaAgg::new(12, false);
+        union.update(&[0, 0], 1, &[both.clone()]).unwrap();
+        let u = union.finish().unwrap();
+        assert_eq!(
+            read_theta(u.as_binary::<i32>().value(0))
+                .unwrap()
+                .estimate(),
+            1500.0
+        );
+        let mut inter = ThetaIntersectAgg::new();
+        inter.update(&[0, 0], 2, &[both]).unwrap();
+        let i = inter.finish().unwrap();
+        let i = i.as_binary::<i32>();
+        assert_eq!(read_theta(i.value(0)).unwrap().estimate(), 500.0);
+        // A group with no sketch has no intersection.
+        assert!(i.is_null(1));
+    }
+
+    #[test]
+    fn kll_quantiles_are_within_rank_error() {
+        let values: Float64Array = (0..100_000).map(|i| Some((i % 1000) as f64)).collect();
+        let out = two_phase(
+            |m| Box::new(ApproxQuantile::new(0.9, false, m)),
+            Arc::new(values),
+            1,
+        );
+        let q = out.as_primitive::<Float64Type>().value(0);
+        assert!((q - 900.0).abs() <= 20.0, "{q}");
+        let ints: Float64Array = (0..1000).map(|i| Some(i as f64)).collect();
+        let out = two_phase(
+            |m| Box::new(ApproxQuantile::new(0.5, true, m)),
+            Arc::new(ints),
+            1,
+        );
+        let m = out.as_primitive::<Int64Type>().value(0);
+        assert!((m - 500).abs() <= 15, "{m}");
+    }
+}
