@@ -36,9 +36,9 @@ COLUMNS = ["year", "month", "week", "day", "hour", "usertype", "gender", "from_s
 EXACT = "SELECT month, gender, count(DISTINCT trip_id) AS n FROM trips GROUP BY month, gender"
 APPROX = "SELECT month, gender, approx_count_distinct(trip_id) AS n FROM trips GROUP BY month, gender"
 SKETCHES = """
-SELECT 'month' AS col, CAST(month AS VARCHAR) AS value, theta_sketch(trip_id, 14) AS sk FROM trips GROUP BY month
+SELECT 'month' AS col, CAST(month AS VARCHAR) AS value, theta_sketch(trip_id, 18) AS sk FROM trips GROUP BY month
 UNION ALL
-SELECT 'gender', gender, theta_sketch(trip_id, 14) FROM trips GROUP BY gender
+SELECT 'gender', gender, theta_sketch(trip_id, 18) FROM trips GROUP BY gender
 """
 INTERSECT = """
 SELECT CAST(m.value AS INTEGER) AS month, g.value AS gender, theta_estimate(theta_intersect(m.sk, g.sk)) AS n
