@@ -75,6 +75,18 @@ pub struct AggExpr {
     pub distinct: bool,
 }
 
+impl AggExpr {
+    /// How many state columns it has between the phases (a DISTINCT one's
+    /// state is its set, one column; avg's a sum and a count).
+    pub fn state_width(&self) -> usize {
+        if self.func == AggFunc::Avg && !self.distinct {
+            2
+        } else {
+            1
+        }
+    }
+}
+
 /// Two-phase aggregation: `Partial` turns rows into per-group states before
 /// a shuffle, `Final` merges states after it; `Single` does both at once
 /// (used for DISTINCT aggregates, whose state is a set).
@@ -452,14 +464,24 @@ impl PlanNode {
                 ..
             } => {
                 let in_schema = input.schema();
+                // Merging modes read state columns, in order after the keys.
+                let mut state = group_by.len();
                 let a: Vec<String> = aggs
                     .iter()
                     .map(|a| {
-                        let arg = a
-                            .arg
-                            .as_ref()
-                            .map(|e| e.named(&in_schema).to_string())
-                            .unwrap_or_else(|| "*".into());
+                        let arg = if matches!(mode, AggMode::Final | AggMode::Merge) {
+                            let names: Vec<&str> = (state..state + a.state_width())
+                                .filter_map(|i| in_schema.fields().get(i))
+                                .map(|f| f.name().as_str())
+                                .collect();
+                            state += a.state_width();
+                            names.join(", ")
+                        } else {
+                            a.arg
+                                .as_ref()
+                                .map(|e| e.named(&in_schema).to_string())
+                                .unwrap_or_else(|| "*".into())
+                        };
                         let d = if a.distinct { "DISTINCT " } else { "" };
                         format!("{}({d}{arg})", a.func.name())
                     })

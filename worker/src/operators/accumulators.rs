@@ -32,16 +32,6 @@ pub trait Accumulator: Send {
     fn size(&self) -> usize;
 }
 
-/// How many state columns an aggregate has between the phases (a DISTINCT
-/// one's state is its set, one column).
-pub fn state_width(func: AggFunc, distinct: bool) -> usize {
-    if func == AggFunc::Avg && !distinct {
-        2
-    } else {
-        1
-    }
-}
-
 /// Creates the accumulator for `func` over values of `input_type` (the
 /// argument's type for raw input; ignored for counts).
 pub fn create(

@@ -21,7 +21,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use keel_proto::expr::Expr;
 use keel_proto::plan::{AggExpr, AggMode};
 
-use super::accumulators::{self, state_width, Accumulator};
+use super::accumulators::{self, Accumulator};
 use super::group_table::GroupTable;
 use super::{BatchIter, KeyEncoder, BATCH_ROWS};
 use crate::error::{ArrowContext, Result, WorkerError};
@@ -204,7 +204,7 @@ impl AggState {
         if matches!(self.mode, AggMode::Final | AggMode::Merge) {
             let mut col = self.group_by.len();
             for a in &self.aggs {
-                let w = state_width(a.func, a.distinct);
+                let w = a.state_width();
                 out.push(batch.columns()[col..col + w].to_vec());
                 col += w;
             }
@@ -514,7 +514,7 @@ impl AggState {
         let mut col = 0;
         for a in &self.aggs {
             let width = if matches!(self.mode, AggMode::Partial | AggMode::Merge) {
-                state_width(a.func, a.distinct)
+                a.state_width()
             } else {
                 1
             };
