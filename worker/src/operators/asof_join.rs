@@ -10,17 +10,17 @@
 //! NULL key or time never matches.
 
 use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
-use arrow::compute::{cast, concat_batches, take};
+use arrow::compute::{cast, take};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow_row::{RowConverter, Rows};
 use keel_proto::expr::Expr;
 use keel_proto::plan::{Asof, AsofDirection};
 
-use super::key_runs::{as_type, converter, or_constant, KeyRuns};
+use super::key_runs::{as_type, converter, hold, or_constant, KeyRuns};
 use super::BatchIter;
 use crate::error::{ArrowContext, Result, WorkerError};
 use crate::eval::evaluate;
-use crate::memory::{batch_memory, Reservation};
+use crate::memory::Reservation;
 
 pub struct AsofJoinSpec {
     pub left: BatchIter,
@@ -48,14 +48,12 @@ pub fn asof_join(spec: AsofJoinSpec) -> Result<BatchIter> {
         mut reservation,
     } = spec;
     let (left_keys, right_keys) = (or_constant(left_keys), or_constant(right_keys));
-    let mut held = vec![];
-    for b in right {
-        let b = b?;
-        reservation.grow(batch_memory(&b))?;
-        held.push(b);
-    }
-    let batch = concat_batches(&right_schema, &held).context("asof join right side")?;
-    drop(held);
+    let batch = hold(
+        right,
+        &right_schema,
+        &mut reservation,
+        "asof join right side",
+    )?;
     let side = RightSide::new(batch, &right_keys, &asof, &mut reservation)?;
     let mut left = left;
     Ok(Box::new(std::iter::from_fn(move || {

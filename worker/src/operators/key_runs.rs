@@ -8,15 +8,16 @@
 //! left out: they never match.
 
 use arrow::array::{Array, ArrayRef, RecordBatch};
-use arrow::compute::{cast, SortOptions};
-use arrow::datatypes::DataType;
+use arrow::compute::{cast, concat_batches, SortOptions};
+use arrow::datatypes::{DataType, SchemaRef};
 use arrow_row::{RowConverter, Rows, SortField};
 use hashbrown::HashTable;
 use keel_proto::expr::{Expr, ScalarValue};
 
-use super::hash_bytes;
+use super::{hash_bytes, BatchIter};
 use crate::error::{ArrowContext, Result};
 use crate::eval::evaluate;
+use crate::memory::{batch_memory, Reservation};
 
 const ORDER: SortOptions = SortOptions {
     descending: false,
@@ -31,6 +32,29 @@ pub struct KeyRuns {
     pub order: Vec<u32>,
     /// Each key's run in `order`, as (start, end), hashed by the key's bytes.
     runs: HashTable<(u32, u32)>,
+}
+
+/// Reads a side a join holds whole into one batch, reserving it as it
+/// arrives and its concatenated copy while both exist.
+pub fn hold(
+    input: BatchIter,
+    schema: &SchemaRef,
+    reservation: &mut Reservation,
+    what: &'static str,
+) -> Result<RecordBatch> {
+    let mut held = vec![];
+    let mut bytes = 0;
+    for b in input {
+        let b = b?;
+        bytes += batch_memory(&b);
+        reservation.grow(batch_memory(&b))?;
+        held.push(b);
+    }
+    reservation.grow(bytes)?;
+    let batch = concat_batches(schema, &held).context(what)?;
+    drop(held);
+    reservation.resize(batch_memory(&batch))?;
+    Ok(batch)
 }
 
 /// The keys of a join without any: one constant, so every row has the same.

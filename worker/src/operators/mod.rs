@@ -135,22 +135,15 @@ pub fn build(plan: &PlanNode, ctx: &mut ExecContext) -> Result<BatchIter> {
             };
             let build_iter = build(build_side, ctx)?;
             let probe_iter = build(probe_side, ctx)?;
-            // Without keys (a nested loop) every row has the same one.
-            let constant = vec![keel_proto::expr::Expr::Literal(
-                keel_proto::expr::ScalarValue::Boolean(true),
-            )];
-            let (build_keys, probe_keys) = if build_keys.is_empty() {
-                (&constant, &constant)
-            } else {
-                (build_keys, probe_keys)
-            };
+
             join::hash_join(join::JoinSpec {
                 build: build_iter,
                 build_schema: Arc::new(build_side.schema()),
                 probe: probe_iter,
                 probe_schema: Arc::new(probe_side.schema()),
-                build_keys: build_keys.clone(),
-                probe_keys: probe_keys.clone(),
+                // Without keys (a nested loop) every row has the same one.
+                build_keys: key_runs::or_constant(build_keys.clone()),
+                probe_keys: key_runs::or_constant(probe_keys.clone()),
                 join_type: *join_type,
                 build_left: *build_left,
                 filter: filter.clone(),

@@ -14,17 +14,17 @@
 //! orderable type works; a NULL key or bound never matches.
 
 use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
-use arrow::compute::{concat_batches, filter_record_batch, take_record_batch};
+use arrow::compute::{filter_record_batch, take_record_batch};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow_row::{Row, RowConverter, Rows};
 use keel_proto::expr::Expr;
 use keel_proto::plan::Band;
 
-use super::key_runs::{as_type, converter, or_constant, KeyRuns};
+use super::key_runs::{as_type, converter, hold, or_constant, KeyRuns};
 use super::{BatchIter, BATCH_ROWS};
 use crate::error::{ArrowContext, Result};
 use crate::eval::{evaluate, evaluate_predicate};
-use crate::memory::{batch_memory, Reservation};
+use crate::memory::Reservation;
 
 pub struct RangeJoinSpec {
     pub left: BatchIter,
@@ -58,14 +58,12 @@ pub fn range_join(spec: RangeJoinSpec) -> Result<BatchIter> {
     } else {
         (left, left_schema, left_keys, right, right_keys)
     };
-    let mut held = vec![];
-    for b in intervals {
-        let b = b?;
-        reservation.grow(batch_memory(&b))?;
-        held.push(b);
-    }
-    let iv = concat_batches(&interval_schema, &held).context("range join intervals")?;
-    drop(held);
+    let iv = hold(
+        intervals,
+        &interval_schema,
+        &mut reservation,
+        "range join intervals",
+    )?;
     let index = Intervals::new(iv, &interval_keys, &band, &mut reservation)?;
     let mut points = Some(points);
     let mut pending: Vec<RecordBatch> = vec![];
