@@ -461,7 +461,7 @@ async fn profile(args: ProfileArgs) -> Result<(), ClientError> {
             &args.cluster.tables,
         )
         .await?;
-        Ok::<_, ClientError>(compute(&columns, &result.batches))
+        compute(&columns, &result.batches)
     };
     let result = run.await;
     session.close().await;

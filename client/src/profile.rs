@@ -12,7 +12,8 @@ use std::io::Write;
 use std::path::Path;
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::Int64Type;
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Int64Type};
 
 use crate::client::KeelClient;
 use crate::error::ClientError;
@@ -92,13 +93,14 @@ pub async fn choose_columns(
     Ok(chosen)
 }
 
-/// The one query: each column and each pair as a grouping set, values as text.
+/// The one query: each column and each pair as a grouping set, values in
+/// their own types (compared as text by [`compute`]).
 pub fn counts_sql(from: &str, columns: &[String]) -> String {
     let keys: Vec<String> = (0..columns.len()).map(|i| format!("k{i}")).collect();
     let casts: Vec<String> = columns
         .iter()
         .zip(&keys)
-        .map(|(c, k)| format!("CAST({} AS VARCHAR) AS {k}", quote(c)))
+        .map(|(c, k)| format!("{} AS {k}", quote(c)))
         .collect();
     let mut sets: Vec<String> = keys.iter().map(|k| format!("({k})")).collect();
     for i in 0..keys.len() {
@@ -115,7 +117,7 @@ pub fn counts_sql(from: &str, columns: &[String]) -> String {
 }
 
 /// Theil's U for every ordered pair, from the rows of [`counts_sql`].
-pub fn compute(columns: &[String], batches: &[RecordBatch]) -> Profile {
+pub fn compute(columns: &[String], batches: &[RecordBatch]) -> Result<Profile, ClientError> {
     let m = columns.len();
     // Per column: value -> N_x. Per pair (i < j): (x, y) -> N_xy.
     let mut single: Vec<HashMap<Option<String>, u64>> = vec![HashMap::new(); m];
@@ -124,7 +126,13 @@ pub fn compute(columns: &[String], batches: &[RecordBatch]) -> Profile {
     for b in batches {
         let g = b.column(m).as_primitive::<Int64Type>();
         let n = b.column(m + 1).as_primitive::<Int64Type>();
-        let keys: Vec<_> = (0..m).map(|i| b.column(i).as_string::<i32>()).collect();
+        let text = (0..m)
+            .map(|i| cast(b.column(i), &DataType::Utf8))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ClientError::Protocol {
+                message: format!("profile counts as text: {e}"),
+            })?;
+        let keys: Vec<_> = text.iter().map(|k| k.as_string::<i32>()).collect();
         for r in 0..b.num_rows() {
             // Bit m-1-i is set where key i is left out of the row's set.
             let grouped: Vec<usize> = (0..m)
@@ -177,12 +185,12 @@ pub fn compute(columns: &[String], batches: &[RecordBatch]) -> Profile {
         u[*i][*j] = coefficient(h[*i], h_i_given_j);
         u[*j][*i] = coefficient(h[*j], h_j_given_i);
     }
-    Profile {
+    Ok(Profile {
         columns: columns.to_vec(),
         distinct: single.iter().map(|s| s.len() as u64).collect(),
         u,
         rows,
-    }
+    })
 }
 
 impl Profile {

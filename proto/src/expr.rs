@@ -4,10 +4,11 @@
 //! so by the time an expression crosses the wire both operands of a binary
 //! operator have the same type and typing here is a simple walk.
 
-use arrow_schema::{DataType, Schema, TimeUnit};
+use arrow_schema::{DataType, IntervalUnit, Schema, TimeUnit};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+pub use crate::func::Func;
 use crate::ProtoError;
 
 /// A constant. Integers are 64-bit and decimals are doubles, as in DuckDB's
@@ -24,6 +25,13 @@ pub enum ScalarValue {
     Date32(i32),
     /// Microseconds since the epoch, no time zone.
     Timestamp(i64),
+    /// `INTERVAL …`: months, days and microseconds, kept apart as in DuckDB
+    /// (a month is not a fixed number of days).
+    Interval {
+        months: i32,
+        days: i32,
+        micros: i64,
+    },
 }
 
 impl ScalarValue {
@@ -37,6 +45,7 @@ impl ScalarValue {
             ScalarValue::Utf8(_) => DataType::Utf8,
             ScalarValue::Date32(_) => DataType::Date32,
             ScalarValue::Timestamp(_) => timestamp_type(),
+            ScalarValue::Interval { .. } => DataType::Interval(IntervalUnit::MonthDayNano),
         }
     }
 }
@@ -110,62 +119,6 @@ impl BinaryOp {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Func {
-    Abs,
-    Round,
-    Lower,
-    Upper,
-    Length,
-    Coalesce,
-    OctetLength,
-    ThetaUnion,
-    ThetaIntersect,
-    ThetaANotB,
-    ThetaEstimate,
-    ThetaLowerBound,
-    ThetaUpperBound,
-}
-
-impl Func {
-    pub fn from_name(name: &str) -> Option<Func> {
-        Some(match name {
-            "abs" => Func::Abs,
-            "round" => Func::Round,
-            "lower" => Func::Lower,
-            "upper" => Func::Upper,
-            "length" => Func::Length,
-            "coalesce" => Func::Coalesce,
-            "octet_length" => Func::OctetLength,
-            "theta_union" => Func::ThetaUnion,
-            "theta_intersect" => Func::ThetaIntersect,
-            "theta_a_not_b" => Func::ThetaANotB,
-            "theta_estimate" => Func::ThetaEstimate,
-            "theta_lower_bound" => Func::ThetaLowerBound,
-            "theta_upper_bound" => Func::ThetaUpperBound,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Func::Abs => "abs",
-            Func::Round => "round",
-            Func::Lower => "lower",
-            Func::Upper => "upper",
-            Func::Length => "length",
-            Func::Coalesce => "coalesce",
-            Func::OctetLength => "octet_length",
-            Func::ThetaUnion => "theta_union",
-            Func::ThetaIntersect => "theta_intersect",
-            Func::ThetaANotB => "theta_a_not_b",
-            Func::ThetaEstimate => "theta_estimate",
-            Func::ThetaLowerBound => "theta_lower_bound",
-            Func::ThetaUpperBound => "theta_upper_bound",
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Expr {
     Column(usize),
@@ -197,6 +150,11 @@ pub enum Expr {
         otherwise: Option<Box<Expr>>,
     },
     Cast {
+        expr: Box<Expr>,
+        to: DataType,
+    },
+    /// `TRY_CAST`: NULL where the value does not convert.
+    TryCast {
         expr: Box<Expr>,
         to: DataType,
     },
@@ -264,19 +222,14 @@ impl Expr {
                     None => DataType::Null,
                 }
             }
-            Expr::Cast { to, .. } => to.clone(),
-            Expr::Func { func, args } => match func {
-                Func::Length | Func::OctetLength => DataType::Int64,
-                Func::ThetaUnion | Func::ThetaIntersect | Func::ThetaANotB => DataType::Binary,
-                Func::ThetaEstimate | Func::ThetaLowerBound | Func::ThetaUpperBound => {
-                    DataType::Float64
-                }
-                Func::Lower | Func::Upper => DataType::Utf8,
-                Func::Abs | Func::Round | Func::Coalesce => match args.first() {
-                    Some(a) => a.data_type(schema)?,
-                    None => DataType::Null,
-                },
-            },
+            Expr::Cast { to, .. } | Expr::TryCast { to, .. } => to.clone(),
+            Expr::Func { func, args } => {
+                let types = args
+                    .iter()
+                    .map(|a| a.data_type(schema))
+                    .collect::<Result<Vec<_>, _>>()?;
+                func.return_type(&types)
+            }
         })
     }
 
@@ -292,7 +245,9 @@ impl Expr {
             Expr::Not(e) | Expr::Negative(e) | Expr::IsNull(e) | Expr::IsNotNull(e) => {
                 e.columns(out)
             }
-            Expr::Like { expr, .. } | Expr::Cast { expr, .. } => expr.columns(out),
+            Expr::Like { expr, .. } | Expr::Cast { expr, .. } | Expr::TryCast { expr, .. } => {
+                expr.columns(out)
+            }
             Expr::InList { expr, list, .. } => {
                 expr.columns(out);
                 list.iter().for_each(|e| e.columns(out));
@@ -356,6 +311,10 @@ impl Expr {
                 expr: r(expr),
                 to: to.clone(),
             },
+            Expr::TryCast { expr, to } => Expr::TryCast {
+                expr: r(expr),
+                to: to.clone(),
+            },
             Expr::Func { func, args } => Expr::Func {
                 func: *func,
                 args: args.iter().map(|a| a.remap_columns(map)).collect(),
@@ -375,6 +334,14 @@ impl fmt::Display for ScalarValue {
             ScalarValue::Utf8(s) => write!(f, "'{}'", s.replace('\'', "''")),
             ScalarValue::Date32(d) => write!(f, "DATE#{d}"),
             ScalarValue::Timestamp(t) => write!(f, "TIMESTAMP#{t}"),
+            ScalarValue::Interval {
+                months,
+                days,
+                micros,
+            } => write!(
+                f,
+                "INTERVAL '{months} months {days} days {micros} microseconds'"
+            ),
         }
     }
 }
@@ -463,6 +430,7 @@ fn fmt_expr(e: &Expr, names: Option<&Schema>, f: &mut fmt::Formatter<'_>) -> fmt
                 write!(f, " END")
             }
             Expr::Cast { expr, to } => write!(f, "CAST({} AS {to})", n(expr)),
+            Expr::TryCast { expr, to } => write!(f, "TRY_CAST({} AS {to})", n(expr)),
             Expr::Func { func, args } => {
                 let items: Vec<String> = args.iter().map(|a| n(a)).collect();
                 write!(f, "{}({})", func.name(), items.join(", "))

@@ -4,6 +4,7 @@
 //! - `pb`: the gRPC services and messages generated from `proto/keel.proto`.
 //! - [`ids`]: typed identifiers for jobs, stages, tasks and workers.
 //! - [`expr`]: physical expressions (column indices, literals, functions) and their typing rules.
+//! - [`func`]: the scalar functions, their names and return types.
 //! - [`plan`]: the operator tree a task runs and the sink it writes to.
 //! - [`task`]: the task descriptor sent to workers, its shuffle inputs and its bincode codec.
 //! - [`size`]: parsing byte sizes such as `4GiB`.
@@ -11,6 +12,7 @@
 
 pub mod error;
 pub mod expr;
+pub mod func;
 pub mod ids;
 pub mod plan;
 pub mod size;

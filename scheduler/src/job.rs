@@ -6,14 +6,17 @@
 //!            ▲                       │
 //!            └──failed (attempts left) / worker lost
 //! Job:    Running ──final stage done──▶ Succeeded
-//!            └──task out of attempts──▶ Failed      └──cancel──▶ Cancelled
+//!            └──task out of attempts, or a user error──▶ Failed
+//!            └──cancel──▶ Cancelled
 //! ```
 
 use std::time::Instant;
 
 use arrow::datatypes::Schema;
 use keel_proto::ids::{JobId, StageId, TaskId, WorkerId};
-use keel_proto::pb::{FetchFailure, JobSummary, ResultLocation, StageProgress, TaskSucceeded};
+use keel_proto::pb::{
+    FetchFailure, JobSummary, ResultLocation, StageProgress, TaskFailed, TaskSucceeded,
+};
 use keel_proto::plan::{FileSplit, PlanNode};
 use keel_proto::task::{encode, FetchSpec, PartitionTicket, ShuffleInput, TaskDescriptor};
 
@@ -460,8 +463,7 @@ impl Job {
         stage: u32,
         task: u32,
         attempt: u32,
-        message: &str,
-        out_of_memory: bool,
+        failed: &TaskFailed,
         max_attempts: u32,
     ) -> Outcome {
         if self.state != JobState::Running {
@@ -470,6 +472,12 @@ impl Job {
         let Some((_, run)) = self.running_task(stage, task, attempt) else {
             return Outcome::Ignored;
         };
+        let (message, out_of_memory) = (failed.message.as_str(), failed.out_of_memory);
+        if failed.user_error {
+            // The query or its data is at fault: another attempt would fail alike.
+            self.fail(format!("stage {stage} task {task} failed: {message}"));
+            return Outcome::JobFailed;
+        }
         run.failures += 1;
         let mut why = message.to_string();
         if out_of_memory {

@@ -362,3 +362,26 @@ fn a_stage_like_one_that_ran_before_starts_from_its_measurements() {
     h.job("later", &[400; 4]);
     assert_eq!(tasks_of(&h.launched(), "later"), vec![0, 1, 2, 3]);
 }
+
+#[test]
+fn a_user_error_fails_the_job_at_once() {
+    let mut h = Harness::new(true);
+    let w = h.worker(4, LIMIT_FOR_1000MIB);
+    h.job("div", &[200]);
+    assert_eq!(h.launched().len(), 1);
+    let failed = TaskFailed {
+        message: "Divide by zero error".into(),
+        user_error: true,
+        ..Default::default()
+    };
+    h.report(&w, "div", 0, 0, task_status::Result::Failed(failed));
+    let job = h.job_state("div");
+    match &job.state {
+        JobState::Failed(message) => {
+            assert_eq!(message, "stage 1 task 0 failed: Divide by zero error")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(job.retries.is_empty(), "{:?}", job.retries);
+    assert!(h.launched().is_empty(), "no second attempt");
+}

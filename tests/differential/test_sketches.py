@@ -164,7 +164,7 @@ def test_approx_quantile_is_within_its_rank_error(two_shapes, events):
 
 def test_sketch_errors(two_shapes, events):
     for sql, message in [
-        ("SELECT theta_estimate(user_id) FROM events", "takes theta sketches (BLOB)"),
+        ("SELECT theta_estimate(user_id) FROM events", "needs a theta sketch (BLOB) as argument 1, got BIGINT"),
         ("SELECT theta_sketch(user_id, 40) FROM events", "lg_k is a constant from 4 to 26"),
         ("SELECT theta_upper_bound(theta_sketch(user_id), 5) FROM events", "1, 2 or 3"),
         ("SELECT theta_estimate(CAST('abc' AS BLOB)) FROM events LIMIT 1", "theta sketch"),

@@ -25,6 +25,12 @@ pub enum WorkerError {
         #[source]
         source: ParquetError,
     },
+    #[error("cannot open input file {path}: {source}")]
+    Input {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -63,6 +69,34 @@ pub enum WorkerError {
 }
 
 impl WorkerError {
+    /// Whether the task's own input or expressions are at fault (a division
+    /// by zero, a failed cast, an overflow, a corrupt or missing file, a
+    /// type error found at run time): every attempt would fail the same
+    /// way, so the job fails at once. Lost peers, I/O and memory are the
+    /// infrastructure's, and retried.
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            WorkerError::Arrow { source, .. } => !matches!(
+                source,
+                ArrowError::IoError(..)
+                    | ArrowError::MemoryError(_)
+                    | ArrowError::ExternalError(_)
+                    | ArrowError::IpcError(_)
+            ),
+            WorkerError::Parquet { .. } | WorkerError::Input { .. } | WorkerError::Eval { .. } => {
+                true
+            }
+            WorkerError::ParquetWrite { .. }
+            | WorkerError::Io { .. }
+            | WorkerError::Fetch { .. }
+            | WorkerError::MemoryExhausted { .. }
+            | WorkerError::CannotProceed { .. }
+            | WorkerError::Proto(_)
+            | WorkerError::Scheduler { .. }
+            | WorkerError::Cancelled => false,
+        }
+    }
+
     pub fn eval(message: impl Into<String>) -> Self {
         WorkerError::Eval {
             message: message.into(),

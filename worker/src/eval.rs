@@ -11,8 +11,8 @@ use arrow::array::{
 };
 use arrow::compute::kernels::{boolean, cmp, comparison, numeric, zip::zip};
 use arrow::compute::{cast_with_options, prep_null_mask_filter, CastOptions};
-use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type};
-use keel_proto::expr::{BinaryOp, Expr, Func, ScalarValue};
+use arrow::datatypes::{DataType, Float64Type};
+use keel_proto::expr::{BinaryOp, Expr, ScalarValue};
 
 use crate::error::{ArrowContext, Result, WorkerError};
 
@@ -61,6 +61,13 @@ pub fn scalar_array(v: &ScalarValue) -> ArrayRef {
         ScalarValue::Utf8(s) => Arc::new(StringArray::from(vec![s.as_str()])),
         ScalarValue::Date32(d) => Arc::new(Date32Array::from(vec![*d])),
         ScalarValue::Timestamp(t) => Arc::new(TimestampMicrosecondArray::from(vec![*t])),
+        ScalarValue::Interval {
+            months,
+            days,
+            micros,
+        } => Arc::new(arrow::array::IntervalMonthDayNanoArray::from(vec![
+            arrow::datatypes::IntervalMonthDayNano::new(*months, *days, micros * 1000),
+        ])),
     }
 }
 
@@ -165,36 +172,34 @@ pub fn eval(expr: &Expr, batch: &RecordBatch) -> Result<Value> {
             }
             Value::Array(result)
         }
-        Expr::Cast { expr, to } => {
-            let v = eval(expr, batch)?;
-            let from = v.data_type().clone();
-            let cast_one = |a: &ArrayRef| -> Result<ArrayRef> {
-                // A double casts to the nearest integer, ties to even as in
-                // DuckDB (2.5 -> 2, 3.5 -> 4); Arrow would truncate.
-                let a = if from == DataType::Float64
-                    && matches!(to, DataType::Int32 | DataType::Int64)
-                {
-                    let f = a.as_any().downcast_ref::<Float64Array>().expect("float64");
-                    Arc::new(f.unary::<_, Float64Type>(f64::round_ties_even)) as ArrayRef
-                } else {
-                    a.clone()
-                };
-                cast_with_options(
-                    &a,
-                    to,
-                    &CastOptions {
-                        safe: false,
-                        ..Default::default()
-                    },
-                )
-                .map_err(|e| WorkerError::eval(format!("cannot cast {from} to {to}: {e}")))
-            };
-            match &v {
-                Value::Array(a) => Value::Array(cast_one(a)?),
-                Value::Scalar(s) => Value::Scalar(cast_one(s)?),
-            }
-        }
-        Expr::Func { func, args } => Value::Array(function(*func, args, batch)?),
+        Expr::Cast { expr, to } => cast_value(eval(expr, batch)?, to, false)?,
+        Expr::TryCast { expr, to } => cast_value(eval(expr, batch)?, to, true)?,
+        Expr::Func { func, args } => Value::Array(crate::functions::call(*func, args, batch)?),
+    })
+}
+
+/// `CAST`, or with `safe` `TRY_CAST` (NULL where a value does not convert).
+fn cast_value(v: Value, to: &DataType, safe: bool) -> Result<Value> {
+    let from = v.data_type().clone();
+    let cast_one = |a: &ArrayRef| -> Result<ArrayRef> {
+        // A double casts to the nearest integer, ties to even as in
+        // DuckDB (2.5 -> 2, 3.5 -> 4); Arrow would truncate.
+        let a = if from == DataType::Float64 && matches!(to, DataType::Int32 | DataType::Int64) {
+            let f = a.as_any().downcast_ref::<Float64Array>().expect("float64");
+            Arc::new(f.unary::<_, Float64Type>(f64::round_ties_even)) as ArrayRef
+        } else {
+            a.clone()
+        };
+        let options = CastOptions {
+            safe,
+            ..Default::default()
+        };
+        cast_with_options(&a, to, &options)
+            .map_err(|e| WorkerError::eval(format!("cannot cast {from} to {to}: {e}")))
+    };
+    Ok(match &v {
+        Value::Array(a) => Value::Array(cast_one(a)?),
+        Value::Scalar(s) => Value::Scalar(cast_one(s)?),
     })
 }
 
@@ -297,109 +302,11 @@ fn zero_of(t: &DataType) -> Result<ArrayRef> {
     })
 }
 
-fn function(func: Func, args: &[Expr], batch: &RecordBatch) -> Result<ArrayRef> {
-    let arg = |i: usize| evaluate(&args[i], batch);
-    match func {
-        Func::Abs => {
-            let a = arg(0)?;
-            Ok(match a.data_type() {
-                DataType::Int32 => Arc::new(
-                    downcast::<Int32Array>(&a)?.unary::<_, Int32Type>(|x| x.wrapping_abs()),
-                ),
-                DataType::Int64 => Arc::new(
-                    downcast::<Int64Array>(&a)?.unary::<_, Int64Type>(|x| x.wrapping_abs()),
-                ),
-                DataType::Float64 => {
-                    Arc::new(downcast::<Float64Array>(&a)?.unary::<_, Float64Type>(|x| x.abs()))
-                }
-                other => return Err(WorkerError::eval(format!("abs() of {other}"))),
-            })
-        }
-        Func::Round => {
-            let a = arg(0)?;
-            let digits = match args.get(1) {
-                Some(Expr::Literal(ScalarValue::Int64(d))) => *d as i32,
-                Some(Expr::Literal(ScalarValue::Int32(d))) => *d,
-                Some(other) => {
-                    return Err(WorkerError::eval(format!(
-                        "round() digits must be a constant, got {other}"
-                    )))
-                }
-                None => 0,
-            };
-            Ok(match a.data_type() {
-                DataType::Float64 => {
-                    let scale = 10f64.powi(digits);
-                    // f64::round rounds half away from zero, as DuckDB does.
-                    Arc::new(
-                        downcast::<Float64Array>(&a)?
-                            .unary::<_, Float64Type>(|x| (x * scale).round() / scale),
-                    )
-                }
-                DataType::Int32 | DataType::Int64 => a,
-                other => return Err(WorkerError::eval(format!("round() of {other}"))),
-            })
-        }
-        Func::Lower | Func::Upper => {
-            let a = arg(0)?;
-            let s = downcast::<StringArray>(&a)?;
-            let out: StringArray = if func == Func::Lower {
-                s.iter().map(|v| v.map(str::to_lowercase)).collect()
-            } else {
-                s.iter().map(|v| v.map(str::to_uppercase)).collect()
-            };
-            Ok(Arc::new(out))
-        }
-        Func::Length => {
-            let a = arg(0)?;
-            let s = downcast::<StringArray>(&a)?;
-            // Characters, not bytes, as in DuckDB.
-            let out: Int64Array = s
-                .iter()
-                .map(|v| v.map(|s| s.chars().count() as i64))
-                .collect();
-            Ok(Arc::new(out))
-        }
-        Func::OctetLength => {
-            let a = arg(0)?;
-            let b = downcast::<arrow::array::BinaryArray>(&a)?;
-            let out: Int64Array = b.iter().map(|v| v.map(|v| v.len() as i64)).collect();
-            Ok(Arc::new(out))
-        }
-        Func::ThetaUnion
-        | Func::ThetaIntersect
-        | Func::ThetaANotB
-        | Func::ThetaEstimate
-        | Func::ThetaLowerBound
-        | Func::ThetaUpperBound => {
-            let values = args
-                .iter()
-                .map(|a| evaluate(a, batch))
-                .collect::<Result<Vec<_>>>()?;
-            crate::sketch_functions::theta(func, &values)
-        }
-        Func::Coalesce => {
-            let mut result = arg(args.len() - 1)?;
-            for i in (0..args.len() - 1).rev() {
-                let a = arg(i)?;
-                let present = boolean::is_not_null(a.as_ref()).context("coalesce")?;
-                result = zip(&present, &a, &result).context("coalesce")?;
-            }
-            Ok(result)
-        }
-    }
-}
-
-fn downcast<T: 'static>(a: &ArrayRef) -> Result<&T> {
-    a.as_any()
-        .downcast_ref::<T>()
-        .ok_or_else(|| WorkerError::eval(format!("unexpected argument type {}", a.data_type())))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use arrow::datatypes::{Field, Schema};
+    use keel_proto::expr::Func;
 
     fn batch() -> RecordBatch {
         let schema = Schema::new(vec![

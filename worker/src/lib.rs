@@ -3,7 +3,7 @@
 //! # Layout
 //! - [`operators`]: one operator per file (scan, filter, project, aggregate, join, sort, limit, union).
 //! - [`eval`]: expression evaluation with Arrow compute kernels.
-//! - [`sketch_functions`]: scalar functions over theta sketch BLOBs.
+//! - [`functions`]: scalar functions by family (math, text, patterns, dates and times, theta sketches).
 //! - [`memory`]: the worker-wide fair memory pool, reservations, per-task peaks and spill directories.
 //! - [`spill`]: spill files (compressed Arrow IPC) and the hash partitioning spilling operators share.
 //! - [`input`]: shuffle inputs as bounded streams; broadcast sides fetched once per worker and shared.
@@ -19,6 +19,7 @@
 pub mod allocator;
 pub mod error;
 pub mod eval;
+pub mod functions;
 pub mod memory;
 pub mod operators;
 
@@ -30,5 +31,4 @@ pub mod runner;
 pub mod service;
 pub mod shuffle;
 pub mod sink;
-pub mod sketch_functions;
 pub mod spill;

@@ -112,6 +112,7 @@ pub async fn run_task(
                     e,
                     WorkerError::MemoryExhausted { .. } | WorkerError::CannotProceed { .. }
                 ),
+                user_error: e.is_user_error(),
             })
         }
     });

@@ -578,9 +578,15 @@ impl Planner {
 
     /// A global aggregate's partial states from more tasks than the fan-in
     /// k: levels of Merge aggregates, each task merging at most k states,
-    /// until at most k remain for the final gather.
+    /// until at most k remain for the final gather. k is the configured
+    /// fan-in, lowered (to 2 at least) where k states would not fit in
+    /// `MERGE_INPUT_BYTES` (theta sketches of a large `lg_k`).
     fn reduce_tree(&mut self, partial: Fragment, aggs: &[AggExpr]) -> Fragment {
-        let k = self.config.tree_fan_in;
+        let state: usize = aggs.iter().map(state_bytes).sum();
+        let k = self
+            .config
+            .tree_fan_in
+            .min((MERGE_INPUT_BYTES / state.max(1)).max(2));
         let mut tasks = match &partial.source {
             Source::Scan(t) => t.len(),
             Source::Hash => self.config.shuffle_partitions as usize,
@@ -909,4 +915,27 @@ fn distinct_in_two_phases(
         })
         .collect();
     Some((deduplicated, aggs))
+}
+
+/// What a merge task may receive, in partial states of a global aggregate.
+const MERGE_INPUT_BYTES: usize = 256 << 20;
+
+/// The largest serialized partial state of one aggregate (one group).
+fn state_bytes(agg: &AggExpr) -> usize {
+    match agg.func {
+        AggFunc::CountStar
+        | AggFunc::Count
+        | AggFunc::Sum
+        | AggFunc::Min
+        | AggFunc::Max
+        | AggFunc::Avg
+        | AggFunc::First => 16,
+        // HLL_8 of lg_k 14: a byte a register.
+        AggFunc::ApproxCountDistinct => 1 << 14,
+        // A full sketch: 2^lg_k hashes of 8 bytes.
+        AggFunc::ThetaSketch { lg_k } => 8 << lg_k,
+        AggFunc::ThetaUnionAgg | AggFunc::ThetaIntersectAgg => 8 << 12,
+        // KLL of k = 200 over a few million values.
+        AggFunc::ApproxQuantile { .. } => 8 << 10,
+    }
 }

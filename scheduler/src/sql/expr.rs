@@ -12,6 +12,7 @@ use sqlparser::ast::{
     self, BinaryOperator, FunctionArg, FunctionArgExpr, FunctionArguments, UnaryOperator,
 };
 
+use super::functions;
 use super::scope::Scope;
 use super::types::{
     self, binary, cast_if_needed, common_type, from_sql, sql_name, temporal_literal,
@@ -126,7 +127,39 @@ fn visit_calls<'e>(e: &'e ast::Expr, visit: &mut dyn FnMut(&'e ast::Function) ->
         | E::IsNotNull(expr)
         | E::Cast { expr, .. }
         | E::Like { expr, .. }
-        | E::ILike { expr, .. } => visit_calls(expr, visit),
+        | E::ILike { expr, .. }
+        | E::Extract { expr, .. }
+        | E::Ceil { expr, .. }
+        | E::Floor { expr, .. } => visit_calls(expr, visit),
+        E::Position { expr, r#in } => {
+            visit_calls(expr, visit);
+            visit_calls(r#in, visit);
+        }
+        E::Substring {
+            expr,
+            substring_from,
+            substring_for,
+            ..
+        } => {
+            visit_calls(expr, visit);
+            for x in substring_from.iter().chain(substring_for) {
+                visit_calls(x, visit);
+            }
+        }
+        E::Trim {
+            expr,
+            trim_what,
+            trim_characters,
+            ..
+        } => {
+            visit_calls(expr, visit);
+            for x in trim_what.iter() {
+                visit_calls(x, visit);
+            }
+            for x in trim_characters.iter().flatten() {
+                visit_calls(x, visit);
+            }
+        }
         E::Between {
             expr, low, high, ..
         } => {
@@ -582,6 +615,14 @@ impl<'a> ExprBinder<'a> {
                 }
             }
             E::Nested(inner) => self.bind(inner)?,
+            E::BinaryOp {
+                left,
+                op: BinaryOperator::StringConcat,
+                right,
+            } => {
+                let args = vec![self.bind(left)?, self.bind(right)?];
+                functions::bind(Func::ConcatOp, args, &e.to_string())?
+            }
             E::BinaryOp { left, op, right } => {
                 let op = binary_op(op, e)?;
                 let (l, lt) = self.bind(left)?;
@@ -591,6 +632,8 @@ impl<'a> ExprBinder<'a> {
                     DataType::Boolean
                 } else if op == BinaryOp::Div {
                     DataType::Float64
+                } else if types::is_interval(&lt) || types::is_interval(&rt) {
+                    keel_proto::expr::timestamp_type()
                 } else {
                     common_type(&lt, &rt, true, true)
                         .filter(|t| *t != DataType::Null)
@@ -729,11 +772,18 @@ impl<'a> ExprBinder<'a> {
                 kind,
                 ..
             } => {
-                if matches!(kind, ast::CastKind::TryCast | ast::CastKind::SafeCast) {
-                    return Err(SchedulerError::unsupported(format!("{e}")));
-                }
                 let (x, t) = self.bind(expr)?;
                 let to = from_sql(data_type)?;
+                if matches!(kind, ast::CastKind::TryCast | ast::CastKind::SafeCast) {
+                    let x = match (x, &t == &to) {
+                        (x, true) => x,
+                        (x, false) => Expr::TryCast {
+                            expr: Box::new(x),
+                            to: to.clone(),
+                        },
+                    };
+                    return Ok((x, to));
+                }
                 if let (
                     Expr::Literal(ScalarValue::Utf8(s)),
                     DataType::Date32 | DataType::Timestamp(..),
@@ -744,6 +794,75 @@ impl<'a> ExprBinder<'a> {
                 (cast_if_needed(x, &t, &to), to)
             }
             E::Function(f) => self.function(e, f)?,
+            E::Extract { field, expr, .. } => {
+                let part = (
+                    Expr::Literal(ScalarValue::Utf8(field.to_string())),
+                    DataType::Utf8,
+                );
+                let args = vec![part, self.bind(expr)?];
+                functions::bind(Func::DatePart, args, &e.to_string())?
+            }
+            E::Substring {
+                expr,
+                substring_from,
+                substring_for,
+                ..
+            } => {
+                let mut args = vec![self.bind(expr)?];
+                args.push(match substring_from {
+                    Some(from) => self.bind(from)?,
+                    None => (Expr::Literal(ScalarValue::Int64(1)), DataType::Int64),
+                });
+                if let Some(n) = substring_for {
+                    args.push(self.bind(n)?);
+                }
+                functions::bind(Func::Substr, args, &e.to_string())?
+            }
+            E::Trim {
+                expr,
+                trim_where,
+                trim_what,
+                trim_characters,
+            } => {
+                let func = match trim_where {
+                    Some(ast::TrimWhereField::Leading) => Func::Ltrim,
+                    Some(ast::TrimWhereField::Trailing) => Func::Rtrim,
+                    _ => Func::Trim,
+                };
+                let mut args = vec![self.bind(expr)?];
+                match (trim_what, trim_characters.as_deref()) {
+                    (Some(what), None) => args.push(self.bind(what)?),
+                    (None, Some([chars])) => args.push(self.bind(chars)?),
+                    (None, None) => {}
+                    _ => return Err(SchedulerError::unsupported(format!("{e}"))),
+                }
+                functions::bind(func, args, &e.to_string())?
+            }
+            E::Position { expr, r#in } => {
+                let args = vec![self.bind(r#in)?, self.bind(expr)?];
+                functions::bind(Func::Strpos, args, &e.to_string())?
+            }
+            E::Ceil { expr, field } | E::Floor { expr, field } => {
+                if !matches!(
+                    field,
+                    ast::CeilFloorKind::DateTimeField(ast::DateTimeField::NoDateTime)
+                ) {
+                    return Err(SchedulerError::unsupported(format!(
+                        "{e}: ceil and floor take one number"
+                    )));
+                }
+                let func = if matches!(e, E::Ceil { .. }) {
+                    Func::Ceil
+                } else {
+                    Func::Floor
+                };
+                functions::bind(func, vec![self.bind(expr)?], &e.to_string())?
+            }
+            E::Interval(interval) => {
+                let v = types::interval_literal(interval)?;
+                let t = v.data_type();
+                (Expr::Literal(v), t)
+            }
             other => return Err(SchedulerError::unsupported(format!("expression {other}"))),
         })
     }
@@ -796,28 +915,39 @@ impl<'a> ExprBinder<'a> {
         else_result: Option<&ast::Expr>,
     ) -> Result<Typed> {
         let operand = operand.map(|o| self.bind(o)).transpose()?;
-        let mut whens = vec![];
-        let mut results = vec![];
+        let mut branches = vec![];
         for c in conditions {
             let (cond, ct) = self.bind(&c.condition)?;
             let cond = match &operand {
-                Some((o, ot)) => binary(BinaryOp::Eq, o.clone(), ot, cond, &ct, &e.to_string())?,
-                None => {
-                    if !matches!(ct, DataType::Boolean | DataType::Null) {
-                        return Err(SchedulerError::bind(format!(
-                            "CASE WHEN needs a BOOLEAN condition, got {} in {e}",
-                            sql_name(&ct)
-                        )));
-                    }
-                    cond
-                }
+                Some((o, ot)) => (
+                    binary(BinaryOp::Eq, o.clone(), ot, cond, &ct, &e.to_string())?,
+                    DataType::Boolean,
+                ),
+                None => (cond, ct),
             };
-            whens.push(cond);
-            results.push(self.bind(&c.result)?);
+            branches.push((cond, self.bind(&c.result)?));
         }
         let otherwise = else_result.map(|x| self.bind(x)).transpose()?;
+        self.case_of(e, branches, otherwise)
+    }
+
+    /// A searched CASE from bound conditions and results, in one result type.
+    fn case_of(
+        &self,
+        e: &ast::Expr,
+        branches: Vec<(Typed, Typed)>,
+        otherwise: Option<Typed>,
+    ) -> Result<Typed> {
         let mut t = DataType::Null;
-        for (_, rt) in results.iter().chain(otherwise.iter()) {
+        for ((_, ct), _) in &branches {
+            if !matches!(ct, DataType::Boolean | DataType::Null) {
+                return Err(SchedulerError::bind(format!(
+                    "CASE WHEN needs a BOOLEAN condition, got {} in {e}",
+                    sql_name(ct)
+                )));
+            }
+        }
+        for (_, rt) in branches.iter().map(|(_, r)| r).chain(otherwise.iter()) {
             t = common_type(&t, rt, false, false).ok_or_else(|| {
                 SchedulerError::bind(format!(
                     "CASE branches have incompatible types {} and {} in {e}",
@@ -826,10 +956,9 @@ impl<'a> ExprBinder<'a> {
                 ))
             })?;
         }
-        let whens = whens
+        let whens = branches
             .into_iter()
-            .zip(results)
-            .map(|(w, (r, rt))| (w, cast_if_needed(r, &rt, &t)))
+            .map(|((w, _), (r, rt))| (w, cast_if_needed(r, &rt, &t)))
             .collect();
         let otherwise = otherwise.map(|(o, ot)| Box::new(cast_if_needed(o, &ot, &t)));
         Ok((Expr::Case { whens, otherwise }, t))
@@ -864,172 +993,27 @@ impl<'a> ExprBinder<'a> {
                 "nearest(a.t, b.t) is the time condition of an ASOF JOIN and belongs in its ON clause",
             ));
         }
-        let func = Func::from_name(&name).ok_or_else(|| {
-            SchedulerError::bind(format!(
-                "Unknown function {name}(); Keel supports abs, round, lower, upper, length, coalesce and octet_length, the theta_* functions and the aggregates count, sum, min, max, avg, first, approx_count_distinct, approx_quantile, theta_sketch, theta_union_agg, theta_intersect_agg"
-            ))
-        })?;
         let args = function_args(f)?;
         let bound = args
             .iter()
             .map(|a| self.bind(a))
             .collect::<Result<Vec<_>>>()?;
-        let arity_error = |expected: &str| {
-            SchedulerError::bind(format!(
-                "{name}() takes {expected} argument(s), got {} in {e}",
-                bound.len()
-            ))
-        };
-        match func {
-            Func::Abs => {
-                let [(x, t)] = bound.as_slice() else {
-                    return Err(arity_error("1"));
-                };
-                if !types::is_numeric(t) {
-                    return Err(SchedulerError::bind(format!(
-                        "abs() needs a number, got {} in {e}",
-                        sql_name(t)
-                    )));
-                }
-                Ok((
-                    Expr::Func {
-                        func,
-                        args: vec![x.clone()],
-                    },
-                    t.clone(),
-                ))
-            }
-            Func::Round => {
-                let (x, t) = bound.first().ok_or_else(|| arity_error("1 or 2"))?;
-                if bound.len() > 2 || !types::is_numeric(t) {
-                    return Err(SchedulerError::bind(format!(
-                        "round() needs a number and optional digits: {e}"
-                    )));
-                }
-                let mut out_args = vec![x.clone()];
-                if let Some((d, _)) = bound.get(1) {
-                    out_args.push(d.clone());
-                }
-                Ok((
-                    Expr::Func {
-                        func,
-                        args: out_args,
-                    },
-                    t.clone(),
-                ))
-            }
-            Func::Lower | Func::Upper | Func::Length => {
-                let [(x, t)] = bound.as_slice() else {
-                    return Err(arity_error("1"));
-                };
-                if !matches!(t, DataType::Utf8 | DataType::Null) {
-                    return Err(SchedulerError::bind(format!(
-                        "{name}() needs VARCHAR, got {} in {e}",
-                        sql_name(t)
-                    )));
-                }
-                let x = cast_if_needed(x.clone(), t, &DataType::Utf8);
-                let out = if func == Func::Length {
-                    DataType::Int64
-                } else {
-                    DataType::Utf8
-                };
-                Ok((
-                    Expr::Func {
-                        func,
-                        args: vec![x],
-                    },
-                    out,
-                ))
-            }
-            Func::OctetLength => {
-                let [(x, t)] = bound.as_slice() else {
-                    return Err(arity_error("1"));
-                };
-                if !matches!(t, DataType::Binary | DataType::Utf8 | DataType::Null) {
-                    return Err(SchedulerError::bind(format!(
-                        "octet_length() needs BLOB or VARCHAR, got {} in {e}",
-                        sql_name(t)
-                    )));
-                }
-                let x = cast_if_needed(x.clone(), t, &DataType::Binary);
-                Ok((
-                    Expr::Func {
-                        func,
-                        args: vec![x],
-                    },
-                    DataType::Int64,
-                ))
-            }
-            Func::ThetaUnion
-            | Func::ThetaIntersect
-            | Func::ThetaANotB
-            | Func::ThetaEstimate
-            | Func::ThetaLowerBound
-            | Func::ThetaUpperBound => {
-                let (sketches, out) = match func {
-                    Func::ThetaEstimate => (1, DataType::Float64),
-                    Func::ThetaLowerBound | Func::ThetaUpperBound => (1, DataType::Float64),
-                    _ => (2, DataType::Binary),
-                };
-                let bounds = matches!(func, Func::ThetaLowerBound | Func::ThetaUpperBound);
-                if bound.len() != sketches + usize::from(bounds) {
-                    return Err(arity_error(if bounds {
-                        "2"
-                    } else if sketches == 2 {
-                        "2"
-                    } else {
-                        "1"
-                    }));
-                }
-                let mut args = vec![];
-                for (x, t) in &bound[..sketches] {
-                    if !matches!(t, DataType::Binary | DataType::Null) {
-                        return Err(SchedulerError::bind(format!(
-                            "{name}() takes theta sketches (BLOB), got {} in {e}",
-                            sql_name(t)
-                        )));
-                    }
-                    args.push(cast_if_needed(x.clone(), t, &DataType::Binary));
-                }
-                if bounds {
-                    match &bound[1].0 {
-                        Expr::Literal(ScalarValue::Int64(k @ 1..=3)) => {
-                            args.push(Expr::Literal(ScalarValue::Int64(*k)))
-                        }
-                        Expr::Literal(ScalarValue::Int32(k @ 1..=3)) => {
-                            args.push(Expr::Literal(ScalarValue::Int64(*k as i64)))
-                        }
-                        _ => {
-                            return Err(SchedulerError::bind(format!(
-                                "{name}(sketch, k): k is the number of standard deviations, 1, 2 or 3, in {e}"
-                            )))
-                        }
-                    }
-                }
-                Ok((Expr::Func { func, args }, out))
-            }
-            Func::Coalesce => {
-                if bound.is_empty() {
-                    return Err(arity_error("at least 1"));
-                }
-                let mut t = DataType::Null;
-                for (_, at) in &bound {
-                    t = common_type(&t, at, false, false).ok_or_else(|| {
-                        SchedulerError::bind(format!(
-                            "coalesce() arguments have incompatible types {} and {} in {e}",
-                            sql_name(&t),
-                            sql_name(at)
-                        ))
-                    })?;
-                }
-                let args = bound
-                    .into_iter()
-                    .map(|(x, xt)| cast_if_needed(x, &xt, &t))
-                    .collect();
-                Ok((Expr::Func { func, args }, t))
-            }
+        if name == "if" {
+            // if(c, a, b) is CASE WHEN c THEN a ELSE b END.
+            let [cond, then, otherwise] = <[Typed; 3]>::try_from(bound).map_err(|b| {
+                SchedulerError::bind(format!("if() takes 3 argument(s), got {} in {e}", b.len()))
+            })?;
+            return self.case_of(e, vec![(cond, then)], Some(otherwise));
         }
+        let func = Func::from_name(&name).ok_or_else(|| {
+            let scalars: Vec<&str> = Func::names().filter(|n| *n != "||").collect();
+            SchedulerError::bind(format!(
+                "Unknown function {name}(); Keel's scalar functions are {}, if; its aggregates {}",
+                scalars.join(", "),
+                AGGREGATES.join(", ")
+            ))
+        })?;
+        super::functions::bind(func, bound, &e.to_string())
     }
 }
 

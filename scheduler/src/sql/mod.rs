@@ -3,6 +3,7 @@
 //! - [`scope`]: name resolution.
 //! - [`types`]: SQL type names, coercion and literals.
 //! - [`expr`]: expression binding, including aggregates.
+//! - [`functions`]: scalar function signatures: argument checks, casts, result types.
 //! - [`query`]: SELECT, GROUP BY, ORDER BY, LIMIT, UNION ALL, CTEs.
 //! - [`from`]: FROM items and joins.
 //! - [`asof`]: ASOF joins (rewritten before parsing) and their time condition.
@@ -10,6 +11,7 @@
 mod asof;
 pub mod expr;
 mod from;
+mod functions;
 mod query;
 pub mod scope;
 pub mod types;

@@ -115,6 +115,9 @@ pub fn binary(
             sql_name(rt)
         ))
     };
+    if is_interval(lt) || is_interval(rt) {
+        return shift_in_time(op, l, lt, r, rt, shown);
+    }
     if matches!(op, BinaryOp::And | BinaryOp::Or) {
         for t in [lt, rt] {
             if !matches!(t, DataType::Boolean | DataType::Null) {
@@ -156,6 +159,109 @@ pub fn binary(
         cast_if_needed(l, lt, &common),
         cast_if_needed(r, rt, &common),
     ))
+}
+
+pub fn is_interval(t: &DataType) -> bool {
+    matches!(t, DataType::Interval(_))
+}
+
+/// `date or timestamp ± interval` (and `interval + date or timestamp`): a
+/// TIMESTAMP, as in DuckDB, with the time on the left.
+fn shift_in_time(
+    op: BinaryOp,
+    l: Expr,
+    lt: &DataType,
+    r: Expr,
+    rt: &DataType,
+    shown: &str,
+) -> Result<Expr> {
+    let (time, time_type, interval) = match (op, is_temporal(lt), is_temporal(rt)) {
+        (BinaryOp::Add | BinaryOp::Sub, true, false) if is_interval(rt) => (l, lt, r),
+        (BinaryOp::Add, false, true) if is_interval(lt) => (r, rt, l),
+        _ => {
+            return Err(SchedulerError::bind(format!(
+                "Cannot apply {} to {} and {} in {shown}: an INTERVAL is added to or subtracted from a DATE or TIMESTAMP",
+                op.symbol(),
+                sql_name(lt),
+                sql_name(rt)
+            )))
+        }
+    };
+    let time = cast_if_needed(time, time_type, &timestamp_type());
+    Ok(Expr::binary(op, time, interval))
+}
+
+/// An `INTERVAL` literal: `INTERVAL 1 YEAR`, `INTERVAL '90 minutes'`,
+/// `INTERVAL '1 year 2 months'`, `INTERVAL '3' DAY`.
+pub fn interval_literal(interval: &sqlparser::ast::Interval) -> Result<ScalarValue> {
+    use sqlparser::ast::{Expr as E, UnaryOperator, Value};
+    let bad = || {
+        SchedulerError::bind(format!(
+            "invalid interval {interval}: write INTERVAL 3 DAY or INTERVAL '90 minutes'"
+        ))
+    };
+    let (negative, value) = match interval.value.as_ref() {
+        E::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => (true, expr.as_ref()),
+        v => (false, v),
+    };
+    let text = match value {
+        E::Value(v) => match &v.value {
+            Value::Number(n, _) => n.clone(),
+            Value::SingleQuotedString(s) => s.clone(),
+            _ => return Err(bad()),
+        },
+        _ => {
+            return Err(SchedulerError::unsupported(format!(
+                "interval {interval}: the quantity must be a literal"
+            )))
+        }
+    };
+    let text = match &interval.leading_field {
+        Some(field) => format!("{text} {field}"),
+        None => text,
+    };
+    let words: Vec<&str> = text.split_whitespace().collect();
+    if words.is_empty() || words.len() % 2 != 0 {
+        return Err(bad());
+    }
+    let (mut months, mut days, mut micros) = (0i64, 0i64, 0i64);
+    for pair in words.chunks(2) {
+        let n: i64 = pair[0].parse().map_err(|_| bad())?;
+        let unit = pair[1].to_ascii_lowercase();
+        // Plurals: "minutes", "hrs"; but "ms" and "us" are units of their own.
+        let unit = unit
+            .strip_suffix('s')
+            .filter(|u| u.len() > 1)
+            .unwrap_or(&unit);
+        match unit {
+            "year" | "y" | "yr" => months += 12 * n,
+            "quarter" => months += 3 * n,
+            "month" | "mon" => months += n,
+            "week" | "w" => days += 7 * n,
+            "day" | "d" => days += n,
+            "hour" | "h" | "hr" => micros += n * 3_600_000_000,
+            "minute" | "m" | "min" => micros += n * 60_000_000,
+            "second" | "sec" | "s" => micros += n * 1_000_000,
+            "millisecond" | "ms" | "msec" => micros += n * 1_000,
+            "microsecond" | "us" | "usec" => micros += n,
+            _ => {
+                return Err(SchedulerError::bind(format!(
+                    "unknown interval unit '{}' in {interval}",
+                    pair[1]
+                )))
+            }
+        }
+    }
+    let sign = if negative { -1 } else { 1 };
+    let narrow = |v: i64| i32::try_from(sign * v).map_err(|_| bad());
+    Ok(ScalarValue::Interval {
+        months: narrow(months)?,
+        days: narrow(days)?,
+        micros: sign * micros,
+    })
 }
 
 /// A string literal that will be cast to `to` must convert, or the query is wrong.

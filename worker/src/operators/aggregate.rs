@@ -22,7 +22,7 @@ use keel_proto::expr::Expr;
 use keel_proto::plan::{AggExpr, AggMode};
 
 use super::accumulators::{self, Accumulator};
-use super::group_table::GroupTable;
+use super::group_table::{GroupTable, Scratch};
 use super::{BatchIter, KeyEncoder, BATCH_ROWS};
 use crate::error::{ArrowContext, Result, WorkerError};
 use crate::eval::evaluate;
@@ -69,7 +69,7 @@ fn aggregate_at(
         }
         if finished {
             // The emitted table is consumed: release what it held.
-            state.reservation.shrink(state.reservation.size());
+            state.release();
             return None;
         }
         let step = match input.next() {
@@ -154,7 +154,7 @@ impl Merge {
     }
 }
 
-struct AggState {
+pub(super) struct AggState {
     mode: AggMode,
     group_by: Vec<Expr>,
     aggs: Vec<AggExpr>,
@@ -173,7 +173,7 @@ struct AggState {
 }
 
 impl AggState {
-    fn new(
+    pub(super) fn new(
         mode: AggMode,
         group_by: Vec<Expr>,
         aggs: Vec<AggExpr>,
@@ -245,7 +245,7 @@ impl AggState {
         Ok(())
     }
 
-    fn push(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
+    pub(super) fn push(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
         let rows = batch.num_rows();
         let inputs = self.acc_inputs(&batch)?;
         self.init(&batch, &inputs)?;
@@ -275,6 +275,19 @@ impl AggState {
         if let Err(e) = reserved {
             if !is_refusal(&e) {
                 return Err(e);
+            }
+            // A final aggregate whose table is small next to the batch's
+            // worst case (every row a new group) takes the batch in halves
+            // first: spilling a small table frees little, and each spill
+            // of a merge nests another level.
+            let halves_first = matches!(self.mode, AggMode::Final | AggMode::Single)
+                && rows > 1
+                && 2 * self.size() < self.projected_size(rows);
+            if halves_first {
+                let half = rows / 2;
+                out.extend(self.push(batch.slice(0, half))?);
+                out.extend(self.push(batch.slice(half, rows - half))?);
+                return Ok(out);
             }
             // An empty table has nothing to relieve: the batch is what
             // does not fit.
@@ -482,7 +495,26 @@ impl AggState {
         Ok(vec![self.batch(columns, rows)?])
     }
 
-    fn emit(&mut self) -> Result<Vec<RecordBatch>> {
+    /// Exchanges the batch buffers of this aggregation's table with
+    /// `other`: aggregations that take the same batches in turn share one
+    /// set, lent to each for its push. Lending them out gives back their
+    /// share of the reservation; taking them in is reserved by `push`.
+    pub(super) fn swap_scratch(&mut self, other: &mut Scratch) -> Result<()> {
+        if let Some(groups) = self.groups.as_mut() {
+            groups.swap_scratch(other);
+            if self.reservation.size() > self.size() {
+                self.reservation.resize(self.size())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives back the reservation once the emitted batches are consumed.
+    pub(super) fn release(&mut self) {
+        self.reservation.shrink(self.reservation.size());
+    }
+
+    pub(super) fn emit(&mut self) -> Result<Vec<RecordBatch>> {
         let Some(groups) = self.groups.as_mut() else {
             // No input at all: a global aggregate still returns one row.
             if !self.group_by.is_empty() {

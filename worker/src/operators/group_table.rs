@@ -30,10 +30,24 @@ pub struct GroupTable {
     keys: Keys,
     table: SlotTable,
     n_groups: usize,
-    /// Row-major words of the current batch (reused between batches).
-    scratch: Vec<u64>,
-    /// The current batch's hash tags (reused between batches).
+    scratch: Scratch,
+}
+
+/// The buffers a batch is interned through, reused from batch to batch
+/// (and lent between tables that take the same batches in turn).
+#[derive(Default)]
+pub struct Scratch {
+    /// Row-major words of the current batch.
+    words: Vec<u64>,
+    /// The current batch's hash tags.
     tags: Vec<u32>,
+}
+
+impl Scratch {
+    /// Heap bytes held.
+    pub fn size(&self) -> usize {
+        self.words.capacity() * 8 + self.tags.capacity() * 4
+    }
 }
 
 enum Keys {
@@ -144,9 +158,13 @@ impl GroupTable {
             keys,
             table: SlotTable::default(),
             n_groups,
-            scratch: vec![],
-            tags: vec![],
+            scratch: Scratch::default(),
         })
+    }
+
+    /// Exchanges this table's batch buffers with `other`.
+    pub fn swap_scratch(&mut self, other: &mut Scratch) {
+        std::mem::swap(&mut self.scratch, other);
     }
 
     pub fn n_groups(&self) -> usize {
@@ -165,17 +183,20 @@ impl GroupTable {
             Keys::Global => ids.resize(rows, 0),
             Keys::Words { words, .. } => {
                 let w = words.width;
-                fill_words(key_columns, rows, w, &mut self.scratch)?;
-                self.tags.clear();
-                self.tags
-                    .extend(self.scratch.chunks_exact(w).map(|k| tag_of(hash_words(k))));
-                for (i, key) in self.scratch.chunks_exact(w).enumerate() {
-                    if let Some(&ahead) = self.tags.get(i + PREFETCH_ROWS) {
+                let Scratch {
+                    words: scratch,
+                    tags,
+                } = &mut self.scratch;
+                fill_words(key_columns, rows, w, scratch)?;
+                tags.clear();
+                tags.extend(scratch.chunks_exact(w).map(|k| tag_of(hash_words(k))));
+                for (i, key) in scratch.chunks_exact(w).enumerate() {
+                    if let Some(&ahead) = tags.get(i + PREFETCH_ROWS) {
                         self.table.prefetch(ahead);
                     }
                     let (group, new) = self
                         .table
-                        .find_or_insert(self.tags[i], |g| words.get(g as usize) == key);
+                        .find_or_insert(tags[i], |g| words.get(g as usize) == key);
                     if new {
                         words.push(key);
                     }
@@ -189,17 +210,17 @@ impl GroupTable {
                 let encoded = encoder.encode_columns(key_columns)?;
                 let stored =
                     stored.get_or_insert_with(|| encoder.converter().empty_rows(1024, 16 * 1024));
-                self.tags.clear();
-                self.tags
-                    .extend(encoded.iter().map(|r| tag_of(hash_bytes(r.data()))));
+                let tags = &mut self.scratch.tags;
+                tags.clear();
+                tags.extend(encoded.iter().map(|r| tag_of(hash_bytes(r.data()))));
                 for (i, row) in encoded.iter().enumerate() {
-                    if let Some(&ahead) = self.tags.get(i + PREFETCH_ROWS) {
+                    if let Some(&ahead) = tags.get(i + PREFETCH_ROWS) {
                         self.table.prefetch(ahead);
                     }
                     let bytes = row.data();
                     let (group, new) = self
                         .table
-                        .find_or_insert(self.tags[i], |g| stored.row(g as usize).data() == bytes);
+                        .find_or_insert(tags[i], |g| stored.row(g as usize).data() == bytes);
                     if new {
                         stored.push(row);
                     }
@@ -221,7 +242,7 @@ impl GroupTable {
             Keys::Words { words, .. } => words.size(),
             Keys::Rows { rows, .. } => rows.as_ref().map_or(0, |r| r.size()),
         };
-        self.table.size() + self.scratch.capacity() * 8 + self.tags.capacity() * 4 + keys
+        self.table.size() + self.scratch.size() + keys
     }
 
     /// Bytes held after `extra` more groups, counting the moment the table
@@ -247,8 +268,8 @@ impl GroupTable {
             Keys::Words { words, .. } => (self.table.size_for(n), words.width, extra),
             Keys::Rows { .. } => (self.table.size_for(n), 0, extra),
         };
-        let scratch = self.scratch.capacity().max(extra * width) * 8;
-        let tags = self.tags.capacity().max(tagged) * 4;
+        let scratch = self.scratch.words.capacity().max(extra * width) * 8;
+        let tags = self.scratch.tags.capacity().max(tagged) * 4;
         table + scratch + tags + keys
     }
 

@@ -9,6 +9,7 @@ mod asof_join;
 mod expand;
 mod filter;
 mod group_table;
+mod grouping_sets;
 mod join;
 mod join_spill;
 mod key_runs;
@@ -66,6 +67,10 @@ impl ExecContext {
 }
 
 pub fn build(plan: &PlanNode, ctx: &mut ExecContext) -> Result<BatchIter> {
+    if let Some((input, spec)) = grouping_sets::fused(plan) {
+        let input = build(input, ctx)?;
+        return grouping_sets::aggregate(input, spec, ctx.memory.spillable("hash aggregate"));
+    }
     Ok(match plan {
         PlanNode::Scan { splits, schema, .. } => {
             scan::scan(splits.clone(), Arc::new(schema.clone()), ctx)?

@@ -52,7 +52,10 @@ fn open(
     schema: &SchemaRef,
 ) -> Result<(String, ParquetRecordBatchReader, Vec<usize>)> {
     let path = split.path.clone();
-    let file = File::open(&path).map_err(|e| WorkerError::io(&path, e))?;
+    let file = File::open(&path).map_err(|source| WorkerError::Input {
+        path: path.clone(),
+        source,
+    })?;
     let perr = |source| WorkerError::Parquet {
         path: path.clone(),
         source,

@@ -13,7 +13,7 @@ use keel_proto::expr::Func;
 use crate::error::{Result, WorkerError};
 use crate::operators::sketches::{read_theta, theta_error, THETA_SEED};
 
-pub fn theta(func: Func, args: &[ArrayRef]) -> Result<ArrayRef> {
+pub fn call(func: Func, args: &[ArrayRef]) -> Result<ArrayRef> {
     let sketches = args[0].as_binary::<i32>();
     let n = sketches.len();
     match func {

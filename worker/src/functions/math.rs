@@ -1,0 +1,111 @@
+//! Numeric functions. Integers keep their type where DuckDB keeps it (abs,
+//! round, floor, ceil); the rest compute in doubles. Logarithms of zero or
+//! of negative numbers and square roots of negative numbers are errors, as
+//! in DuckDB.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, AsArray, Float64Array, Int32Array, PrimitiveArray};
+use arrow::datatypes::{ArrowPrimitiveType, DataType, Float64Type, Int32Type, Int64Type};
+use keel_proto::expr::{Expr, Func, ScalarValue};
+
+use super::Args;
+use crate::error::{Result, WorkerError};
+
+pub fn call(func: Func, a: &Args) -> Result<ArrayRef> {
+    let x = a.get(0);
+    match func {
+        Func::Abs => match x.data_type() {
+            DataType::Int32 => Ok(int_map::<Int32Type>(x, |v| v.wrapping_abs())),
+            DataType::Int64 => Ok(int_map::<Int64Type>(x, |v| v.wrapping_abs())),
+            _ => real(x, f64::abs),
+        },
+        Func::Round => {
+            let digits = match a.exprs.get(1) {
+                Some(Expr::Literal(ScalarValue::Int64(d))) => *d as i32,
+                Some(Expr::Literal(ScalarValue::Int32(d))) => *d,
+                Some(other) => {
+                    return Err(WorkerError::eval(format!(
+                        "round() digits must be a constant, got {other}"
+                    )))
+                }
+                None => 0,
+            };
+            match x.data_type() {
+                DataType::Int32 | DataType::Int64 => Ok(x.clone()),
+                _ => {
+                    let scale = 10f64.powi(digits);
+                    // f64::round rounds half away from zero, as DuckDB does.
+                    real(x, |v| (v * scale).round() / scale)
+                }
+            }
+        }
+        Func::Floor | Func::Ceil if x.data_type() != &DataType::Float64 => Ok(x.clone()),
+        Func::Floor => real(x, f64::floor),
+        Func::Ceil => real(x, f64::ceil),
+        Func::Sqrt => checked(x, "sqrt", |v| {
+            (v >= 0.0)
+                .then(|| v.sqrt())
+                .ok_or("cannot take the square root of a negative number")
+        }),
+        Func::Cbrt => real(x, f64::cbrt),
+        Func::Ln => checked(x, "ln", |v| log(v, f64::ln)),
+        Func::Log10 => checked(x, "log10", |v| log(v, f64::log10)),
+        Func::Log2 => checked(x, "log2", |v| log(v, f64::log2)),
+        Func::Exp => real(x, f64::exp),
+        Func::Power => {
+            let (b, e) = (
+                x.as_primitive::<Float64Type>(),
+                a.get(1).as_primitive::<Float64Type>(),
+            );
+            let out: Float64Array = arrow::compute::binary(b, e, |b: f64, e: f64| b.powf(e))
+                .map_err(|e| WorkerError::eval(format!("power(): {e}")))?;
+            Ok(Arc::new(out))
+        }
+        Func::Sign => {
+            let out: Int32Array = x.as_primitive::<Float64Type>().unary(|v| {
+                if v > 0.0 {
+                    1
+                } else if v < 0.0 {
+                    -1
+                } else {
+                    0
+                }
+            });
+            Ok(Arc::new(out))
+        }
+        other => unreachable!("{other:?} is not a numeric function"),
+    }
+}
+
+fn int_map<T: ArrowPrimitiveType>(x: &ArrayRef, f: impl Fn(T::Native) -> T::Native) -> ArrayRef {
+    Arc::new(x.as_primitive::<T>().unary::<_, T>(f))
+}
+
+fn real(x: &ArrayRef, f: impl Fn(f64) -> f64) -> Result<ArrayRef> {
+    let x: &PrimitiveArray<Float64Type> = x.as_primitive();
+    Ok(Arc::new(x.unary::<_, Float64Type>(f)))
+}
+
+/// A double function that refuses some inputs, with DuckDB's message.
+fn checked(
+    x: &ArrayRef,
+    name: &str,
+    f: impl Fn(f64) -> Result<f64, &'static str>,
+) -> Result<ArrayRef> {
+    let x: &PrimitiveArray<Float64Type> = x.as_primitive();
+    let out = x
+        .try_unary::<_, Float64Type, _>(|v| f(v).map_err(|m| m.to_string()))
+        .map_err(|m| WorkerError::eval(format!("{name}(): {m}")))?;
+    Ok(Arc::new(out))
+}
+
+fn log(v: f64, f: fn(f64) -> f64) -> Result<f64, &'static str> {
+    if v == 0.0 {
+        Err("cannot take the logarithm of zero")
+    } else if v < 0.0 {
+        Err("cannot take the logarithm of a negative number")
+    } else {
+        Ok(f(v))
+    }
+}

@@ -1,0 +1,186 @@
+//! Scalar functions, by family: [`math`], [`text`], [`pattern`] (regular
+//! expressions), [`time`] (dates and timestamps) and [`theta`] (sketch
+//! BLOBs); conditionals here.
+//!
+//! The binder has checked every call and cast its arguments to the types
+//! the function takes (text is `Utf8`, integers `Int64`, reals `Float64`),
+//! so a function downcasts without guessing. A constant argument (a part
+//! name, a pattern) is one value standing for every row.
+
+mod math;
+mod pattern;
+mod text;
+mod theta;
+mod time;
+
+use arrow::array::{Array, ArrayRef, RecordBatch};
+use arrow::compute::kernels::{boolean, cmp, zip::zip};
+use arrow::compute::{nullif, prep_null_mask_filter};
+use keel_proto::expr::{Expr, Func, ScalarValue};
+
+use crate::error::{ArrowContext, Result, WorkerError};
+use crate::eval::evaluate;
+
+/// `func(args)` over every row of `batch`.
+pub fn call(func: Func, args: &[Expr], batch: &RecordBatch) -> Result<ArrayRef> {
+    let values = args
+        .iter()
+        .map(|a| evaluate(a, batch))
+        .collect::<Result<Vec<_>>>()?;
+    let rows = batch.num_rows();
+    let a = Args {
+        values: &values,
+        exprs: args,
+    };
+    match func {
+        Func::Abs
+        | Func::Round
+        | Func::Floor
+        | Func::Ceil
+        | Func::Sqrt
+        | Func::Cbrt
+        | Func::Ln
+        | Func::Log10
+        | Func::Log2
+        | Func::Exp
+        | Func::Power
+        | Func::Sign => math::call(func, &a),
+        Func::Pi => Ok(std::sync::Arc::new(arrow::array::Float64Array::from(
+            vec![std::f64::consts::PI; rows],
+        ))),
+        Func::Greatest | Func::Least => extreme(func == Func::Greatest, &values),
+        Func::Lower
+        | Func::Upper
+        | Func::Length
+        | Func::OctetLength
+        | Func::Concat
+        | Func::ConcatOp
+        | Func::ConcatWs
+        | Func::Substr
+        | Func::Left
+        | Func::Right
+        | Func::Replace
+        | Func::Trim
+        | Func::Ltrim
+        | Func::Rtrim
+        | Func::Lpad
+        | Func::Rpad
+        | Func::SplitPart
+        | Func::StartsWith
+        | Func::EndsWith
+        | Func::Contains
+        | Func::Strpos
+        | Func::Reverse
+        | Func::Repeat
+        | Func::Md5
+        | Func::Hash => text::call(func, &a, rows),
+        Func::RegexpMatches | Func::RegexpReplace | Func::RegexpExtract => {
+            pattern::call(func, &a, rows)
+        }
+        Func::DateTrunc
+        | Func::DatePart
+        | Func::Epoch
+        | Func::DateDiff
+        | Func::Strftime
+        | Func::Strptime
+        | Func::MakeDate
+        | Func::EpochMs
+        | Func::EpochUs
+        | Func::ToTimestamp => time::call(func, &a, rows),
+        Func::ThetaUnion
+        | Func::ThetaIntersect
+        | Func::ThetaANotB
+        | Func::ThetaEstimate
+        | Func::ThetaLowerBound
+        | Func::ThetaUpperBound => theta::call(func, &values),
+        Func::Coalesce => {
+            let mut result = values[values.len() - 1].clone();
+            for a in values[..values.len() - 1].iter().rev() {
+                let present = boolean::is_not_null(a.as_ref()).context("coalesce")?;
+                result = zip(&present, a, &result).context("coalesce")?;
+            }
+            Ok(result)
+        }
+        Func::NullIf => {
+            let equal = cmp::eq(&values[0], &values[1]).context("nullif")?;
+            nullif(&values[0], &prep_null_mask_filter(&equal)).context("nullif")
+        }
+    }
+}
+
+/// A call's evaluated arguments, with their expressions for constants.
+pub(crate) struct Args<'a> {
+    values: &'a [ArrayRef],
+    exprs: &'a [Expr],
+}
+
+impl Args<'_> {
+    fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    fn get(&self, i: usize) -> &ArrayRef {
+        &self.values[i]
+    }
+
+    fn text(&self, i: usize) -> Result<&arrow::array::StringArray> {
+        downcast(&self.values[i])
+    }
+
+    fn int(&self, i: usize) -> Result<&arrow::array::Int64Array> {
+        downcast(&self.values[i])
+    }
+
+    /// A constant text argument (a part name, regex options).
+    fn constant_text(&self, i: usize, what: &str) -> Result<String> {
+        match self.exprs.get(i) {
+            Some(Expr::Literal(ScalarValue::Utf8(s))) => Ok(s.clone()),
+            _ => Err(WorkerError::eval(format!(
+                "{what} must be a constant string"
+            ))),
+        }
+    }
+}
+
+pub(crate) fn downcast<T: 'static>(a: &ArrayRef) -> Result<&T> {
+    a.as_any()
+        .downcast_ref::<T>()
+        .ok_or_else(|| WorkerError::eval(format!("unexpected argument type {}", a.data_type())))
+}
+
+/// `greatest` / `least`: NULLs are skipped; NULL only when every argument is.
+fn extreme(greatest: bool, values: &[ArrayRef]) -> Result<ArrayRef> {
+    let mut result = values[0].clone();
+    for v in &values[1..] {
+        let better = if greatest {
+            cmp::gt(v, &result)
+        } else {
+            cmp::lt(v, &result)
+        }
+        .context("greatest/least")?;
+        let missing = boolean::is_null(result.as_ref()).context("greatest/least")?;
+        let take =
+            boolean::or(&prep_null_mask_filter(&better), &missing).context("greatest/least")?;
+        result = zip(&take, v, &result).context("greatest/least")?;
+    }
+    Ok(result)
+}
+
+/// Builds a `Utf8` column row by row: `f` writes row `i`'s value into the
+/// buffer and says whether it is valid.
+pub(crate) fn build_text(
+    rows: usize,
+    mut f: impl FnMut(usize, &mut String) -> Result<bool>,
+) -> Result<ArrayRef> {
+    let mut out = arrow::array::StringBuilder::with_capacity(rows, rows * 8);
+    let mut buf = String::new();
+    for i in 0..rows {
+        buf.clear();
+        if f(i, &mut buf)? {
+            out.append_value(&buf);
+        } else {
+            out.append_null();
+        }
+    }
+    Ok(std::sync::Arc::new(out.finish()))
+}
