@@ -50,6 +50,32 @@ impl ScalarValue {
     }
 }
 
+/// The most digits a DECIMAL holds (Arrow's Decimal128).
+pub const DECIMAL_MAX_PRECISION: u8 = 38;
+
+/// The type of `l op r` for two DECIMALs, by DuckDB's rules: `+` and `-`
+/// keep the larger scale with one more integer digit, `*` adds precisions
+/// and scales, `%` keeps the larger of each (`/` is DOUBLE and never
+/// reaches here). None unless both sides are DECIMAL.
+pub fn decimal_result(op: BinaryOp, l: &DataType, r: &DataType) -> Option<DataType> {
+    let (DataType::Decimal128(p1, s1), DataType::Decimal128(p2, s2)) = (l, r) else {
+        return None;
+    };
+    let (p1, s1, p2, s2) = (*p1 as i16, *s1 as i16, *p2 as i16, *s2 as i16);
+    let scale = s1.max(s2);
+    let digits = (p1 - s1).max(p2 - s2);
+    let (p, s) = match op {
+        BinaryOp::Add | BinaryOp::Sub => (digits + scale + 1, scale),
+        BinaryOp::Mul => (p1 + p2, s1 + s2),
+        BinaryOp::Mod => (digits + scale, scale),
+        _ => return None,
+    };
+    Some(DataType::Decimal128(
+        (p as u8).min(DECIMAL_MAX_PRECISION),
+        s as i8,
+    ))
+}
+
 /// The timestamp type Keel computes in: microseconds, no time zone.
 pub fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, None)
@@ -196,9 +222,11 @@ impl Expr {
                 if op.is_comparison() || matches!(op, BinaryOp::And | BinaryOp::Or) {
                     DataType::Boolean
                 } else {
-                    let l = left.data_type(schema)?;
-                    if l == DataType::Null {
-                        right.data_type(schema)?
+                    let (l, r) = (left.data_type(schema)?, right.data_type(schema)?);
+                    if let Some(t) = decimal_result(*op, &l, &r) {
+                        t
+                    } else if l == DataType::Null {
+                        r
                     } else {
                         l
                     }
@@ -450,7 +478,12 @@ pub fn normalize_type(t: &DataType) -> Option<DataType> {
         }
         DataType::Int64 | DataType::UInt32 | DataType::UInt64 => DataType::Int64,
         DataType::Float16 | DataType::Float32 | DataType::Float64 => DataType::Float64,
-        DataType::Decimal128(..) | DataType::Decimal256(..) => DataType::Float64,
+        DataType::Decimal32(p, s) | DataType::Decimal64(p, s) | DataType::Decimal128(p, s) => {
+            DataType::Decimal128(*p, *s)
+        }
+        DataType::Decimal256(p, s) if *p <= DECIMAL_MAX_PRECISION => DataType::Decimal128(*p, *s),
+        // Wider than 38 digits: read as doubles.
+        DataType::Decimal256(..) => DataType::Float64,
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => DataType::Utf8,
         DataType::Binary
         | DataType::LargeBinary

@@ -195,7 +195,7 @@ impl Func {
             Func::Abs | Func::Round | Func::Coalesce | Func::NullIf => first(),
             Func::Greatest | Func::Least => first(),
             Func::Floor | Func::Ceil => match first() {
-                DataType::Int32 | DataType::Int64 => first(),
+                DataType::Int32 | DataType::Int64 | DataType::Decimal128(..) => first(),
                 _ => DataType::Float64,
             },
             Func::Sqrt

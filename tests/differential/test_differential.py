@@ -3,6 +3,7 @@ DuckDB; the answers must match: floats within a tolerance, row order only
 where the query has ORDER BY."""
 
 import datetime
+import decimal
 import json
 import math
 import subprocess
@@ -180,7 +181,7 @@ def normalize(v):
         return v.replace("T", " ")[:19]
     if isinstance(v, bool) or v is None:
         return v
-    if isinstance(v, (int, float)):
+    if isinstance(v, (int, float, decimal.Decimal)):
         return float(v)
     return str(v) if not isinstance(v, str) else v
 

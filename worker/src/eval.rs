@@ -12,7 +12,7 @@ use arrow::array::{
 use arrow::compute::kernels::{boolean, cmp, comparison, numeric, zip::zip};
 use arrow::compute::{cast_with_options, prep_null_mask_filter, CastOptions};
 use arrow::datatypes::{DataType, Float64Type};
-use keel_proto::expr::{BinaryOp, Expr, ScalarValue};
+use keel_proto::expr::{decimal_result, BinaryOp, Expr, ScalarValue};
 
 use crate::error::{ArrowContext, Result, WorkerError};
 
@@ -282,6 +282,20 @@ fn binary(op: BinaryOp, l: Value, r: Value, rows: usize) -> Result<Value> {
         _ => unreachable!("not arithmetic"),
     }
     .map_err(|e| WorkerError::eval(format!("arithmetic {}: {e}", op.symbol())))?;
+    // DECIMAL results take DuckDB's precision (Arrow's rules differ for `*`);
+    // a value that does not fit is an overflow error.
+    let out = match decimal_result(op, l.data_type(), r.data_type()) {
+        Some(t) if out.data_type() != &t => {
+            let strict = CastOptions {
+                safe: false,
+                ..Default::default()
+            };
+            cast_with_options(&out, &t, &strict).map_err(|e| {
+                WorkerError::eval(format!("DECIMAL overflow in {}: {e}", op.symbol()))
+            })?
+        }
+        _ => out,
+    };
     Ok(if scalar {
         Value::Scalar(out)
     } else {
@@ -294,6 +308,11 @@ fn zero_of(t: &DataType) -> Result<ArrayRef> {
         DataType::Int32 => Arc::new(Int32Array::from(vec![0])),
         DataType::Int64 => Arc::new(Int64Array::from(vec![0])),
         DataType::Float64 => Arc::new(Float64Array::from(vec![0.0])),
+        DataType::Decimal128(p, s) => Arc::new(
+            arrow::array::Decimal128Array::from(vec![0i128])
+                .with_precision_and_scale(*p, *s)
+                .context("a DECIMAL zero")?,
+        ),
         other => {
             return Err(WorkerError::eval(format!(
                 "cannot divide values of type {other}"

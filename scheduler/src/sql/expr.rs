@@ -402,6 +402,10 @@ impl<'a> ExprBinder<'a> {
                 "sum" => {
                     let target = match &t {
                         DataType::Int32 | DataType::Int64 => DataType::Int64,
+                        // Exact, with DuckDB's 38 digits.
+                        DataType::Decimal128(_, s) => {
+                            DataType::Decimal128(keel_proto::expr::DECIMAL_MAX_PRECISION, *s)
+                        }
                         DataType::Float64 | DataType::Null => DataType::Float64,
                         other => {
                             return Err(SchedulerError::bind(format!(
@@ -630,14 +634,8 @@ impl<'a> ExprBinder<'a> {
                 let out = binary(op, l, &lt, r, &rt, &e.to_string())?;
                 let t = if op.is_comparison() || matches!(op, BinaryOp::And | BinaryOp::Or) {
                     DataType::Boolean
-                } else if op == BinaryOp::Div {
-                    DataType::Float64
-                } else if types::is_interval(&lt) || types::is_interval(&rt) {
-                    keel_proto::expr::timestamp_type()
                 } else {
-                    common_type(&lt, &rt, true, true)
-                        .filter(|t| *t != DataType::Null)
-                        .unwrap_or(DataType::Float64)
+                    types::arithmetic_type(op, &lt, &rt)
                 };
                 (out, t)
             }

@@ -182,8 +182,35 @@ pub fn bind(func: Func, args: Vec<Typed>, shown: &str) -> Result<Typed> {
         types.push(x.1);
     }
     check_constants(func, &bound, shown)?;
+    if let (Func::Round, Some(DataType::Decimal128(p, s))) = (func, types.first()) {
+        return Ok(round_decimal(bound, *p, *s));
+    }
     let out = func.return_type(&types);
     Ok((Expr::Func { func, args: bound }, out))
+}
+
+/// `round(x, d)` of a DECIMAL(p, s): DECIMAL(p, d), by a rounding cast
+/// (half away from zero), as DuckDB types it; past the scale it is `x`.
+/// Negative digits round in DOUBLE.
+fn round_decimal(mut args: Vec<Expr>, p: u8, s: i8) -> Typed {
+    let digits = match args.get(1) {
+        Some(Expr::Literal(ScalarValue::Int64(d))) => *d,
+        _ => 0,
+    };
+    let x = args.swap_remove(0);
+    if digits >= s as i64 {
+        (x, DataType::Decimal128(p, s))
+    } else if digits >= 0 {
+        let t = DataType::Decimal128(p, digits as i8);
+        (x.cast(t.clone()), t)
+    } else {
+        let x = x.cast(DataType::Float64);
+        let round = Expr::Func {
+            func: Func::Round,
+            args: vec![x, Expr::Literal(ScalarValue::Int64(digits))],
+        };
+        (round, DataType::Float64)
+    }
 }
 
 fn arity(name: &str, wanted: &str, got: usize, shown: &str) -> SchedulerError {

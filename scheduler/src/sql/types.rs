@@ -5,7 +5,9 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Date32Array, StringArray, TimestampMicrosecondArray};
 use arrow::compute::{cast_with_options, CastOptions};
 use arrow::datatypes::DataType;
-use keel_proto::expr::{timestamp_type, BinaryOp, Expr, ScalarValue};
+use keel_proto::expr::{
+    decimal_result, timestamp_type, BinaryOp, Expr, ScalarValue, DECIMAL_MAX_PRECISION,
+};
 
 use crate::error::{Result, SchedulerError};
 
@@ -21,6 +23,8 @@ pub fn sql_name(t: &DataType) -> String {
         DataType::Binary => "BLOB".into(),
         DataType::Date32 => "DATE".into(),
         DataType::Timestamp(..) => "TIMESTAMP".into(),
+        DataType::Decimal128(p, s) => format!("DECIMAL({p},{s})"),
+        DataType::Interval(_) => "INTERVAL".into(),
         other => other.to_string(),
     }
 }
@@ -33,9 +37,8 @@ pub fn from_sql(t: &sqlparser::ast::DataType) -> Result<DataType> {
         "BOOLEAN" | "BOOL" => DataType::Boolean,
         "TINYINT" | "SMALLINT" | "INT" | "INTEGER" | "INT4" | "INT2" | "INT1" => DataType::Int32,
         "BIGINT" | "INT8" | "LONG" | "HUGEINT" => DataType::Int64,
-        "DOUBLE" | "FLOAT" | "FLOAT8" | "FLOAT4" | "REAL" | "DECIMAL" | "NUMERIC" => {
-            DataType::Float64
-        }
+        "DOUBLE" | "FLOAT" | "FLOAT8" | "FLOAT4" | "REAL" => DataType::Float64,
+        "DECIMAL" | "NUMERIC" => decimal_type(&name)?,
         "VARCHAR" | "TEXT" | "STRING" | "CHAR" | "BPCHAR" => DataType::Utf8,
         "BLOB" | "BYTEA" | "BINARY" | "VARBINARY" => DataType::Binary,
         "DATE" => DataType::Date32,
@@ -44,15 +47,71 @@ pub fn from_sql(t: &sqlparser::ast::DataType) -> Result<DataType> {
     })
 }
 
+/// `DECIMAL(p, s)` from its SQL spelling; a bare `DECIMAL` is DuckDB's
+/// `DECIMAL(18, 3)`.
+fn decimal_type(name: &str) -> Result<DataType> {
+    let args: Vec<&str> = name
+        .split_once('(')
+        .map(|(_, rest)| {
+            rest.trim_end_matches(')')
+                .split(',')
+                .map(str::trim)
+                .collect()
+        })
+        .unwrap_or_default();
+    let bad = || {
+        SchedulerError::bind(format!(
+            "invalid type {name}: DECIMAL(p, s) needs 1 <= p <= 38 and 0 <= s <= p"
+        ))
+    };
+    let (p, s) = match args.as_slice() {
+        [] => (18, 3),
+        [p] => (p.parse().map_err(|_| bad())?, 0),
+        [p, s] => (p.parse().map_err(|_| bad())?, s.parse().map_err(|_| bad())?),
+        _ => return Err(bad()),
+    };
+    if !(1..=DECIMAL_MAX_PRECISION).contains(&p) || s > p {
+        return Err(bad());
+    }
+    Ok(DataType::Decimal128(p, s as i8))
+}
+
 pub fn is_numeric(t: &DataType) -> bool {
-    matches!(t, DataType::Int32 | DataType::Int64 | DataType::Float64)
+    matches!(
+        t,
+        DataType::Int32 | DataType::Int64 | DataType::Float64 | DataType::Decimal128(..)
+    )
+}
+
+/// An integer or DECIMAL as a DECIMAL: INTEGER holds 10 digits, BIGINT 19.
+pub fn as_decimal(t: &DataType) -> Option<DataType> {
+    match t {
+        DataType::Int32 => Some(DataType::Decimal128(10, 0)),
+        DataType::Int64 => Some(DataType::Decimal128(19, 0)),
+        DataType::Decimal128(..) => Some(t.clone()),
+        _ => None,
+    }
+}
+
+/// Two exact numbers' common DECIMAL: enough integer digits and scale for both.
+fn common_decimal(a: &DataType, b: &DataType) -> Option<DataType> {
+    let (DataType::Decimal128(p1, s1), DataType::Decimal128(p2, s2)) =
+        (as_decimal(a)?, as_decimal(b)?)
+    else {
+        return None;
+    };
+    let scale = s1.max(s2);
+    let digits = (p1 as i16 - s1 as i16).max(p2 as i16 - s2 as i16);
+    let p = (digits + scale as i16).min(DECIMAL_MAX_PRECISION as i16) as u8;
+    Some(DataType::Decimal128(p, scale))
 }
 
 fn numeric_rank(t: &DataType) -> u8 {
     match t {
         DataType::Int32 => 1,
         DataType::Int64 => 2,
-        _ => 3,
+        DataType::Decimal128(..) => 3,
+        _ => 4,
     }
 }
 
@@ -73,6 +132,11 @@ pub fn common_type(
     }
     match (a, b) {
         (DataType::Null, t) | (t, DataType::Null) => Some(t.clone()),
+        (DataType::Decimal128(..), y) | (y, DataType::Decimal128(..))
+            if *y != DataType::Float64 =>
+        {
+            common_decimal(a, b)
+        }
         (x, y) if is_numeric(x) && is_numeric(y) => Some(if numeric_rank(x) >= numeric_rank(y) {
             x.clone()
         } else {
@@ -148,6 +212,20 @@ pub fn binary(
         } else {
             common
         };
+        if let DataType::Decimal128(..) = target {
+            // Each side keeps its own precision and scale (integers become
+            // DECIMALs): the result's type follows from both, see
+            // `arithmetic_type`.
+            let (lt2, rt2) = (
+                as_decimal(lt).expect("exact"),
+                as_decimal(rt).expect("exact"),
+            );
+            return Ok(Expr::binary(
+                op,
+                cast_if_needed(l, lt, &lt2),
+                cast_if_needed(r, rt, &rt2),
+            ));
+        }
         return Ok(Expr::binary(
             op,
             cast_if_needed(l, lt, &target),
@@ -159,6 +237,27 @@ pub fn binary(
         cast_if_needed(l, lt, &common),
         cast_if_needed(r, rt, &common),
     ))
+}
+
+/// The type of arithmetic `lt op rt` (operands as [`binary`] casts them).
+pub fn arithmetic_type(op: BinaryOp, lt: &DataType, rt: &DataType) -> DataType {
+    if op == BinaryOp::Div {
+        return DataType::Float64;
+    }
+    if is_interval(lt) || is_interval(rt) {
+        return timestamp_type();
+    }
+    match common_type(lt, rt, true, true) {
+        Some(DataType::Decimal128(..)) => {
+            let (l, r) = (
+                as_decimal(lt).expect("exact"),
+                as_decimal(rt).expect("exact"),
+            );
+            decimal_result(op, &l, &r).expect("two decimals")
+        }
+        Some(DataType::Null) | None => DataType::Float64,
+        Some(t) => t,
+    }
 }
 
 pub fn is_interval(t: &DataType) -> bool {

@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, Float64Array, Int32Array, PrimitiveArray};
-use arrow::datatypes::{ArrowPrimitiveType, DataType, Float64Type, Int32Type, Int64Type};
+use arrow::datatypes::{
+    ArrowPrimitiveType, DataType, Decimal128Type, Float64Type, Int32Type, Int64Type,
+};
 use keel_proto::expr::{Expr, Func, ScalarValue};
 
 use super::Args;
@@ -18,6 +20,7 @@ pub fn call(func: Func, a: &Args) -> Result<ArrayRef> {
         Func::Abs => match x.data_type() {
             DataType::Int32 => Ok(int_map::<Int32Type>(x, |v| v.wrapping_abs())),
             DataType::Int64 => Ok(int_map::<Int64Type>(x, |v| v.wrapping_abs())),
+            DataType::Decimal128(..) => Ok(int_map::<Decimal128Type>(x, |v| v.wrapping_abs())),
             _ => real(x, f64::abs),
         },
         Func::Round => {
@@ -40,9 +43,30 @@ pub fn call(func: Func, a: &Args) -> Result<ArrayRef> {
                 }
             }
         }
-        Func::Floor | Func::Ceil if x.data_type() != &DataType::Float64 => Ok(x.clone()),
-        Func::Floor => real(x, f64::floor),
-        Func::Ceil => real(x, f64::ceil),
+        Func::Floor | Func::Ceil => match x.data_type() {
+            DataType::Float64 => real(
+                x,
+                if func == Func::Floor {
+                    f64::floor
+                } else {
+                    f64::ceil
+                },
+            ),
+            // Whole units of the scale, down or up; the type stays.
+            DataType::Decimal128(_, s) => {
+                let unit = 10i128.pow(*s as u32);
+                let floor = func == Func::Floor;
+                Ok(int_map::<Decimal128Type>(x, |v| {
+                    let down = v - v.rem_euclid(unit);
+                    if floor || down == v {
+                        down
+                    } else {
+                        down + unit
+                    }
+                }))
+            }
+            _ => Ok(x.clone()),
+        },
         Func::Sqrt => checked(x, "sqrt", |v| {
             (v >= 0.0)
                 .then(|| v.sqrt())
@@ -78,8 +102,14 @@ pub fn call(func: Func, a: &Args) -> Result<ArrayRef> {
     }
 }
 
+/// An exact column mapped value by value, its type (a DECIMAL's precision
+/// and scale) kept.
 fn int_map<T: ArrowPrimitiveType>(x: &ArrayRef, f: impl Fn(T::Native) -> T::Native) -> ArrayRef {
-    Arc::new(x.as_primitive::<T>().unary::<_, T>(f))
+    Arc::new(
+        x.as_primitive::<T>()
+            .unary::<_, T>(f)
+            .with_data_type(x.data_type().clone()),
+    )
 }
 
 fn real(x: &ArrayRef, f: impl Fn(f64) -> f64) -> Result<ArrayRef> {

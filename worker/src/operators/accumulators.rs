@@ -14,7 +14,8 @@ use arrow::array::{
 };
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{
-    DataType, Date32Type, Float64Type, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType,
+    DataType, Date32Type, Decimal128Type, Float64Type, Int32Type, Int64Type, TimeUnit,
+    TimestampMicrosecondType,
 };
 use arrow_row::{RowConverter, SortField};
 use keel_proto::plan::{AggFunc, AggMode};
@@ -70,8 +71,9 @@ pub fn create(
             merge,
         }),
         AggFunc::Sum => match input_type {
-            DataType::Int64 => Box::new(Sum::<Int64Type>::default()),
-            DataType::Float64 => Box::new(Sum::<Float64Type>::default()),
+            DataType::Int64 => Box::new(Sum::<Int64Type>::new(input_type)),
+            DataType::Float64 => Box::new(Sum::<Float64Type>::new(input_type)),
+            DataType::Decimal128(..) => Box::new(Sum::<Decimal128Type>::new(input_type)),
             other => return Err(WorkerError::eval(format!("sum() over {other}"))),
         },
         AggFunc::Avg => Box::new(Avg {
@@ -100,12 +102,15 @@ pub fn create(
         AggFunc::Min | AggFunc::Max => {
             let is_min = func == AggFunc::Min;
             match input_type {
-                DataType::Int32 => Box::new(MinMax::<Int32Type>::new(is_min)),
-                DataType::Int64 => Box::new(MinMax::<Int64Type>::new(is_min)),
-                DataType::Float64 => Box::new(MinMax::<Float64Type>::new(is_min)),
-                DataType::Date32 => Box::new(MinMax::<Date32Type>::new(is_min)),
+                DataType::Int32 => Box::new(MinMax::<Int32Type>::new(is_min, input_type)),
+                DataType::Int64 => Box::new(MinMax::<Int64Type>::new(is_min, input_type)),
+                DataType::Float64 => Box::new(MinMax::<Float64Type>::new(is_min, input_type)),
+                DataType::Decimal128(..) => {
+                    Box::new(MinMax::<Decimal128Type>::new(is_min, input_type))
+                }
+                DataType::Date32 => Box::new(MinMax::<Date32Type>::new(is_min, input_type)),
                 DataType::Timestamp(TimeUnit::Microsecond, None) => {
-                    Box::new(MinMax::<TimestampMicrosecondType>::new(is_min))
+                    Box::new(MinMax::<TimestampMicrosecondType>::new(is_min, input_type))
                 }
                 DataType::Utf8 => Box::new(MinMaxString {
                     values: vec![],
@@ -234,13 +239,16 @@ impl Accumulator for Count {
 struct Sum<T: ArrowPrimitiveType> {
     sums: Vec<T::Native>,
     seen: Vec<bool>,
+    /// The output type (a DECIMAL's precision and scale).
+    data_type: DataType,
 }
 
-impl<T: ArrowPrimitiveType> Default for Sum<T> {
-    fn default() -> Self {
+impl<T: ArrowPrimitiveType> Sum<T> {
+    fn new(data_type: &DataType) -> Self {
         Sum {
             sums: vec![],
             seen: vec![],
+            data_type: data_type.clone(),
         }
     }
 }
@@ -283,10 +291,10 @@ where
     fn finish(&mut self) -> Result<ArrayRef> {
         let nulls = NullBuffer::from(std::mem::take(&mut self.seen));
         let values = std::mem::take(&mut self.sums);
-        Ok(Arc::new(PrimitiveArray::<T>::new(
-            values.into(),
-            Some(nulls),
-        )))
+        Ok(Arc::new(
+            PrimitiveArray::<T>::new(values.into(), Some(nulls))
+                .with_data_type(self.data_type.clone()),
+        ))
     }
 
     fn size(&self) -> usize {
@@ -348,14 +356,17 @@ struct MinMax<T: ArrowPrimitiveType> {
     values: Vec<T::Native>,
     seen: Vec<bool>,
     is_min: bool,
+    /// The output type (a DECIMAL's precision and scale).
+    data_type: DataType,
 }
 
 impl<T: ArrowPrimitiveType> MinMax<T> {
-    fn new(is_min: bool) -> Self {
+    fn new(is_min: bool, data_type: &DataType) -> Self {
         MinMax {
             values: vec![],
             seen: vec![],
             is_min,
+            data_type: data_type.clone(),
         }
     }
 }
@@ -394,10 +405,10 @@ where
     fn finish(&mut self) -> Result<ArrayRef> {
         let nulls = NullBuffer::from(std::mem::take(&mut self.seen));
         let values = std::mem::take(&mut self.values);
-        Ok(Arc::new(PrimitiveArray::<T>::new(
-            values.into(),
-            Some(nulls),
-        )))
+        Ok(Arc::new(
+            PrimitiveArray::<T>::new(values.into(), Some(nulls))
+                .with_data_type(self.data_type.clone()),
+        ))
     }
 
     fn size(&self) -> usize {
