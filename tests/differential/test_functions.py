@@ -125,6 +125,10 @@ def test_hash_is_stable_and_total(cluster, table):
     ("SELECT soundex(s) FROM f", "Unknown function soundex()"),
     ("SELECT d + INTERVAL '3 fortnights' FROM f", "unknown interval unit 'fortnights'"),
     ("SELECT d - ts FROM f", "Cannot apply"),
+    # Constructs Keel does not run are named as unsupported.
+    ("SELECT s SIMILAR TO 'x' FROM f", "not supported: expression s SIMILAR TO 'x'"),
+    ("SELECT overlay(s PLACING 'x' FROM 1) FROM f", "not supported: expression OVERLAY"),
+    ("SELECT id FROM f LIMIT 1 FOR UPDATE", "not supported: FOR UPDATE"),
 ])
 def test_bad_calls_are_refused_with_the_reason(cluster, table, sql, message):
     r = keel(cluster, table, sql)

@@ -79,6 +79,14 @@ impl Binder<'_> {
         if q.fetch.is_some() {
             return Err(SchedulerError::unsupported("FETCH; use LIMIT"));
         }
+        if let Some(lock) = q.locks.first() {
+            return Err(SchedulerError::unsupported(format!(
+                "{lock}: Keel's tables are read-only files"
+            )));
+        }
+        if q.for_clause.is_some() || q.settings.is_some() || q.format_clause.is_some() {
+            return Err(SchedulerError::unsupported(format!("query clause in {q}")));
+        }
         let order = match &q.order_by {
             Some(o) => match &o.kind {
                 OrderByKind::Expressions(e) => e.as_slice(),
