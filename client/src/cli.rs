@@ -30,6 +30,11 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Distinct counts and Theil's U for every ordered pair of columns of a table, in one job.
     Profile(ProfileArgs),
+    /// Per-column Gaussian mixtures: fit them (and transform every value), or invert the transform.
+    Mixture {
+        #[command(subcommand)]
+        action: MixtureCommand,
+    },
     /// Generate a data set from WORKLOADS.md.
     Datagen {
         #[command(subcommand)]
@@ -98,6 +103,69 @@ pub enum DataSet {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+}
+
+#[derive(Subcommand)]
+pub enum MixtureCommand {
+    /// Fit a 1-D Gaussian mixture to each column by EM on the cluster, write
+    /// DIR/<column>/model.json as each converges, then DIR/transformed/ with
+    /// each value's mode (c_mode) and normalised value (c_norm).
+    Fit(MixtureFitArgs),
+    /// Rebuild the fitted columns from DIR/transformed (or --input) into --out.
+    Inverse(MixtureInverseArgs),
+}
+
+#[derive(Args)]
+pub struct MixtureFitArgs {
+    /// Parquet files, directories or globs.
+    #[arg(required = true)]
+    paths: Vec<String>,
+    /// The columns to fit.
+    #[arg(long, value_delimiter = ',', required = true)]
+    columns: Vec<String>,
+    /// Where models and the transform go.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 10)]
+    max_modes: usize,
+    /// Modes whose weight falls under this are dropped.
+    #[arg(long, default_value_t = 0.005)]
+    min_weight: f64,
+    /// Columns copied through the transform unchanged (ids).
+    #[arg(long, value_delimiter = ',')]
+    keep: Vec<String>,
+    #[arg(long, default_value_t = 100)]
+    max_iter: usize,
+    /// Stop when the mean log-likelihood per row gains less than this.
+    #[arg(long, default_value_t = 1e-4)]
+    tol: f64,
+    /// Seeds the k-means++ initialisation: one seed, one answer.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Keep every column whose model.json is complete; fit the rest.
+    #[arg(long)]
+    resume: bool,
+    /// Scheduler to submit to; without it an embedded cluster runs the jobs.
+    #[arg(long, env = "KEEL_SCHEDULER", conflicts_with = "workers")]
+    scheduler: Option<String>,
+    /// Workers of the embedded cluster (default: the number of cores).
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+#[derive(Args)]
+pub struct MixtureInverseArgs {
+    /// The directory `keel mixture fit --out` wrote.
+    dir: PathBuf,
+    /// The transformed values (default: DIR/transformed).
+    #[arg(long)]
+    input: Option<PathBuf>,
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, env = "KEEL_SCHEDULER", conflicts_with = "workers")]
+    scheduler: Option<String>,
+    #[arg(long)]
+    workers: Option<usize>,
 }
 
 #[derive(Args)]
@@ -241,6 +309,7 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
     match cli.command {
         Command::Sql(args) => sql(args).await,
         Command::Profile(args) => profile(args).await,
+        Command::Mixture { action } => mixture(action).await,
         Command::Explain(ExplainArgs {
             query: args,
             analyze,
@@ -481,14 +550,69 @@ async fn profile(args: ProfileArgs) -> Result<(), ClientError> {
     }
 }
 
+async fn mixture(action: MixtureCommand) -> Result<(), ClientError> {
+    match action {
+        MixtureCommand::Fit(args) => {
+            let options = crate::mixture::FitOptions {
+                columns: args.columns,
+                out: args.out,
+                max_modes: args.max_modes,
+                min_weight: args.min_weight,
+                keep: args.keep,
+                max_iter: args.max_iter,
+                tol: args.tol,
+                seed: args.seed,
+                resume: args.resume,
+            };
+            let session = Session::open(args.scheduler.as_deref(), args.workers).await?;
+            let result = crate::mixture::fit(&session.client, &args.paths, &options).await;
+            session.close().await;
+            for f in result? {
+                let m = &f.model;
+                println!(
+                    "{}: {} modes, {} iterations, log-likelihood {:.6} per row over {} rows ({})",
+                    m.column,
+                    m.weights.len(),
+                    m.iterations,
+                    m.log_likelihood,
+                    m.rows,
+                    if f.resumed { "resumed" } else { "fitted" }
+                );
+            }
+            println!("wrote {}", options.out.join("transformed").display());
+            Ok(())
+        }
+        MixtureCommand::Inverse(args) => {
+            let input = args.input.unwrap_or_else(|| args.dir.join("transformed"));
+            let session = Session::open(args.scheduler.as_deref(), args.workers).await?;
+            let result =
+                crate::mixture::inverse(&session.client, &args.dir, &input, &args.out).await;
+            session.close().await;
+            let n = result?;
+            println!("rebuilt {n} columns into {}", args.out.display());
+            Ok(())
+        }
+    }
+}
+
 /// Runs a query with a progress bar on a terminal; Ctrl-C cancels the job.
 pub async fn run_query(
     client: &KeelClient,
     sql: &str,
     tables: &[(String, String)],
 ) -> Result<crate::client::QueryResult, ClientError> {
+    run_query_with(client, sql, tables, true).await
+}
+
+/// [`run_query`], with a progress bar of its tasks only if `progress`.
+pub async fn run_query_with(
+    client: &KeelClient,
+    sql: &str,
+    tables: &[(String, String)],
+    progress: bool,
+) -> Result<crate::client::QueryResult, ClientError> {
     let job = client.submit(sql, tables).await?;
-    let bar = progress_bar();
+    let bar = progress.then(progress_bar).flatten();
     let update = |stages: &[StageProgress]| {
         if let Some(bar) = &bar {
             let total: u32 = stages.iter().map(|s| s.tasks_total).sum();

@@ -20,6 +20,7 @@ pub mod demo;
 pub mod embedded;
 pub mod error;
 pub mod health;
+pub mod mixture;
 pub mod output;
 pub mod profile;
 

@@ -75,6 +75,11 @@ pub enum Func {
     // Conditionals.
     Coalesce,
     NullIf,
+    // 1-D Gaussian mixtures given as constants `w_1, μ_1, σ_1, …`.
+    /// The most probable mode of a value (from 0).
+    MixtureMode,
+    /// `(x − μ) / 4σ` of the value's most probable mode.
+    MixtureNorm,
     // Theta sketches (BLOBs).
     ThetaUnion,
     ThetaIntersect,
@@ -141,6 +146,8 @@ const NAMES: &[(Func, &str)] = &[
     (Func::ToTimestamp, "to_timestamp"),
     (Func::Coalesce, "coalesce"),
     (Func::NullIf, "nullif"),
+    (Func::MixtureMode, "mixture_mode"),
+    (Func::MixtureNorm, "mixture_norm"),
     (Func::ThetaUnion, "theta_union"),
     (Func::ThetaIntersect, "theta_intersect"),
     (Func::ThetaANotB, "theta_a_not_b"),
@@ -206,8 +213,9 @@ impl Func {
             | Func::Exp
             | Func::Power
             | Func::Pi
-            | Func::Epoch => DataType::Float64,
-            Func::Sign => DataType::Int32,
+            | Func::Epoch
+            | Func::MixtureNorm => DataType::Float64,
+            Func::Sign | Func::MixtureMode => DataType::Int32,
             Func::Length | Func::OctetLength | Func::Strpos | Func::Hash => DataType::Int64,
             Func::StartsWith | Func::EndsWith | Func::Contains | Func::RegexpMatches => {
                 DataType::Boolean

@@ -44,6 +44,10 @@ pub enum AggFunc {
         q_millionths: u32,
         integer: bool,
     },
+    /// `mixture_stats(x, w_1, μ_1, σ_1, …)`: the E step of EM for a 1-D
+    /// Gaussian mixture (the model in [`AggExpr::params`]), as a BLOB of
+    /// sums that add up across tasks.
+    MixtureStats,
 }
 
 impl AggFunc {
@@ -61,6 +65,7 @@ impl AggFunc {
             AggFunc::ThetaUnionAgg => "theta_union_agg",
             AggFunc::ThetaIntersectAgg => "theta_intersect_agg",
             AggFunc::ApproxQuantile { .. } => "approx_quantile",
+            AggFunc::MixtureStats => "mixture_stats",
         }
     }
 }
@@ -73,6 +78,10 @@ pub struct AggExpr {
     /// `FILTER (WHERE c)` never reaches here: the binder rewrites
     /// `f(x) FILTER (WHERE c)` to `f(CASE WHEN c THEN x END)`.
     pub distinct: bool,
+    /// Constants of a parameterised aggregate: a mixture's weights, means
+    /// and standard deviations (`w_1, μ_1, σ_1, …`).
+    #[serde(default)]
+    pub params: Vec<f64>,
 }
 
 impl AggExpr {

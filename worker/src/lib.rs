@@ -4,6 +4,7 @@
 //! - [`operators`]: one operator per file (scan, filter, project, aggregate, join, sort, limit, union).
 //! - [`eval`]: expression evaluation with Arrow compute kernels.
 //! - [`functions`]: scalar functions by family (math, text, patterns, dates and times, theta sketches).
+//! - [`mixture`]: 1-D Gaussian mixtures: the E step's sums and the mode-specific normalisation.
 //! - [`memory`]: the worker-wide fair memory pool, reservations, per-task peaks and spill directories.
 //! - [`spill`]: spill files (compressed Arrow IPC) and the hash partitioning spilling operators share.
 //! - [`input`]: shuffle inputs as bounded streams; broadcast sides fetched once per worker and shared.
@@ -21,6 +22,7 @@ pub mod error;
 pub mod eval;
 pub mod functions;
 pub mod memory;
+pub mod mixture;
 pub mod operators;
 
 pub use error::{Result, WorkerError};

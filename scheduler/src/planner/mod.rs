@@ -821,9 +821,8 @@ fn partial_schema(
             | AggFunc::ThetaSketch { .. }
             | AggFunc::ThetaUnionAgg
             | AggFunc::ThetaIntersectAgg
-            | AggFunc::ApproxQuantile { .. } => {
-                fields.push(Field::new(name, DataType::Binary, true))
-            }
+            | AggFunc::ApproxQuantile { .. }
+            | AggFunc::MixtureStats => fields.push(Field::new(name, DataType::Binary, true)),
             AggFunc::Avg => {
                 fields.push(Field::new(format!("{name}_sum"), DataType::Float64, true));
                 fields.push(Field::new(format!("{name}_count"), DataType::Int64, true));
@@ -912,6 +911,7 @@ fn distinct_in_two_phases(
             func: a.func,
             arg: a.arg.as_ref().map(|arg| recast(arg, Expr::Column(g))),
             distinct: false,
+            params: a.params.clone(),
         })
         .collect();
     Some((deduplicated, aggs))
@@ -937,5 +937,7 @@ fn state_bytes(agg: &AggExpr) -> usize {
         AggFunc::ThetaUnionAgg | AggFunc::ThetaIntersectAgg => 8 << 12,
         // KLL of k = 200 over a few million values.
         AggFunc::ApproxQuantile { .. } => 8 << 10,
+        // n, ΣL and three sums per mode.
+        AggFunc::MixtureStats => 8 * (2 + agg.params.len()),
     }
 }

@@ -50,7 +50,7 @@ pub struct WindowColumn {
     pub data_type: DataType,
 }
 
-const AGGREGATES: [&str; 12] = [
+const AGGREGATES: [&str; 13] = [
     "count",
     "sum",
     "min",
@@ -63,6 +63,7 @@ const AGGREGATES: [&str; 12] = [
     "theta_union_agg",
     "theta_intersect_agg",
     "approx_quantile",
+    "mixture_stats",
 ];
 
 fn function_name(f: &ast::Function) -> String {
@@ -317,6 +318,8 @@ impl<'a> ExprBinder<'a> {
             }
             None => None,
         };
+        // mixture_stats(x, w_1, μ_1, σ_1, …): the model, constants.
+        let mut params = vec![];
         let (func, arg, out_type) = if star {
             if name != "count" {
                 return Err(SchedulerError::bind(format!(
@@ -360,6 +363,20 @@ impl<'a> ExprBinder<'a> {
                         "approx_quantile(x, q): q is a constant from 0 to 1, in {f}"
                     ))
                 })?;
+            }
+            if name == "mixture_stats" {
+                let constants = args.split_off(1.min(args.len()));
+                params = constants
+                    .iter()
+                    .map(|e| numeric_constant(e))
+                    .collect::<Option<Vec<f64>>>()
+                    .filter(|p| !p.is_empty() && p.len() % 3 == 0)
+                    .filter(|p| p.chunks(3).all(|m| m[0] > 0.0 && m[2] > 0.0))
+                    .ok_or_else(|| {
+                        SchedulerError::bind(format!(
+                            "mixture_stats(x, w_1, mean_1, std_1, …) takes a value and, per mode, a positive weight, a mean and a positive std as constants, in {f}"
+                        ))
+                    })?;
             }
             if name == "theta_sketch" && args.len() == 2 {
                 lg_k = match args.pop() {
@@ -489,6 +506,16 @@ impl<'a> ExprBinder<'a> {
                         DataType::Binary,
                     )
                 }
+                "mixture_stats" => {
+                    if !types::is_numeric(&t) {
+                        return Err(SchedulerError::bind(format!(
+                            "mixture_stats() of {} is not defined in {f}",
+                            sql_name(&t)
+                        )));
+                    }
+                    let x = cast_if_needed(arg, &t, &DataType::Float64);
+                    (AggFunc::MixtureStats, Some(x), DataType::Binary)
+                }
                 "approx_count_distinct" => {
                     if distinct {
                         return Err(SchedulerError::bind(format!(
@@ -508,6 +535,7 @@ impl<'a> ExprBinder<'a> {
             func,
             arg,
             distinct,
+            params,
         };
         let ctx = self.agg.as_mut().expect("agg mode");
         let k = match ctx.aggs.iter().position(|a| *a == agg) {
@@ -1030,6 +1058,22 @@ fn sketch_value(arg: Expr, t: &DataType, f: &ast::Function) -> Result<Expr> {
             )))
         }
     })
+}
+
+/// A number written as a constant (`2.5`, `-1e-3`).
+pub(super) fn numeric_constant(e: &ast::Expr) -> Option<f64> {
+    match e {
+        ast::Expr::Value(v) => match &v.value {
+            ast::Value::Number(n, _) => n.parse().ok(),
+            _ => None,
+        },
+        ast::Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => numeric_constant(expr).map(|v| -v),
+        ast::Expr::Nested(inner) => numeric_constant(inner),
+        _ => None,
+    }
 }
 
 fn negate(v: &ScalarValue) -> Option<ScalarValue> {

@@ -13,7 +13,7 @@ use keel_proto::expr::{timestamp_type, Expr, Func, ScalarValue};
 use keel_proto::func::TimePart;
 
 use super::expr::Typed;
-use super::types::{cast_if_needed, common_type, is_numeric, sql_name};
+use super::types::{cast_if_needed, common_type, fold_literal, is_numeric, sql_name};
 use crate::error::{Result, SchedulerError};
 
 /// What a parameter accepts.
@@ -103,6 +103,7 @@ fn signature(func: Func) -> Signature {
         Func::Strptime => sig(&[Text, Text], 0),
         Func::MakeDate => sig(&[Int, Int, Int], 0),
         Func::EpochMs | Func::EpochUs => sig(&[IntOrTime], 0),
+        Func::MixtureMode | Func::MixtureNorm => variadic(&[Real], Real, 3),
         Func::ThetaUnion | Func::ThetaIntersect | Func::ThetaANotB => sig(&[Sketch, Sketch], 0),
         Func::ThetaEstimate => sig(&[Sketch], 0),
         Func::ThetaLowerBound | Func::ThetaUpperBound => sig(&[Sketch, Int], 0),
@@ -180,6 +181,14 @@ pub fn bind(func: Func, args: Vec<Typed>, shown: &str) -> Result<Typed> {
         };
         bound.push(x.0);
         types.push(x.1);
+    }
+    if matches!(func, Func::MixtureMode | Func::MixtureNorm) {
+        // The model's numbers, cast to DOUBLE, as the literals workers read.
+        for a in bound.iter_mut().skip(1) {
+            if let Some(ScalarValue::Float64(v)) = fold_literal(a) {
+                *a = Expr::Literal(ScalarValue::Float64(v));
+            }
+        }
     }
     check_constants(func, &bound, shown)?;
     if let (Func::Round, Some(DataType::Decimal128(p, s))) = (func, types.first()) {
@@ -286,6 +295,26 @@ fn check_constants(func: Func, args: &[Expr], shown: &str) -> Result<()> {
                 "round() takes its digits as an integer literal, in {shown}"
             ))),
         },
+        Func::MixtureMode | Func::MixtureNorm => {
+            let model: Vec<f64> = args[1..]
+                .iter()
+                .filter_map(|a| match a {
+                    Expr::Literal(ScalarValue::Float64(v)) => Some(*v),
+                    _ => None,
+                })
+                .collect();
+            let valid = model.len() == args.len() - 1
+                && model.len() % 3 == 0
+                && model.chunks(3).all(|m| m[0] > 0.0 && m[2] > 0.0);
+            if valid {
+                Ok(())
+            } else {
+                Err(SchedulerError::bind(format!(
+                    "{}(x, w_1, mean_1, std_1, …) takes a value and, per mode, a positive weight, a mean and a positive std as constants, in {shown}",
+                    func.name()
+                )))
+            }
+        }
         Func::ThetaLowerBound | Func::ThetaUpperBound => match &args[1] {
             Expr::Literal(ScalarValue::Int64(1..=3)) => Ok(()),
             _ => Err(SchedulerError::bind(format!(

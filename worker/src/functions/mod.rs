@@ -1,6 +1,7 @@
 //! Scalar functions, by family: [`math`], [`text`], [`pattern`] (regular
-//! expressions), [`time`] (dates and timestamps) and [`theta`] (sketch
-//! BLOBs); conditionals here.
+//! expressions), [`time`] (dates and timestamps), [`mixture`] (a value's
+//! mode under a Gaussian mixture) and [`theta`] (sketch BLOBs);
+//! conditionals here.
 //!
 //! The binder has checked every call and cast its arguments to the types
 //! the function takes (text is `Utf8`, integers `Int64`, reals `Float64`),
@@ -8,12 +9,13 @@
 //! name, a pattern) is one value standing for every row.
 
 mod math;
+mod mixture;
 mod pattern;
 mod text;
 mod theta;
 mod time;
 
-use arrow::array::{Array, ArrayRef, RecordBatch};
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use arrow::compute::kernels::{boolean, cmp, zip::zip};
 use arrow::compute::{nullif, prep_null_mask_filter};
 use keel_proto::expr::{Expr, Func, ScalarValue};
@@ -87,6 +89,7 @@ pub fn call(func: Func, args: &[Expr], batch: &RecordBatch) -> Result<ArrayRef> 
         | Func::EpochMs
         | Func::EpochUs
         | Func::ToTimestamp => time::call(func, &a, rows),
+        Func::MixtureMode | Func::MixtureNorm => mixture::call(func, &a),
         Func::ThetaUnion
         | Func::ThetaIntersect
         | Func::ThetaANotB
@@ -103,7 +106,7 @@ pub fn call(func: Func, args: &[Expr], batch: &RecordBatch) -> Result<ArrayRef> 
         }
         Func::NullIf => {
             let equal = cmp::eq(&values[0], &values[1]).context("nullif")?;
-            nullif(&values[0], &prep_null_mask_filter(&equal)).context("nullif")
+            nullif(&values[0], &null_as_false(&equal)).context("nullif")
         }
     }
 }
@@ -159,11 +162,19 @@ fn extreme(greatest: bool, values: &[ArrayRef]) -> Result<ArrayRef> {
         }
         .context("greatest/least")?;
         let missing = boolean::is_null(result.as_ref()).context("greatest/least")?;
-        let take =
-            boolean::or(&prep_null_mask_filter(&better), &missing).context("greatest/least")?;
+        let take = boolean::or(&null_as_false(&better), &missing).context("greatest/least")?;
         result = zip(&take, v, &result).context("greatest/least")?;
     }
     Ok(result)
+}
+
+/// A mask with NULL read as false.
+fn null_as_false(mask: &BooleanArray) -> BooleanArray {
+    if mask.null_count() == 0 {
+        mask.clone()
+    } else {
+        prep_null_mask_filter(mask)
+    }
 }
 
 /// Builds a `Utf8` column row by row: `f` writes row `i`'s value into the

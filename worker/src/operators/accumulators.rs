@@ -40,6 +40,7 @@ pub fn create(
     distinct: bool,
     mode: AggMode,
     input_type: &DataType,
+    params: &[f64],
 ) -> Result<Box<dyn Accumulator>> {
     let merge = matches!(mode, AggMode::Final | AggMode::Merge);
     if distinct {
@@ -93,6 +94,7 @@ pub fn create(
             integer,
             merge,
         )),
+        AggFunc::MixtureStats => Box::new(super::mixture_stats::MixtureStats::new(params, merge)?),
         AggFunc::First => Box::new(First {
             merge,
             picks: vec![],

@@ -228,7 +228,7 @@ impl AggState {
                     .first()
                     .map(|c| c.data_type().clone())
                     .unwrap_or(DataType::Int64);
-                accumulators::create(a.func, a.distinct, self.mode, &t)
+                accumulators::create(a.func, a.distinct, self.mode, &t, &a.params)
             })
             .collect()
     }

@@ -15,6 +15,7 @@ mod join_spill;
 mod key_runs;
 mod keys;
 mod limit;
+mod mixture_stats;
 mod project;
 mod range_join;
 mod scan;

@@ -90,11 +90,13 @@ fn agg_run(
             func: AggFunc::Sum,
             arg: Some(Expr::Column(1)),
             distinct: false,
+            params: vec![],
         },
         AggExpr {
             func: AggFunc::Count,
             arg: Some(Expr::Column(1)),
             distinct: false,
+            params: vec![],
         },
     ];
     let mut fields = vec![
@@ -107,6 +109,7 @@ fn agg_run(
             func: AggFunc::Count,
             arg: Some(Expr::Column(2)),
             distinct: true,
+            params: vec![],
         });
         fields.push(Field::new("d", DataType::Int64, true));
     }

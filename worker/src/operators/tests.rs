@@ -72,16 +72,19 @@ fn aggs() -> Vec<AggExpr> {
             func: AggFunc::CountStar,
             arg: None,
             distinct: false,
+            params: vec![],
         },
         AggExpr {
             func: AggFunc::Sum,
             arg: Some(Expr::Column(1)),
             distinct: false,
+            params: vec![],
         },
         AggExpr {
             func: AggFunc::Avg,
             arg: Some(Expr::Column(1)),
             distinct: false,
+            params: vec![],
         },
     ]
 }
@@ -223,6 +226,7 @@ fn count_distinct_counts_each_value_once_per_group() {
         func: AggFunc::Count,
         arg: Some(Expr::Column(1)),
         distinct: true,
+        params: vec![],
     }];
     let out = collect(
         aggregate(

@@ -400,7 +400,8 @@ fn frame_aggregate(
         | AggFunc::ThetaSketch { .. }
         | AggFunc::ThetaUnionAgg
         | AggFunc::ThetaIntersectAgg
-        | AggFunc::ApproxQuantile { .. } => {
+        | AggFunc::ApproxQuantile { .. }
+        | AggFunc::MixtureStats => {
             return Err(WorkerError::eval(format!(
                 "{}() over a window is not supported",
                 func.name()
