@@ -89,71 +89,88 @@ pub enum Func {
     ThetaUpperBound,
 }
 
-/// Every function under its name.
-const NAMES: &[(Func, &str)] = &[
-    (Func::Abs, "abs"),
-    (Func::Round, "round"),
-    (Func::Floor, "floor"),
-    (Func::Ceil, "ceil"),
-    (Func::Sqrt, "sqrt"),
-    (Func::Cbrt, "cbrt"),
-    (Func::Ln, "ln"),
-    (Func::Log10, "log10"),
-    (Func::Log2, "log2"),
-    (Func::Exp, "exp"),
-    (Func::Power, "power"),
-    (Func::Sign, "sign"),
-    (Func::Pi, "pi"),
-    (Func::Greatest, "greatest"),
-    (Func::Least, "least"),
-    (Func::Lower, "lower"),
-    (Func::Upper, "upper"),
-    (Func::Length, "length"),
-    (Func::OctetLength, "octet_length"),
-    (Func::Concat, "concat"),
-    (Func::ConcatOp, "||"),
-    (Func::ConcatWs, "concat_ws"),
-    (Func::Substr, "substr"),
-    (Func::Left, "left"),
-    (Func::Right, "right"),
-    (Func::Replace, "replace"),
-    (Func::Trim, "trim"),
-    (Func::Ltrim, "ltrim"),
-    (Func::Rtrim, "rtrim"),
-    (Func::Lpad, "lpad"),
-    (Func::Rpad, "rpad"),
-    (Func::SplitPart, "split_part"),
-    (Func::StartsWith, "starts_with"),
-    (Func::EndsWith, "ends_with"),
-    (Func::Contains, "contains"),
-    (Func::Strpos, "strpos"),
-    (Func::Reverse, "reverse"),
-    (Func::Repeat, "repeat"),
-    (Func::RegexpMatches, "regexp_matches"),
-    (Func::RegexpReplace, "regexp_replace"),
-    (Func::RegexpExtract, "regexp_extract"),
-    (Func::Md5, "md5"),
-    (Func::Hash, "hash"),
-    (Func::DateTrunc, "date_trunc"),
-    (Func::DatePart, "date_part"),
-    (Func::Epoch, "epoch"),
-    (Func::DateDiff, "date_diff"),
-    (Func::Strftime, "strftime"),
-    (Func::Strptime, "strptime"),
-    (Func::MakeDate, "make_date"),
-    (Func::EpochMs, "epoch_ms"),
-    (Func::EpochUs, "epoch_us"),
-    (Func::ToTimestamp, "to_timestamp"),
-    (Func::Coalesce, "coalesce"),
-    (Func::NullIf, "nullif"),
-    (Func::MixtureMode, "mixture_mode"),
-    (Func::MixtureNorm, "mixture_norm"),
-    (Func::ThetaUnion, "theta_union"),
-    (Func::ThetaIntersect, "theta_intersect"),
-    (Func::ThetaANotB, "theta_a_not_b"),
-    (Func::ThetaEstimate, "theta_estimate"),
-    (Func::ThetaLowerBound, "theta_lower_bound"),
-    (Func::ThetaUpperBound, "theta_upper_bound"),
+/// How functions group, as the README lists them and the worker's
+/// modules hold them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Math,
+    Text,
+    /// Regular expressions.
+    Pattern,
+    /// Dates and times.
+    Time,
+    Conditional,
+    /// 1-D Gaussian mixtures.
+    Mixture,
+    /// Theta sketch BLOBs.
+    Theta,
+}
+
+/// Every function under its name, with its family.
+const NAMES: &[(Func, &str, Family)] = &[
+    (Func::Abs, "abs", Family::Math),
+    (Func::Round, "round", Family::Math),
+    (Func::Floor, "floor", Family::Math),
+    (Func::Ceil, "ceil", Family::Math),
+    (Func::Sqrt, "sqrt", Family::Math),
+    (Func::Cbrt, "cbrt", Family::Math),
+    (Func::Ln, "ln", Family::Math),
+    (Func::Log10, "log10", Family::Math),
+    (Func::Log2, "log2", Family::Math),
+    (Func::Exp, "exp", Family::Math),
+    (Func::Power, "power", Family::Math),
+    (Func::Sign, "sign", Family::Math),
+    (Func::Pi, "pi", Family::Math),
+    (Func::Greatest, "greatest", Family::Math),
+    (Func::Least, "least", Family::Math),
+    (Func::Lower, "lower", Family::Text),
+    (Func::Upper, "upper", Family::Text),
+    (Func::Length, "length", Family::Text),
+    (Func::OctetLength, "octet_length", Family::Text),
+    (Func::Concat, "concat", Family::Text),
+    (Func::ConcatOp, "||", Family::Text),
+    (Func::ConcatWs, "concat_ws", Family::Text),
+    (Func::Substr, "substr", Family::Text),
+    (Func::Left, "left", Family::Text),
+    (Func::Right, "right", Family::Text),
+    (Func::Replace, "replace", Family::Text),
+    (Func::Trim, "trim", Family::Text),
+    (Func::Ltrim, "ltrim", Family::Text),
+    (Func::Rtrim, "rtrim", Family::Text),
+    (Func::Lpad, "lpad", Family::Text),
+    (Func::Rpad, "rpad", Family::Text),
+    (Func::SplitPart, "split_part", Family::Text),
+    (Func::StartsWith, "starts_with", Family::Text),
+    (Func::EndsWith, "ends_with", Family::Text),
+    (Func::Contains, "contains", Family::Text),
+    (Func::Strpos, "strpos", Family::Text),
+    (Func::Reverse, "reverse", Family::Text),
+    (Func::Repeat, "repeat", Family::Text),
+    (Func::RegexpMatches, "regexp_matches", Family::Pattern),
+    (Func::RegexpReplace, "regexp_replace", Family::Pattern),
+    (Func::RegexpExtract, "regexp_extract", Family::Pattern),
+    (Func::Md5, "md5", Family::Text),
+    (Func::Hash, "hash", Family::Text),
+    (Func::DateTrunc, "date_trunc", Family::Time),
+    (Func::DatePart, "date_part", Family::Time),
+    (Func::Epoch, "epoch", Family::Time),
+    (Func::DateDiff, "date_diff", Family::Time),
+    (Func::Strftime, "strftime", Family::Time),
+    (Func::Strptime, "strptime", Family::Time),
+    (Func::MakeDate, "make_date", Family::Time),
+    (Func::EpochMs, "epoch_ms", Family::Time),
+    (Func::EpochUs, "epoch_us", Family::Time),
+    (Func::ToTimestamp, "to_timestamp", Family::Time),
+    (Func::Coalesce, "coalesce", Family::Conditional),
+    (Func::NullIf, "nullif", Family::Conditional),
+    (Func::MixtureMode, "mixture_mode", Family::Mixture),
+    (Func::MixtureNorm, "mixture_norm", Family::Mixture),
+    (Func::ThetaUnion, "theta_union", Family::Theta),
+    (Func::ThetaIntersect, "theta_intersect", Family::Theta),
+    (Func::ThetaANotB, "theta_a_not_b", Family::Theta),
+    (Func::ThetaEstimate, "theta_estimate", Family::Theta),
+    (Func::ThetaLowerBound, "theta_lower_bound", Family::Theta),
+    (Func::ThetaUpperBound, "theta_upper_bound", Family::Theta),
 ];
 
 /// Other names DuckDB accepts for the same functions.
@@ -177,22 +194,29 @@ impl Func {
     pub fn from_name(name: &str) -> Option<Func> {
         NAMES
             .iter()
-            .find(|(_, n)| *n == name)
-            .map(|(f, _)| *f)
+            .find(|(_, n, _)| *n == name)
+            .map(|(f, _, _)| *f)
             .or_else(|| ALIASES.iter().find(|(n, _)| *n == name).map(|(_, f)| *f))
     }
 
-    pub fn name(self) -> &'static str {
+    fn entry(self) -> &'static (Func, &'static str, Family) {
         NAMES
             .iter()
-            .find(|(f, _)| *f == self)
-            .map(|(_, n)| *n)
+            .find(|(f, _, _)| *f == self)
             .expect("every function has a name")
+    }
+
+    pub fn name(self) -> &'static str {
+        self.entry().1
+    }
+
+    pub fn family(self) -> Family {
+        self.entry().2
     }
 
     /// Every function name Keel knows, for error messages.
     pub fn names() -> impl Iterator<Item = &'static str> {
-        NAMES.iter().map(|(_, n)| *n)
+        NAMES.iter().map(|(_, n, _)| *n)
     }
 
     /// The type of `self(args)`, arguments in the binder's types.

@@ -19,6 +19,7 @@ use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use arrow::compute::kernels::{boolean, cmp, zip::zip};
 use arrow::compute::{nullif, prep_null_mask_filter};
 use keel_proto::expr::{Expr, Func, ScalarValue};
+use keel_proto::func::Family;
 
 use crate::error::{ArrowContext, Result, WorkerError};
 use crate::eval::evaluate;
@@ -34,68 +35,26 @@ pub fn call(func: Func, args: &[Expr], batch: &RecordBatch) -> Result<ArrayRef> 
         values: &values,
         exprs: args,
     };
+    match func.family() {
+        Family::Math => match func {
+            Func::Pi => Ok(std::sync::Arc::new(arrow::array::Float64Array::from(
+                vec![std::f64::consts::PI; rows],
+            ))),
+            Func::Greatest | Func::Least => extreme(func == Func::Greatest, &values),
+            _ => math::call(func, &a),
+        },
+        Family::Text => text::call(func, &a, rows),
+        Family::Pattern => pattern::call(func, &a, rows),
+        Family::Time => time::call(func, &a, rows),
+        Family::Mixture => mixture::call(func, &a),
+        Family::Theta => theta::call(func, &values),
+        Family::Conditional => conditional(func, &values),
+    }
+}
+
+/// `coalesce` and `nullif`.
+fn conditional(func: Func, values: &[ArrayRef]) -> Result<ArrayRef> {
     match func {
-        Func::Abs
-        | Func::Round
-        | Func::Floor
-        | Func::Ceil
-        | Func::Sqrt
-        | Func::Cbrt
-        | Func::Ln
-        | Func::Log10
-        | Func::Log2
-        | Func::Exp
-        | Func::Power
-        | Func::Sign => math::call(func, &a),
-        Func::Pi => Ok(std::sync::Arc::new(arrow::array::Float64Array::from(
-            vec![std::f64::consts::PI; rows],
-        ))),
-        Func::Greatest | Func::Least => extreme(func == Func::Greatest, &values),
-        Func::Lower
-        | Func::Upper
-        | Func::Length
-        | Func::OctetLength
-        | Func::Concat
-        | Func::ConcatOp
-        | Func::ConcatWs
-        | Func::Substr
-        | Func::Left
-        | Func::Right
-        | Func::Replace
-        | Func::Trim
-        | Func::Ltrim
-        | Func::Rtrim
-        | Func::Lpad
-        | Func::Rpad
-        | Func::SplitPart
-        | Func::StartsWith
-        | Func::EndsWith
-        | Func::Contains
-        | Func::Strpos
-        | Func::Reverse
-        | Func::Repeat
-        | Func::Md5
-        | Func::Hash => text::call(func, &a, rows),
-        Func::RegexpMatches | Func::RegexpReplace | Func::RegexpExtract => {
-            pattern::call(func, &a, rows)
-        }
-        Func::DateTrunc
-        | Func::DatePart
-        | Func::Epoch
-        | Func::DateDiff
-        | Func::Strftime
-        | Func::Strptime
-        | Func::MakeDate
-        | Func::EpochMs
-        | Func::EpochUs
-        | Func::ToTimestamp => time::call(func, &a, rows),
-        Func::MixtureMode | Func::MixtureNorm => mixture::call(func, &a),
-        Func::ThetaUnion
-        | Func::ThetaIntersect
-        | Func::ThetaANotB
-        | Func::ThetaEstimate
-        | Func::ThetaLowerBound
-        | Func::ThetaUpperBound => theta::call(func, &values),
         Func::Coalesce => {
             let mut result = values[values.len() - 1].clone();
             for a in values[..values.len() - 1].iter().rev() {
@@ -108,6 +67,7 @@ pub fn call(func: Func, args: &[Expr], batch: &RecordBatch) -> Result<ArrayRef> 
             let equal = cmp::eq(&values[0], &values[1]).context("nullif")?;
             nullif(&values[0], &null_as_false(&equal)).context("nullif")
         }
+        other => unreachable!("{other:?} is not a conditional"),
     }
 }
 
