@@ -466,9 +466,16 @@ impl Planner {
             });
             let g = group_by.len();
             let keys: Vec<Expr> = (0..g).map(Expr::Column).collect();
+            let state: usize = aggs.iter().map(state_bytes).sum();
             let exchanged = if g == 0 {
-                let merged = self.reduce_tree(partial, aggs);
+                let merged = self.reduce_tree(partial, aggs, 0);
                 self.gather(merged)
+            } else if state >= GROUPED_TREE_STATE_BYTES {
+                // Sketch states: few groups, each state large. Merge them in
+                // a tree by group before the exchange, so no final task
+                // receives a state per group from every partial task.
+                let merged = self.reduce_tree(partial, aggs, g);
+                self.hash_exchange(merged, keys.clone())
             } else {
                 self.hash_exchange(partial, keys.clone())
             };
@@ -576,12 +583,13 @@ impl Planner {
         out
     }
 
-    /// A global aggregate's partial states from more tasks than the fan-in
-    /// k: levels of Merge aggregates, each task merging at most k states,
-    /// until at most k remain for the final gather. k is the configured
-    /// fan-in, lowered (to 2 at least) where k states would not fit in
-    /// `MERGE_INPUT_BYTES` (theta sketches of a large `lg_k`).
-    fn reduce_tree(&mut self, partial: Fragment, aggs: &[AggExpr]) -> Fragment {
+    /// Partial states from more tasks than the fan-in k: levels of Merge
+    /// aggregates (by the first `groups` columns, the keys), each task
+    /// merging the outputs of at most k tasks, until at most k remain for
+    /// the final gather or exchange. k is the configured fan-in, lowered
+    /// (to 2 at least) where k states would not fit in `MERGE_INPUT_BYTES`
+    /// (theta sketches of a large `lg_k`).
+    fn reduce_tree(&mut self, partial: Fragment, aggs: &[AggExpr], groups: usize) -> Fragment {
         let state: usize = aggs.iter().map(state_bytes).sum();
         let k = self
             .config
@@ -604,7 +612,7 @@ impl Planner {
             f = Self::wrap(read, |i| PlanNode::Aggregate {
                 input: i,
                 mode: AggMode::Merge,
-                group_by: vec![],
+                group_by: (0..groups).map(Expr::Column).collect(),
                 aggs: aggs.to_vec(),
                 schema,
             });
@@ -919,6 +927,12 @@ fn distinct_in_two_phases(
 
 /// What a merge task may receive, in partial states of a global aggregate.
 const MERGE_INPUT_BYTES: usize = 256 << 20;
+
+/// A grouped aggregate whose state per group is at least this large (a
+/// sketch) merges its partial states in a tree: such aggregates have few
+/// groups, and every partial task would otherwise send each group's state
+/// to the group's final task.
+const GROUPED_TREE_STATE_BYTES: usize = 4 << 10;
 
 /// The largest serialized partial state of one aggregate (one group).
 fn state_bytes(agg: &AggExpr) -> usize {
