@@ -266,6 +266,7 @@ impl WorkerService for Handle {
                 worker: WorkerId(r.worker_id),
                 memory_used: r.memory_used,
                 memory_pinned: r.memory_pinned,
+                running: r.running,
                 reply,
             })
             .await?;

@@ -506,8 +506,9 @@ impl Job {
         Outcome::Retrying
     }
 
-    /// The worker stopped the task (it is shutting down): run it elsewhere, uncounted.
-    pub fn task_stopped(&mut self, stage: u32, task: u32, attempt: u32) -> Outcome {
+    /// The task stopped through no fault of its own (its worker is shutting
+    /// down, or lost track of it; `why` says which): run it again, uncounted.
+    pub fn task_stopped(&mut self, stage: u32, task: u32, attempt: u32, why: &str) -> Outcome {
         if self.state != JobState::Running {
             return Outcome::Ignored;
         }
@@ -516,7 +517,7 @@ impl Job {
         };
         run.state = TaskState::Pending;
         self.retries.push(format!(
-            "stage {stage} task {task} attempt {attempt}: its worker stopped it"
+            "stage {stage} task {task} attempt {attempt}: {why}"
         ));
         Outcome::Retrying
     }

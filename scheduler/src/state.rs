@@ -4,7 +4,7 @@
 //! them one at a time, then dispatches whatever tasks can run. Nothing else
 //! touches workers, jobs or tasks, so no locks guard them.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use keel_proto::ids::{JobId, WorkerId};
 use keel_proto::pb::{
     job_event, task_status, worker_command, ClusterStatusResponse, JobCompleted, JobEvent,
-    JobFailed, JobProgress, JobSummary, TaskStatus, WorkerCommand, WorkerSummary,
+    JobFailed, JobProgress, JobSummary, RunningTask, TaskStatus, WorkerCommand, WorkerSummary,
 };
 use keel_proto::size::memory_pool_size;
 use keel_proto::task::encode;
@@ -92,6 +92,8 @@ pub enum Event {
         worker: WorkerId,
         memory_used: u64,
         memory_pinned: u64,
+        /// The task attempts the worker holds.
+        running: Vec<RunningTask>,
         reply: oneshot::Sender<bool>,
     },
     TaskReported(TaskStatus),
@@ -133,6 +135,9 @@ struct WorkerEntry {
     memory_pinned: u64,
     /// Tasks dispatched to the worker and not heard back about, with their estimates.
     running: HashMap<AttemptKey, u64>,
+    /// Of those, the ones its last heartbeat did not hold: lost if the
+    /// next one does not hold them either (see `reconcile`).
+    unheld: HashSet<AttemptKey>,
     last_seen: Instant,
     commands: Option<mpsc::Sender<WorkerCommand>>,
 }
@@ -217,6 +222,7 @@ impl SchedulerState {
                         memory_used: 0,
                         memory_pinned: 0,
                         running: HashMap::new(),
+                        unheld: HashSet::new(),
                         last_seen: Instant::now(),
                         commands: None,
                     },
@@ -246,6 +252,7 @@ impl SchedulerState {
                 worker,
                 memory_used,
                 memory_pinned,
+                running,
                 reply,
             } => {
                 let known = match self.workers.get_mut(&worker) {
@@ -258,6 +265,9 @@ impl SchedulerState {
                     None => false,
                 };
                 let _ = reply.send(known);
+                if known {
+                    self.reconcile(&worker, &running);
+                }
             }
             Event::TaskReported(status) => self.task_reported(status),
             Event::JobSubmitted { job } => {
@@ -400,6 +410,66 @@ impl SchedulerState {
         }
     }
 
+    /// Compares what a worker holds with what the scheduler believes it
+    /// runs. An attempt the worker holds for a job that is gone (or over)
+    /// is cancelled there. An attempt dispatched to it that two heartbeats
+    /// in a row do not hold was lost on the way (its launch or its report):
+    /// it runs again, not counted against its attempts. (One heartbeat is
+    /// not enough: a report may be in flight while it is sent.)
+    fn reconcile(&mut self, worker: &WorkerId, held: &[RunningTask]) {
+        let held: HashSet<AttemptKey> = held
+            .iter()
+            .map(|t| (JobId(t.job_id.clone()), t.stage_id, t.task, t.attempt))
+            .collect();
+        let gone: HashSet<&JobId> = held
+            .iter()
+            .map(|k| &k.0)
+            .filter(|job| {
+                self.jobs
+                    .get(*job)
+                    .is_none_or(|e| e.job.state != JobState::Running)
+            })
+            .collect();
+        let Some(w) = self.workers.get_mut(worker) else {
+            return;
+        };
+        for job in gone {
+            tracing::warn!(%worker, %job, "worker holds tasks of a job that is over; cancelling them");
+            if let Some(tx) = &w.commands {
+                let _ = tx.try_send(WorkerCommand {
+                    command: Some(worker_command::Command::CancelJob(job.0.clone())),
+                });
+            }
+        }
+        let unheld: HashSet<AttemptKey> = w
+            .running
+            .keys()
+            .filter(|k| !held.contains(*k))
+            .cloned()
+            .collect();
+        let lost: Vec<AttemptKey> = unheld.intersection(&w.unheld).cloned().collect();
+        w.unheld = unheld;
+        for key in &lost {
+            w.running.remove(key);
+            w.unheld.remove(key);
+        }
+        for (job, stage, task, attempt) in lost {
+            tracing::warn!(%worker, %job, stage, task, attempt, "a task its worker does not hold was lost; running it again");
+            let outcome = match self.jobs.get_mut(&job) {
+                Some(e) => e.job.task_stopped(
+                    stage,
+                    task,
+                    attempt,
+                    &format!("worker {worker} no longer held it (its launch or report was lost)"),
+                ),
+                None => Outcome::Ignored,
+            };
+            if outcome != Outcome::Ignored {
+                self.publish(&job);
+            }
+        }
+    }
+
     fn lose_worker(&mut self, worker: &WorkerId, why: &str) {
         if self.workers.remove(worker).is_none() {
             return;
@@ -464,11 +534,12 @@ impl SchedulerState {
                     ff,
                     &f.message,
                 ),
-                None if f.cancelled => {
-                    entry
-                        .job
-                        .task_stopped(status.stage_id, status.task, status.attempt)
-                }
+                None if f.cancelled => entry.job.task_stopped(
+                    status.stage_id,
+                    status.task,
+                    status.attempt,
+                    "its worker stopped it",
+                ),
                 None => entry.job.task_failed(
                     status.stage_id,
                     status.task,

@@ -8,7 +8,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use keel_proto::expr::Expr;
 use keel_proto::ids::{JobId, StageId, WorkerId};
 use keel_proto::pb::{
-    task_status, worker_command, TaskFailed, TaskStatus, TaskSucceeded, WorkerCommand,
+    task_status, worker_command, RunningTask, TaskFailed, TaskStatus, TaskSucceeded, WorkerCommand,
 };
 use keel_proto::plan::{FileSplit, PlanNode, Sink, SortKey};
 use keel_proto::task::{decode, TaskDescriptor};
@@ -146,6 +146,41 @@ impl Harness {
             ..Default::default()
         };
         self.report(worker, job, task, 0, task_status::Result::Succeeded(stats));
+    }
+
+    /// A heartbeat from `worker` holding `held` (job, task, attempt) of stage 1.
+    fn heartbeat(&mut self, worker: &WorkerId, used: u64, pinned: u64, held: &[(&str, u32, u32)]) {
+        let (reply, _) = oneshot::channel();
+        let running = held
+            .iter()
+            .map(|(job, task, attempt)| RunningTask {
+                job_id: job.to_string(),
+                stage_id: 1,
+                task: *task,
+                attempt: *attempt,
+            })
+            .collect();
+        self.state.handle(Event::HeartbeatReceived {
+            worker: worker.clone(),
+            memory_used: used,
+            memory_pinned: pinned,
+            running,
+            reply,
+        });
+    }
+
+    /// Jobs the workers were told to cancel since the last call (launches
+    /// in between are dropped).
+    fn cancelled(&mut self) -> Vec<String> {
+        let mut out = vec![];
+        for (_, rx) in &mut self.launches {
+            while let Ok(cmd) = rx.try_recv() {
+                if let Some(worker_command::Command::CancelJob(job)) = cmd.command {
+                    out.push(job);
+                }
+            }
+        }
+        out
     }
 
     fn job_state(&self, job: &str) -> &Job {
@@ -325,25 +360,13 @@ fn unspillable_memory_a_worker_reports_counts_against_its_budget() {
     let w = h.worker(4, LIMIT_FOR_1000MIB);
     h.job("first", &[40; 1]);
     assert_eq!(h.launched().len(), 1);
-    let (reply, _) = oneshot::channel();
-    h.state.handle(Event::HeartbeatReceived {
-        worker: w.clone(),
-        memory_used: 990 * MIB,
-        memory_pinned: 950 * MIB,
-        reply,
-    });
+    h.heartbeat(&w, 990 * MIB, 950 * MIB, &[("first", 0, 0)]);
     h.job("second", &[40]);
     assert!(
         h.launched().is_empty(),
         "950 MiB pinned + 66 MiB exceed the budget"
     );
-    let (reply, _) = oneshot::channel();
-    h.state.handle(Event::HeartbeatReceived {
-        worker: w,
-        memory_used: 990 * MIB,
-        memory_pinned: 0,
-        reply,
-    });
+    h.heartbeat(&w, 990 * MIB, 0, &[("first", 0, 0)]);
     assert_eq!(
         tasks_of(&h.launched(), "second"),
         vec![0],
@@ -384,4 +407,44 @@ fn a_user_error_fails_the_job_at_once() {
     }
     assert!(job.retries.is_empty(), "{:?}", job.retries);
     assert!(h.launched().is_empty(), "no second attempt");
+}
+
+#[test]
+fn a_task_its_worker_stops_holding_runs_again() {
+    let mut h = Harness::new(true);
+    let w = h.worker(4, LIMIT_FOR_1000MIB);
+    h.job("lost", &[40]);
+    assert_eq!(h.launched().len(), 1);
+    // Held: nothing to do.
+    h.heartbeat(&w, 0, 0, &[("lost", 0, 0)]);
+    assert!(h.launched().is_empty());
+    // Not held once: its report may be on the way.
+    h.heartbeat(&w, 0, 0, &[]);
+    assert!(h.launched().is_empty());
+    // Not held twice: its launch or its report was lost. It runs again,
+    // without counting against its attempts.
+    h.heartbeat(&w, 0, 0, &[]);
+    let again = h.launched();
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!((again[0].2, again[0].3), (0, 1), "task 0, attempt 1");
+    let job = h.job_state("lost");
+    assert!(
+        job.retries[0].contains("no longer held it"),
+        "{:?}",
+        job.retries
+    );
+    assert_eq!(job.state, JobState::Running);
+    // The late report of the lost attempt changes nothing.
+    h.succeed(&w, "lost", 0, MIB);
+    assert_eq!(h.job_state("lost").state, JobState::Running);
+}
+
+#[test]
+fn a_task_held_for_a_job_that_is_gone_is_cancelled() {
+    let mut h = Harness::new(true);
+    let w = h.worker(4, LIMIT_FOR_1000MIB);
+    h.job("live", &[40]);
+    h.launched();
+    h.heartbeat(&w, 0, 0, &[("live", 0, 0), ("ghost", 3, 0)]);
+    assert_eq!(h.cancelled(), vec!["ghost".to_string()]);
 }

@@ -16,7 +16,7 @@ use arrow_flight::flight_service_server::FlightServiceServer;
 use keel_proto::ids::JobId;
 use keel_proto::pb::worker_command::Command;
 use keel_proto::pb::worker_service_client::WorkerServiceClient;
-use keel_proto::pb::{ConnectRequest, HeartbeatRequest, RegisterWorkerRequest};
+use keel_proto::pb::{ConnectRequest, HeartbeatRequest, RegisterWorkerRequest, RunningTask};
 use keel_proto::task::{decode, TaskDescriptor};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -45,50 +45,63 @@ const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 /// Tasks running on this worker, by job, so a job can be cancelled.
 #[derive(Default)]
 struct Running {
-    jobs: Mutex<HashMap<JobId, Vec<Arc<AtomicBool>>>>,
+    /// Per job, each attempt the worker holds and its cancel flag.
+    jobs: Mutex<HashMap<JobId, Vec<(RunningTask, Arc<AtomicBool>)>>>,
 }
 
 impl Running {
-    fn add(&self, job: &JobId) -> Arc<AtomicBool> {
+    fn add(&self, task: &TaskDescriptor) -> Arc<AtomicBool> {
         let flag = Arc::new(AtomicBool::new(false));
+        let held = RunningTask {
+            job_id: task.job.0.clone(),
+            stage_id: task.task.stage.0,
+            task: task.task.index,
+            attempt: task.task.attempt,
+        };
         self.jobs
             .lock()
             .expect("running")
-            .entry(job.clone())
+            .entry(task.job.clone())
             .or_default()
-            .push(flag.clone());
+            .push((held, flag.clone()));
         flag
     }
 
     fn remove(&self, job: &JobId, flag: &Arc<AtomicBool>) {
         let mut jobs = self.jobs.lock().expect("running");
-        if let Some(flags) = jobs.get_mut(job) {
-            flags.retain(|f| !Arc::ptr_eq(f, flag));
-            if flags.is_empty() {
+        if let Some(tasks) = jobs.get_mut(job) {
+            tasks.retain(|(_, f)| !Arc::ptr_eq(f, flag));
+            if tasks.is_empty() {
                 jobs.remove(job);
             }
         }
     }
 
     fn cancel(&self, job: &JobId) {
-        if let Some(flags) = self.jobs.lock().expect("running").remove(job) {
-            flags.iter().for_each(|f| f.store(true, Ordering::Relaxed));
+        if let Some(tasks) = self.jobs.lock().expect("running").remove(job) {
+            tasks
+                .iter()
+                .for_each(|(_, f)| f.store(true, Ordering::Relaxed));
         }
     }
 
     fn cancel_all(&self) {
-        for (_, flags) in self.jobs.lock().expect("running").drain() {
-            flags.iter().for_each(|f| f.store(true, Ordering::Relaxed));
+        for (_, tasks) in self.jobs.lock().expect("running").drain() {
+            tasks
+                .iter()
+                .for_each(|(_, f)| f.store(true, Ordering::Relaxed));
         }
     }
 
-    fn count(&self) -> usize {
+    /// The attempts held, for the heartbeat.
+    fn held(&self) -> Vec<RunningTask> {
         self.jobs
             .lock()
             .expect("running")
             .values()
-            .map(|v| v.len())
-            .sum()
+            .flatten()
+            .map(|(t, _)| t.clone())
+            .collect()
     }
 }
 
@@ -291,7 +304,7 @@ fn launch(
     task: TaskDescriptor,
 ) {
     let job = task.job.clone();
-    let cancelled = running.add(&job);
+    let cancelled = running.add(&task);
     tokio::spawn(async move {
         // The scheduler sends at most --cores tasks; the semaphore makes that a guarantee.
         let Ok(_slot) = slots.acquire_owned().await else {
@@ -321,11 +334,13 @@ async fn heartbeats(
     let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
     loop {
         tick.tick().await;
+        let held = running.held();
         let request = HeartbeatRequest {
             worker_id: worker_id.clone(),
             memory_used: pool.used() as u64,
             memory_pinned: pool.pinned() as u64,
-            running_tasks: running.count() as u32,
+            running_tasks: held.len() as u32,
+            running: held,
         };
         if let Err(e) = client.heartbeat(request).await {
             tracing::debug!(error = %e.message(), "heartbeat failed");
