@@ -12,12 +12,11 @@ import subprocess
 import time
 
 import duckdb
+import numpy as np
 import pytest
+from sklearn import mixture
 
 from conftest import Cluster, binary
-
-np = pytest.importorskip("numpy")
-mixture = pytest.importorskip("sklearn.mixture")
 
 ROWS = 200_000
 # column: [(weight, mean, std)]
