@@ -25,7 +25,7 @@ pub struct Mixture {
 impl Mixture {
     /// From `[w_1, μ_1, σ_1, …]`.
     pub fn new(params: &[f64]) -> Result<Self> {
-        if params.is_empty() || params.len() % 3 != 0 {
+        if params.is_empty() || !params.len().is_multiple_of(3) {
             return Err(WorkerError::eval(format!(
                 "a mixture takes weight, mean and std per mode, got {} numbers",
                 params.len()
@@ -143,7 +143,7 @@ impl Stats {
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        if bytes.len() % 8 != 0 {
+        if !bytes.len().is_multiple_of(8) {
             return Err(WorkerError::eval("mixture statistics are not whole f64s"));
         }
         Ok(Stats(

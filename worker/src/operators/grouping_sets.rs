@@ -180,9 +180,7 @@ pub fn aggregate(
         let step = match emitting {
             Some(i) => {
                 sets[i].state.release();
-                let Some(set) = sets.get_mut(i + 1) else {
-                    return None;
-                };
+                let set = sets.get_mut(i + 1)?;
                 emitting = Some(i + 1);
                 emit(set, &schema)
             }
