@@ -23,9 +23,12 @@ use arrow::datatypes::{DataType, Float64Type, Int64Type};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
+use keel_worker::mixture::{Mixture, Stats};
+
 use crate::cli::run_query_with;
 use crate::client::KeelClient;
 use crate::error::ClientError;
+use crate::profile::quote;
 
 /// What `keel mixture fit` was asked for.
 pub struct FitOptions {
@@ -60,15 +63,17 @@ const VARIANCE_FLOOR: f64 = 1e-6;
 const BINS: usize = 1024;
 
 impl Model {
-    /// `w_1, μ_1, σ_1, …` as SQL constants.
+    /// `w_1, μ_1, σ_1, …`: the order `mixture_stats` and friends take.
+    fn params(&self) -> Vec<f64> {
+        (0..self.weights.len())
+            .flat_map(|k| [self.weights[k], self.means[k], self.stds[k]])
+            .collect()
+    }
+
+    /// [`Model::params`] as SQL constants.
     fn sql_params(&self) -> String {
-        let mut out = vec![];
-        for k in 0..self.weights.len() {
-            out.push(number(self.weights[k]));
-            out.push(number(self.means[k]));
-            out.push(number(self.stds[k]));
-        }
-        out.join(", ")
+        let params: Vec<String> = self.params().into_iter().map(number).collect();
+        params.join(", ")
     }
 
     fn path(dir: &Path, column: &str) -> PathBuf {
@@ -98,10 +103,6 @@ impl Model {
 /// A number as SQL reads it back bit for bit.
 fn number(v: f64) -> String {
     format!("{v:?}")
-}
-
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> ClientError {
@@ -377,29 +378,11 @@ fn histogram_em(mut model: Model, bins: &[(f64, f64)], min_std: f64) -> (Model, 
     let mut previous = f64::NEG_INFINITY;
     let mut log_likelihood = previous;
     for _ in 0..300 {
-        let k = model.weights.len();
-        let mut sums = vec![0.0; 2 + 3 * k];
-        let mut l = vec![0.0; k];
-        for (x, n) in bins {
-            let mut top = f64::NEG_INFINITY;
-            for j in 0..k {
-                let z = (x - model.means[j]) / model.stds[j];
-                l[j] = model.weights[j].ln() - model.stds[j].ln() - 0.5 * z * z;
-                top = top.max(l[j]);
-            }
-            let total: f64 = l.iter().map(|v| (v - top).exp()).sum();
-            sums[0] += n;
-            sums[1] += n * (top + total.ln() - 0.5 * (2.0 * std::f64::consts::PI).ln());
-            for j in 0..k {
-                let g = n * (l[j] - top).exp() / total;
-                let d = x - model.means[j];
-                sums[2 + 3 * j] += g;
-                sums[3 + 3 * j] += g * d;
-                sums[4 + 3 * j] += g * d * d;
-            }
-        }
-        log_likelihood = sums[1];
-        let (mut next, _) = m_step(&model, &sums, 0.0);
+        let mixture = Mixture::new(&model.params()).expect("positive weights and stds");
+        let mut stats = Stats::empty(mixture.modes());
+        stats.add_weighted(&mixture, bins.iter().copied());
+        log_likelihood = stats.0[1];
+        let (mut next, _) = m_step(&model, &stats.0, 0.0);
         next.stds.iter_mut().for_each(|s| *s = s.max(min_std));
         model = next;
         if (log_likelihood - previous).abs() <= 1e-9 * log_likelihood.abs() {
@@ -517,10 +500,11 @@ pub async fn fit(
             let mut still = vec![];
             for (j, &i) in active.iter().enumerate() {
                 let blob = row.column(j).as_binary::<i32>().value(0);
-                let sums: Vec<f64> = blob
-                    .chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
-                    .collect();
+                let sums = Stats::from_bytes(blob)
+                    .map_err(|e| ClientError::Protocol {
+                        message: format!("mixture_stats of {}: {e}", names[i]),
+                    })?
+                    .0;
                 let previous = models[i].log_likelihood;
                 let (next, log_likelihood) = m_step(&models[i], &sums, opts.min_weight);
                 let converged = (log_likelihood - previous).abs() < opts.tol

@@ -36,7 +36,8 @@ pub fn source(target: &str, tables: &[(String, String)]) -> String {
     }
 }
 
-fn quote(name: &str) -> String {
+/// A column name as a quoted SQL identifier.
+pub(crate) fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 

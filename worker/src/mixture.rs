@@ -100,21 +100,26 @@ impl Stats {
 
     /// Adds the rows `xs` under `model`.
     pub fn add_values(&mut self, model: &Mixture, xs: impl Iterator<Item = f64>) {
+        self.add_weighted(model, xs.map(|x| (x, 1.0)));
+    }
+
+    /// Adds values each standing for `weight` rows (a histogram's bins).
+    pub fn add_weighted(&mut self, model: &Mixture, points: impl Iterator<Item = (f64, f64)>) {
         let k = model.modes();
         let mut l = vec![0.0; k];
         let s = &mut self.0;
-        for x in xs {
+        for (x, weight) in points {
             let best = model.log_densities(x, &mut l);
             let mut total = 0.0;
             for v in l.iter_mut() {
                 *v = (*v - best).exp();
                 total += *v;
             }
-            s[0] += 1.0;
-            s[1] += best + total.ln();
-            let inv = 1.0 / total;
+            s[0] += weight;
+            s[1] += weight * (best + total.ln());
+            let share = weight / total;
             for (j, g) in l.iter().enumerate() {
-                let g = g * inv;
+                let g = g * share;
                 let d = x - model.means[j];
                 let at = 2 + 3 * j;
                 s[at] += g;
