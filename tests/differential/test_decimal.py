@@ -43,6 +43,7 @@ QUERIES = [
     "SELECT id, price FROM d ORDER BY price DESC NULLS LAST, id LIMIT 10",
     "SELECT CAST('12.345' AS DECIMAL(8,3))::VARCHAR, CAST(2.5 AS DECIMAL(4,1)), CAST(7 AS DECIMAL(5,2))::VARCHAR, CAST(price AS DOUBLE) FROM d WHERE id = 7",
     "SELECT greatest(price, rate), least(price, 0) FROM d WHERE id < 30",
+    "SELECT id, price + NULL, NULL * qty, price - NULL FROM d WHERE id < 5",
 ]
 
 

@@ -93,6 +93,12 @@ pub fn as_decimal(t: &DataType) -> Option<DataType> {
     }
 }
 
+/// One side of DECIMAL arithmetic as a DECIMAL: a NULL takes the type the
+/// two sides have in common.
+fn decimal_side(t: &DataType, common: &DataType) -> DataType {
+    as_decimal(t).unwrap_or_else(|| common.clone())
+}
+
 /// Two exact numbers' common DECIMAL: enough integer digits and scale for both.
 fn common_decimal(a: &DataType, b: &DataType) -> Option<DataType> {
     let (DataType::Decimal128(p1, s1), DataType::Decimal128(p2, s2)) =
@@ -216,10 +222,7 @@ pub fn binary(
             // Each side keeps its own precision and scale (integers become
             // DECIMALs): the result's type follows from both, see
             // `arithmetic_type`.
-            let (lt2, rt2) = (
-                as_decimal(lt).expect("exact"),
-                as_decimal(rt).expect("exact"),
-            );
+            let (lt2, rt2) = (decimal_side(lt, &target), decimal_side(rt, &target));
             return Ok(Expr::binary(
                 op,
                 cast_if_needed(l, lt, &lt2),
@@ -248,11 +251,8 @@ pub fn arithmetic_type(op: BinaryOp, lt: &DataType, rt: &DataType) -> DataType {
         return timestamp_type();
     }
     match common_type(lt, rt, true, true) {
-        Some(DataType::Decimal128(..)) => {
-            let (l, r) = (
-                as_decimal(lt).expect("exact"),
-                as_decimal(rt).expect("exact"),
-            );
+        Some(common @ DataType::Decimal128(..)) => {
+            let (l, r) = (decimal_side(lt, &common), decimal_side(rt, &common));
             decimal_result(op, &l, &r).expect("two decimals")
         }
         Some(DataType::Null) | None => DataType::Float64,
@@ -335,24 +335,29 @@ pub fn interval_literal(interval: &sqlparser::ast::Interval) -> Result<ScalarVal
             .strip_suffix('s')
             .filter(|u| u.len() > 1)
             .unwrap_or(&unit);
-        match unit {
-            "year" | "y" | "yr" => months += 12 * n,
-            "quarter" => months += 3 * n,
-            "month" | "mon" => months += n,
-            "week" | "w" => days += 7 * n,
-            "day" | "d" => days += n,
-            "hour" | "h" | "hr" => micros += n * 3_600_000_000,
-            "minute" | "m" | "min" => micros += n * 60_000_000,
-            "second" | "sec" | "s" => micros += n * 1_000_000,
-            "millisecond" | "ms" | "msec" => micros += n * 1_000,
-            "microsecond" | "us" | "usec" => micros += n,
+        // (which field, how many of its units one of these is)
+        let (field, scale): (&mut i64, i64) = match unit {
+            "year" | "y" | "yr" => (&mut months, 12),
+            "quarter" => (&mut months, 3),
+            "month" | "mon" => (&mut months, 1),
+            "week" | "w" => (&mut days, 7),
+            "day" | "d" => (&mut days, 1),
+            "hour" | "h" | "hr" => (&mut micros, 3_600_000_000),
+            "minute" | "m" | "min" => (&mut micros, 60_000_000),
+            "second" | "sec" | "s" => (&mut micros, 1_000_000),
+            "millisecond" | "ms" | "msec" => (&mut micros, 1_000),
+            "microsecond" | "us" | "usec" => (&mut micros, 1),
             _ => {
                 return Err(SchedulerError::bind(format!(
                     "unknown interval unit '{}' in {interval}",
                     pair[1]
                 )))
             }
-        }
+        };
+        *field = n
+            .checked_mul(scale)
+            .and_then(|v| field.checked_add(v))
+            .ok_or_else(|| SchedulerError::bind(format!("interval {interval} is out of range")))?;
     }
     let sign = if negative { -1 } else { 1 };
     let narrow = |v: i64| i32::try_from(sign * v).map_err(|_| bad());
