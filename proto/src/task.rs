@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{JobId, StageId, TaskId};
+use crate::ids::{AttemptId, JobId, StageId};
 use crate::plan::{PlanNode, Sink};
 use crate::ProtoError;
 
@@ -34,7 +34,7 @@ pub struct ShuffleInput {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskDescriptor {
     pub job: JobId,
-    pub task: TaskId,
+    pub attempt: AttemptId,
     pub plan: PlanNode,
     pub sink: Sink,
     pub inputs: Vec<ShuffleInput>,
@@ -94,11 +94,7 @@ mod tests {
         };
         let task = TaskDescriptor {
             job: JobId("j1".into()),
-            task: TaskId {
-                stage: StageId(1),
-                index: 4,
-                attempt: 0,
-            },
+            attempt: AttemptId::new(1, 4, 0),
             plan,
             sink: Sink::Hash {
                 keys: vec![Expr::Column(0)],

@@ -44,13 +44,14 @@ pub async fn run_task(
     task: TaskDescriptor,
     cancelled: Arc<AtomicBool>,
 ) -> TaskStatus {
-    let span = tracing::info_span!("task", job = %task.job, stage = task.task.stage.0, task = task.task.index, attempt = task.task.attempt);
+    let id = task.attempt;
+    let span = tracing::info_span!("task", job = %task.job, stage = id.stage().0, task = id.index(), attempt = id.attempt);
     let started = Instant::now();
     let mut status = TaskStatus {
         job_id: task.job.0.clone(),
-        stage_id: task.task.stage.0,
-        task: task.task.index,
-        attempt: task.task.attempt,
+        stage_id: id.stage().0,
+        task: id.index(),
+        attempt: id.attempt,
         ..Default::default()
     };
     let result = execute(env, task, cancelled).instrument(span.clone()).await;
@@ -126,7 +127,10 @@ async fn execute(
 ) -> Result<TaskOutcome> {
     let spill_dir = spill_root(&env.work_dir).join(format!(
         "{}-s{}-t{}-a{}",
-        task.job, task.task.stage.0, task.task.index, task.task.attempt
+        task.job,
+        task.attempt.stage().0,
+        task.attempt.index(),
+        task.attempt.attempt
     ));
     let memory = TaskMemory::new(env.pool.clone(), spill_dir);
     let streamed = task.inputs.iter().filter(|i| !i.broadcast).count().max(1);
@@ -141,12 +145,16 @@ async fn execute(
             input::open(env.reader.clone(), &task.job, input, budget)
         }));
     }
-    let (job, task_id) = (task.job.clone(), task.task);
+    let (job, task_id) = (task.job.clone(), task.attempt);
     let env2 = env.clone();
     let memory2 = memory.clone();
     let stats = Arc::new(InputStats::default());
     let stats2 = stats.clone();
+    // The task's span (job, stage, task, attempt) reaches into its body:
+    // operators' logs carry the IDs.
+    let span = tracing::Span::current();
     let handle = tokio::task::spawn_blocking(move || -> Result<WrittenOutput> {
+        let _span = span.enter();
         let mut ctx = ExecContext {
             memory: memory2,
             inputs,
@@ -159,7 +167,7 @@ async fn execute(
             &task.sink,
             &env2.work_dir,
             &task.job,
-            task.task,
+            task.attempt,
             schema,
             &ctx.memory,
             env2.shuffle_compression,
@@ -181,13 +189,7 @@ async fn execute(
         .map_err(|e| WorkerError::eval(format!("task panicked: {e}")))?;
     if result.is_err() {
         // Half-written shuffle files of a failed or cancelled attempt are never read: remove them.
-        let dir = map_dir(
-            &env.work_dir,
-            &job,
-            task_id.stage,
-            task_id.index,
-            task_id.attempt,
-        );
+        let dir = map_dir(&env.work_dir, &job, task_id);
         let _ = std::fs::remove_dir_all(dir);
     }
     let output = result?;

@@ -54,9 +54,9 @@ impl Running {
         let flag = Arc::new(AtomicBool::new(false));
         let held = RunningTask {
             job_id: task.job.0.clone(),
-            stage_id: task.task.stage.0,
-            task: task.task.index,
-            attempt: task.task.attempt,
+            stage_id: task.attempt.stage().0,
+            task: task.attempt.index(),
+            attempt: task.attempt.attempt,
         };
         self.jobs
             .lock()

@@ -19,7 +19,7 @@ use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::Ticket;
 use futures::TryStreamExt;
 use keel_proto::expr::Expr;
-use keel_proto::ids::{JobId, StageId};
+use keel_proto::ids::{AttemptId, JobId, TaskId};
 use keel_proto::task::{encode, FetchSpec, PartitionTicket};
 use tonic::transport::Channel;
 
@@ -33,15 +33,23 @@ pub fn job_dir(work_dir: &Path, job: &JobId) -> PathBuf {
     work_dir.join(&job.0)
 }
 
-pub fn map_dir(work_dir: &Path, job: &JobId, stage: StageId, task: u32, attempt: u32) -> PathBuf {
+pub fn map_dir(work_dir: &Path, job: &JobId, id: AttemptId) -> PathBuf {
     job_dir(work_dir, job)
-        .join(format!("stage-{}", stage.0))
-        .join(format!("map-{task}-{attempt}"))
+        .join(format!("stage-{}", id.stage().0))
+        .join(format!("map-{}-{}", id.index(), id.attempt))
 }
 
 pub fn partition_path(work_dir: &Path, t: &PartitionTicket) -> PathBuf {
-    map_dir(work_dir, &t.job, t.stage, t.map_task, t.attempt)
-        .join(format!("part-{}.arrow", t.partition))
+    map_dir(
+        work_dir,
+        &t.job,
+        TaskId {
+            stage: t.stage,
+            index: t.map_task,
+        }
+        .attempt(t.attempt),
+    )
+    .join(format!("part-{}.arrow", t.partition))
 }
 
 /// How shuffle files are compressed (`keel-worker --shuffle-compression`).

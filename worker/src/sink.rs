@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use keel_proto::ids::{JobId, TaskId};
+use keel_proto::ids::{AttemptId, JobId};
 use keel_proto::plan::Sink;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
@@ -37,14 +37,14 @@ impl TaskSink {
         sink: &Sink,
         work_dir: &Path,
         job: &JobId,
-        task: TaskId,
+        task: AttemptId,
         schema: SchemaRef,
         memory: &Arc<TaskMemory>,
         compression: ShuffleCompression,
     ) -> Result<Self> {
         Ok(match sink {
             Sink::Hash { keys, partitions } => {
-                let dir = map_dir(work_dir, job, task.stage, task.index, task.attempt);
+                let dir = map_dir(work_dir, job, task);
                 TaskSink::Shuffle(ShuffleWriter::new(
                     dir,
                     schema,
@@ -55,7 +55,7 @@ impl TaskSink {
                 )?)
             }
             Sink::Single => {
-                let dir = map_dir(work_dir, job, task.stage, task.index, task.attempt);
+                let dir = map_dir(work_dir, job, task);
                 TaskSink::Shuffle(ShuffleWriter::new(
                     dir,
                     schema,
@@ -68,12 +68,14 @@ impl TaskSink {
             Sink::Parquet { dir } => {
                 let dir = PathBuf::from(dir);
                 std::fs::create_dir_all(&dir).map_err(|e| WorkerError::io(dir.display(), e))?;
-                let target = dir.join(format!("part-{:05}.parquet", task.index));
+                let target = dir.join(format!("part-{:05}.parquet", task.index()));
                 // Hidden, attempt-specific temporary name: readers skip it and
                 // two attempts of one task never write the same file.
                 let tmp = dir.join(format!(
                     ".part-{:05}-{}-{}.parquet.tmp",
-                    task.index, job.0, task.attempt
+                    task.index(),
+                    job.0,
+                    task.attempt
                 ));
                 let file = File::create(&tmp).map_err(|e| WorkerError::io(tmp.display(), e))?;
                 // Dictionaries pay for low-cardinality columns only; on the

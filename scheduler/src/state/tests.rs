@@ -1,14 +1,14 @@
-//! Admission and fairness, by feeding events to the scheduler's state and
-//! reading the task launches that come out.
+//! The core driven by events: admission, fairness and reconciliation, read
+//! from the commands it returns.
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema};
 use keel_proto::expr::Expr;
-use keel_proto::ids::{JobId, StageId, WorkerId};
+use keel_proto::ids::{JobId, StageId, TaskId, WorkerId};
 use keel_proto::pb::{
-    task_status, worker_command, RunningTask, TaskFailed, TaskStatus, TaskSucceeded, WorkerCommand,
+    job_event, task_status, worker_command, RunningTask, TaskFailed, TaskStatus, TaskSucceeded,
 };
 use keel_proto::plan::{FileSplit, PlanNode, Sink, SortKey};
 use keel_proto::task::{decode, TaskDescriptor};
@@ -25,7 +25,8 @@ const LIMIT_FOR_1000MIB: u64 = 1250 * MIB;
 
 struct Harness {
     state: SchedulerState,
-    launches: Vec<(WorkerId, mpsc::Receiver<WorkerCommand>)>,
+    /// Commands the core returned and no check has read yet.
+    sent: Vec<Command>,
 }
 
 impl Harness {
@@ -36,27 +37,50 @@ impl Harness {
         };
         Harness {
             state: SchedulerState::new(config, Arc::new(AtomicUsize::new(1))),
-            launches: vec![],
+            sent: vec![],
         }
+    }
+
+    fn handle(&mut self, event: Event) {
+        let commands = self.state.handle(event);
+        self.sent.extend(commands);
+    }
+
+    /// Takes the worker commands `pick` recognises out of those sent.
+    fn take<T>(
+        &mut self,
+        pick: impl Fn(&WorkerId, &worker_command::Command) -> Option<T>,
+    ) -> Vec<T> {
+        let mut out = vec![];
+        self.sent.retain(|c| match c {
+            Command::ToWorker { worker, command } => match pick(worker, command) {
+                Some(t) => {
+                    out.push(t);
+                    false
+                }
+                None => true,
+            },
+            _ => true,
+        });
+        out
     }
 
     fn worker(&mut self, cores: u32, memory_limit: u64) -> WorkerId {
         let (reply, mut id) = oneshot::channel();
-        self.state.handle(Event::WorkerRegistered {
+        self.handle(Event::WorkerRegistered {
             flight_url: "http://w".into(),
             cores,
             memory_limit,
             reply,
         });
         let id = id.try_recv().expect("registered");
-        let (commands, rx) = mpsc::channel(1000);
+        let (commands, _) = mpsc::channel(1);
         let (reply, _) = oneshot::channel();
-        self.state.handle(Event::WorkerConnected {
+        self.handle(Event::WorkerConnected {
             worker: id.clone(),
             commands,
             reply,
         });
-        self.launches.push((id.clone(), rx));
         id
     }
 
@@ -102,22 +126,18 @@ impl Harness {
             copy_to: None,
         };
         let job = Job::new(JobId(name.into()), String::new(), graph);
-        self.state
-            .handle(Event::JobSubmitted { job: Box::new(job) });
+        self.handle(Event::JobSubmitted { job: Box::new(job) });
     }
 
     /// Task launches since the last call: (worker, job, task, attempt).
     fn launched(&mut self) -> Vec<(WorkerId, String, u32, u32)> {
-        let mut out = vec![];
-        for (w, rx) in &mut self.launches {
-            while let Ok(cmd) = rx.try_recv() {
-                if let Some(worker_command::Command::LaunchTask(bytes)) = cmd.command {
-                    let d: TaskDescriptor = decode(&bytes).unwrap();
-                    out.push((w.clone(), d.job.0, d.task.index, d.task.attempt));
-                }
+        self.take(|w, c| match c {
+            worker_command::Command::LaunchTask(bytes) => {
+                let d: TaskDescriptor = decode(bytes).unwrap();
+                Some((w.clone(), d.job.0, d.attempt.index(), d.attempt.attempt))
             }
-        }
-        out
+            _ => None,
+        })
     }
 
     fn report(
@@ -128,7 +148,7 @@ impl Harness {
         attempt: u32,
         result: task_status::Result,
     ) {
-        self.state.handle(Event::TaskReported(TaskStatus {
+        self.handle(Event::TaskReported(TaskStatus {
             worker_id: worker.0.clone(),
             job_id: job.into(),
             stage_id: 1,
@@ -160,7 +180,7 @@ impl Harness {
                 attempt: *attempt,
             })
             .collect();
-        self.state.handle(Event::HeartbeatReceived {
+        self.handle(Event::HeartbeatReceived {
             worker: worker.clone(),
             memory_used: used,
             memory_pinned: pinned,
@@ -169,18 +189,12 @@ impl Harness {
         });
     }
 
-    /// Jobs the workers were told to cancel since the last call (launches
-    /// in between are dropped).
+    /// Jobs the workers were told to cancel since the last call.
     fn cancelled(&mut self) -> Vec<String> {
-        let mut out = vec![];
-        for (_, rx) in &mut self.launches {
-            while let Ok(cmd) = rx.try_recv() {
-                if let Some(worker_command::Command::CancelJob(job)) = cmd.command {
-                    out.push(job);
-                }
-            }
-        }
-        out
+        self.take(|_, c| match c {
+            worker_command::Command::CancelJob(job) => Some(job.clone()),
+            _ => None,
+        })
     }
 
     fn job_state(&self, job: &str) -> &Job {
@@ -229,7 +243,7 @@ fn a_task_too_big_for_every_worker_runs_alone() {
     h.job("huge", &[2000, 1]);
     // Alone on the idle worker; the small one waits rather than join it.
     assert_eq!(tasks_of(&h.launched(), "huge"), vec![0]);
-    assert!(h.job_state("huge").estimate(0, 0, None) > 1000 * MIB);
+    assert!(h.job_state("huge").estimate(TaskId::new(1, 0), None) > 1000 * MIB);
     h.succeed(&w, "huge", 0, 900 * MIB);
     assert_eq!(tasks_of(&h.launched(), "huge"), vec![1]);
 }
@@ -241,13 +255,13 @@ fn later_tasks_are_estimated_from_what_finished_ones_used() {
     h.job("learn", &[400; 4]); // the model says 516 MiB each: one at a time
     assert_eq!(tasks_of(&h.launched(), "learn"), vec![0]);
     assert_eq!(
-        h.job_state("learn").estimate(0, 1, None),
+        h.job_state("learn").estimate(TaskId::new(1, 1), None),
         TASK_BASE_BYTES + 500 * MIB
     );
     // It really held 116 MiB: 0.25 bytes per input byte.
     h.succeed(&w, "learn", 0, TASK_BASE_BYTES + 100 * MIB);
     assert_eq!(
-        h.job_state("learn").estimate(0, 1, None),
+        h.job_state("learn").estimate(TaskId::new(1, 1), None),
         TASK_BASE_BYTES + 100 * MIB
     );
     assert_eq!(tasks_of(&h.launched(), "learn"), vec![1, 2, 3]);
@@ -259,7 +273,7 @@ fn a_task_that_failed_for_memory_is_retried_with_a_raised_estimate() {
     let w = h.worker(4, LIMIT_FOR_1000MIB);
     h.job("oom", &[200]);
     assert_eq!(h.launched().len(), 1);
-    let before = h.job_state("oom").estimate(0, 0, None);
+    let before = h.job_state("oom").estimate(TaskId::new(1, 0), None);
     let failed = TaskFailed {
         message: "memory exhausted".into(),
         out_of_memory: true,
@@ -267,7 +281,7 @@ fn a_task_that_failed_for_memory_is_retried_with_a_raised_estimate() {
     };
     h.report(&w, "oom", 0, 0, task_status::Result::Failed(failed));
     let job = h.job_state("oom");
-    assert_eq!(job.estimate(0, 0, None), 2 * before);
+    assert_eq!(job.estimate(TaskId::new(1, 0), None), 2 * before);
     assert_eq!(job.memory_failures, 1);
     assert!(
         job.retries[0].contains("out of memory; estimate raised"),
@@ -447,4 +461,124 @@ fn a_task_held_for_a_job_that_is_gone_is_cancelled() {
     h.launched();
     h.heartbeat(&w, 0, 0, &[("live", 0, 0), ("ghost", 3, 0)]);
     assert_eq!(h.cancelled(), vec!["ghost".to_string()]);
+}
+
+#[test]
+fn a_lost_workers_tasks_run_elsewhere_and_its_stream_is_dropped() {
+    let mut h = Harness::new(false);
+    let a = h.worker(1, LIMIT_FOR_1000MIB);
+    h.job("j", &[10]);
+    assert_eq!(h.launched()[0].0, a);
+    let b = h.worker(1, LIMIT_FOR_1000MIB);
+    h.handle(Event::WorkerDisconnected { worker: a.clone() });
+    assert!(h
+        .sent
+        .iter()
+        .any(|c| matches!(c, Command::Detach { worker } if *worker == a)));
+    let again = h.launched();
+    assert_eq!(again, vec![(b.clone(), "j".to_string(), 0, 1)]);
+    assert_eq!(h.state.metrics.retries[&EndReason::WorkerLost], 1);
+    // The lost attempt is in the task stream; its late report changes nothing.
+    let stream: Vec<_> = h.state.metrics.stream.iter().map(|r| r.reason).collect();
+    assert_eq!(stream, vec![EndReason::WorkerLost]);
+    h.succeed(&a, "j", 0, MIB);
+    assert_eq!(h.job_state("j").state, JobState::Running);
+}
+
+#[test]
+fn watchers_get_the_state_at_once_and_the_end_ends_them() {
+    let mut h = Harness::new(true);
+    let w = h.worker(2, LIMIT_FOR_1000MIB);
+    h.job("watched", &[10]);
+    h.launched();
+    h.sent.clear();
+    let (events, _rx) = mpsc::channel(8);
+    let (reply, mut answer) = oneshot::channel();
+    h.handle(Event::WatchRequested {
+        job: JobId("watched".into()),
+        events,
+        reply,
+    });
+    assert!(answer.try_recv().unwrap().is_ok());
+    assert!(matches!(&h.sent[0], Command::Watch { job, .. } if job.0 == "watched"));
+    assert!(matches!(
+        &h.sent[1],
+        Command::Publish {
+            event: job_event::Event::Progress(_),
+            done: false,
+            ..
+        }
+    ));
+    h.sent.clear();
+    h.succeed(&w, "watched", 0, MIB);
+    let ended: Vec<bool> = h
+        .sent
+        .iter()
+        .filter_map(|c| match c {
+            Command::Publish {
+                event: job_event::Event::Completed(_),
+                done,
+                ..
+            } => Some(*done),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ended, vec![true]);
+    // A job that is not known is refused, and nothing is watched.
+    let (events, _rx) = mpsc::channel(8);
+    let (reply, mut answer) = oneshot::channel();
+    h.sent.clear();
+    h.handle(Event::WatchRequested {
+        job: JobId("nope".into()),
+        events,
+        reply,
+    });
+    assert!(answer.try_recv().unwrap().is_err());
+    assert!(h.sent.is_empty());
+}
+
+#[test]
+fn views_show_workers_running_tasks_and_moved_counters() {
+    let mut h = Harness::new(true);
+    let w = h.worker(2, LIMIT_FOR_1000MIB);
+    h.job("a", &[10, 10, 10]);
+    assert_eq!(h.launched().len(), 2);
+    let view = |h: &mut Harness, view: View| {
+        let (reply, mut answer) = oneshot::channel();
+        h.handle(Event::ViewRequested { view, reply });
+        answer.try_recv().unwrap()
+    };
+    let workers: serde_json::Value =
+        serde_json::from_str(&view(&mut h, View::Workers).unwrap()).unwrap();
+    assert_eq!(workers[0]["id"], w.0.as_str());
+    assert_eq!(workers[0]["running_tasks"], 2);
+    let tasks: serde_json::Value =
+        serde_json::from_str(&view(&mut h, View::Tasks { since_ms: 0 }).unwrap()).unwrap();
+    let mut slots: Vec<u64> = tasks["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["slot"].as_u64().unwrap())
+        .collect();
+    slots.sort();
+    assert_eq!(slots, vec![0, 1], "two running tasks on two cores");
+    h.succeed(&w, "a", 0, MIB);
+    let metrics = view(&mut h, View::Metrics).unwrap();
+    for line in [
+        "keel_workers 1",
+        "keel_tasks_started_total 3",
+        "keel_tasks_succeeded_total 1",
+        "keel_jobs{state=\"running\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} not in\n{metrics}"
+        );
+    }
+    let job: serde_json::Value =
+        serde_json::from_str(&view(&mut h, View::Job(JobId("a".into()))).unwrap()).unwrap();
+    assert_eq!(job["tasks_done"], 1);
+    assert_eq!(job["tasks_total"], 3);
+    assert_eq!(job["profile"]["stages"][0]["tasks"][0]["task"], 0);
+    assert!(view(&mut h, View::Job(JobId("b".into()))).is_none());
 }
