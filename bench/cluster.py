@@ -113,8 +113,10 @@ class Cluster:
 
     def __init__(self, bin_dir, workers, work_root, scheduler_args=(), worker_args=()):
         self.bin_dir = bin_dir
-        self.scheduler, addr = start([bin_dir / "keel-scheduler", "--bind", "127.0.0.1:0", *scheduler_args])
+        self.scheduler, addr = start([bin_dir / "keel-scheduler", "--bind", "127.0.0.1:0", "--http-bind", "127.0.0.1:0", *scheduler_args])
         self.url = f"http://{addr}"
+        m = re.search(r"http on (\S+)", self.scheduler.stdout.readline())
+        self.http_url = f"http://{m.group(1)}" if m else None
         self.workers = []
         for i in range(workers):
             cmd = [bin_dir / "keel-worker", "--scheduler", self.url, "--bind", "127.0.0.1:0",

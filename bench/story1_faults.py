@@ -50,7 +50,7 @@ def main():
     procs = []
     work = tempfile.mkdtemp(prefix="keel-bench-")
     try:
-        sched, addr = start([REL / "keel-scheduler", "--bind", "127.0.0.1:0", "--heartbeat-timeout", "2"], "keel-scheduler listening on ")
+        sched, addr = start([REL / "keel-scheduler", "--bind", "127.0.0.1:0", "--http-bind", "off", "--heartbeat-timeout", "2"], "keel-scheduler listening on ")
         procs.append(sched)
         url = f"http://{addr}"
         workers = []

@@ -44,9 +44,13 @@ impl EmbeddedCluster {
         let mut tasks = vec![];
         let srx = rx.clone();
         tasks.push(tokio::spawn(async move {
-            if let Err(e) =
-                keel_scheduler::server::run(SchedulerConfig::default(), listener, stopped(srx))
-                    .await
+            if let Err(e) = keel_scheduler::server::run(
+                SchedulerConfig::default(),
+                listener,
+                None,
+                stopped(srx),
+            )
+            .await
             {
                 tracing::error!(error = %e, "embedded scheduler failed");
             }

@@ -9,8 +9,9 @@
 //! - [`adaptive`]: forming a stage's tasks from its inputs' reported sizes.
 //! - [`skew`]: splitting a shuffle join's skewed partitions, from the map tasks' hot-key sketches.
 //! - [`job`]: a job's stage and task state machines.
-//! - [`state`]: scheduler state and the event loop that owns it.
+//! - [`state`]: the scheduler's core (events in, commands out) and the event loop that owns it.
 //! - [`grpc`]: the JobService and WorkerService handlers.
+//! - [`http`]: the dashboard, JSON API and Prometheus metrics.
 //! - [`server`]: the scheduler process (`run(config, listener, shutdown)`).
 //! - [`error`]: the crate's error type.
 
@@ -19,6 +20,7 @@ pub mod admission;
 pub mod catalog;
 pub mod error;
 pub mod grpc;
+pub mod http;
 pub mod job;
 pub mod logical;
 pub mod optimizer;

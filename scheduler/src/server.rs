@@ -1,4 +1,4 @@
-//! The scheduler process: gRPC services, the event loop and its timer.
+//! The scheduler process: gRPC services, the HTTP server, the event loop and its timer.
 
 use std::future::Future;
 use std::sync::atomic::AtomicUsize;
@@ -13,10 +13,12 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::grpc::Handle;
 use crate::state::{run_event_loop, Event, SchedulerConfig, SchedulerState};
 
-/// Runs the scheduler on `listener` until `shutdown` resolves.
+/// Runs the scheduler, gRPC on `listener` and HTTP (dashboard, API,
+/// metrics) on `http` if given, until `shutdown` resolves.
 pub async fn run(
     config: SchedulerConfig,
     listener: TcpListener,
+    http: Option<TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     let total_cores = Arc::new(AtomicUsize::new(1));
@@ -36,6 +38,17 @@ pub async fn run(
         })
     };
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let http = http.map(|listener| {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "dashboard and HTTP API listening");
+        }
+        let (events, stopping) = (tx.clone(), stopping.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::http::serve(listener, events, stopping).await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        })
+    });
     let handle = Handle::new(tx, total_cores, config, stopping);
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<JobServiceServer<Handle>>().await;
@@ -55,5 +68,8 @@ pub async fn run(
         .await;
     ticker.abort();
     event_loop.abort();
+    if let Some(http) = http {
+        http.abort();
+    }
     result
 }

@@ -60,8 +60,9 @@ class Cluster:
 
     def __init__(self, workers=2, scheduler_args=(), work_dir=None, worker_args=(), cores=2):
         self.procs = []
-        self.scheduler = self._start([binary("keel-scheduler"), "--bind", "127.0.0.1:0", *scheduler_args])
+        self.scheduler = self._start([binary("keel-scheduler"), "--bind", "127.0.0.1:0", "--http-bind", "127.0.0.1:0", *scheduler_args])
         self.url = "http://" + self._address(self.scheduler, "keel-scheduler listening on ")
+        self.http_url = "http://" + self._address(self.scheduler, "keel-scheduler http on ")
         self.workers = []
         for i in range(workers):
             args = [binary("keel-worker"), "--scheduler", self.url, "--bind", "127.0.0.1:0", "--cores", str(cores), *worker_args]

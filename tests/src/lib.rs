@@ -60,28 +60,45 @@ pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bo
     }
 }
 
-/// Starts a process and reads the address from its first line
-/// (`keel-scheduler listening on ADDR`).
-fn spawn(cmd: &mut Command, prefix: &str) -> (Child, String) {
+/// Starts a process and reads an address from each of its first lines,
+/// one line per prefix (`keel-scheduler listening on ADDR`, …).
+fn spawn(cmd: &mut Command, prefixes: &[&str]) -> (Child, Vec<String>) {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().expect("stdout"))
-        .read_line(&mut line)
-        .expect("first line");
-    let addr = line
-        .strip_prefix(prefix)
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .trim()
-        .to_string();
-    (child, addr)
+    let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+    let addrs = prefixes
+        .iter()
+        .map(|prefix| {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("an address line");
+            line.strip_prefix(prefix)
+                .unwrap_or_else(|| panic!("unexpected line {line:?}, wanted {prefix:?}"))
+                .trim()
+                .to_string()
+        })
+        .collect();
+    (child, addrs)
+}
+
+/// Starts a scheduler; returns it with its gRPC and HTTP addresses.
+fn spawn_scheduler(bind: &str, http_bind: &str, args: &[String]) -> (Child, String, String) {
+    let (child, mut addrs) = spawn(
+        Command::new(bin("keel-scheduler"))
+            .args(["--bind", bind, "--http-bind", http_bind])
+            .args(args),
+        &["keel-scheduler listening on ", "keel-scheduler http on "],
+    );
+    let http = addrs.pop().expect("http address");
+    (child, addrs.pop().expect("grpc address"), http)
 }
 
 pub struct TestCluster {
     pub url: String,
+    /// The dashboard, JSON API and metrics: `http://HOST:PORT`.
+    pub http_url: String,
     scheduler_args: Vec<String>,
     worker_args: Vec<String>,
     scheduler: Child,
@@ -104,15 +121,13 @@ impl TestCluster {
         scheduler_args: &[&str],
         worker_args: &[&str],
     ) -> Self {
-        let (scheduler, addr) = spawn(
-            Command::new(bin("keel-scheduler"))
-                .args(["--bind", "127.0.0.1:0"])
-                .args(scheduler_args),
-            "keel-scheduler listening on ",
-        );
+        let scheduler_args: Vec<String> = scheduler_args.iter().map(|s| s.to_string()).collect();
+        let (scheduler, addr, http) =
+            spawn_scheduler("127.0.0.1:0", "127.0.0.1:0", &scheduler_args);
         let mut cluster = TestCluster {
             url: format!("http://{addr}"),
-            scheduler_args: scheduler_args.iter().map(|s| s.to_string()).collect(),
+            http_url: format!("http://{http}"),
+            scheduler_args,
             worker_args: worker_args.iter().map(|s| s.to_string()).collect(),
             scheduler,
             workers: vec![],
@@ -145,7 +160,7 @@ impl TestCluster {
                 ])
                 .arg(dir.path())
                 .args(&self.worker_args),
-            "keel-worker listening on ",
+            &["keel-worker listening on "],
         );
         self.workers.push(child);
         self.work_dirs.push(dir);
@@ -200,13 +215,9 @@ impl TestCluster {
     pub fn restart_scheduler(&mut self) {
         let _ = self.scheduler.kill();
         let _ = self.scheduler.wait();
-        let addr = self.url.trim_start_matches("http://").to_string();
-        let (scheduler, _) = spawn(
-            Command::new(bin("keel-scheduler"))
-                .args(["--bind", &addr])
-                .args(&self.scheduler_args),
-            "keel-scheduler listening on ",
-        );
+        let addr = self.url.trim_start_matches("http://");
+        let http = self.http_url.trim_start_matches("http://");
+        let (scheduler, _, _) = spawn_scheduler(addr, http, &self.scheduler_args);
         self.scheduler = scheduler;
     }
 

@@ -13,6 +13,10 @@ struct Args {
     /// Address to serve gRPC on; port 0 picks a free port.
     #[arg(long, default_value = "0.0.0.0:50050")]
     bind: String,
+    /// Address to serve the dashboard, the JSON API and Prometheus metrics
+    /// on (HTTP); port 0 picks a free port, `off` serves none.
+    #[arg(long, default_value = "0.0.0.0:50080")]
+    http_bind: String,
     /// Seconds without a heartbeat after which a worker is lost.
     #[arg(long, default_value_t = 5.0)]
     heartbeat_timeout: f64,
@@ -105,9 +109,20 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&args.bind)
         .await
         .map_err(|e| anyhow::anyhow!("cannot bind {}: {e}", args.bind))?;
-    // Tests and scripts read the bound address from this line (the port may be 0).
+    let http = match args.http_bind.as_str() {
+        "off" => None,
+        addr => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot bind --http-bind {addr}: {e}"))?,
+        ),
+    };
+    // Tests and scripts read the bound addresses from these lines (the ports may be 0).
     println!("keel-scheduler listening on {}", listener.local_addr()?);
-    run(config, listener, shutdown_signal()).await?;
+    if let Some(http) = &http {
+        println!("keel-scheduler http on {}", http.local_addr()?);
+    }
+    run(config, listener, http, shutdown_signal()).await?;
     Ok(())
 }
 

@@ -157,22 +157,36 @@ impl SchedulerState {
             "Jobs submitted.",
             &one(m.jobs_submitted as f64),
         );
-        let mut by_state: Vec<(String, f64)> = vec![(
-            "{state=\"running\"}".into(),
-            self.jobs
-                .values()
-                .filter(|e| e.job.state == JobState::Running)
-                .count() as f64,
-        )];
-        for state in ["succeeded", "failed", "cancelled"] {
-            let n = m.jobs_ended.get(state).copied().unwrap_or(0);
-            by_state.push((format!("{{state=\"{state}\"}}"), n as f64));
-        }
+        let states = ["running", "succeeded", "failed", "cancelled"];
+        let held: Vec<(String, f64)> = states
+            .iter()
+            .map(|state| {
+                let n = self
+                    .jobs
+                    .values()
+                    .filter(|e| e.job.state.name() == *state)
+                    .count();
+                (format!("{{state=\"{state}\"}}"), n as f64)
+            })
+            .collect();
         family(
             "jobs",
             "gauge",
-            "Jobs running now, and jobs ended since start by final state.",
-            &by_state,
+            "Jobs the scheduler holds, by state.",
+            &held,
+        );
+        let ended: Vec<(String, f64)> = states[1..]
+            .iter()
+            .map(|state| {
+                let n = m.jobs_ended.get(state).copied().unwrap_or(0);
+                (format!("{{state=\"{state}\"}}"), n as f64)
+            })
+            .collect();
+        family(
+            "jobs_ended_total",
+            "counter",
+            "Jobs ended since the scheduler started, by final state.",
+            &ended,
         );
         family(
             "shuffle_bytes_total",

@@ -1,0 +1,166 @@
+//! The scheduler's HTTP server (`--http-bind`): the dashboard at `/`, the
+//! JSON API under `/api/` and Prometheus metrics at `/metrics`. Every
+//! answer is rendered by the core from one event (see `state::views`), so
+//! the server holds no state of its own.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use keel_proto::ids::JobId;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::SchedulerError;
+use crate::state::{Event, View};
+
+/// The dashboard page: one file, its script and styles inline, built into
+/// the binary (clusters may have no internet for a CDN).
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+type Events = mpsc::Sender<Event>;
+
+pub fn router(events: Events) -> Router {
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/api/workers", get(workers))
+        .route("/api/jobs", get(jobs))
+        .route("/api/jobs/{id}", get(job))
+        .route("/api/jobs/{id}/cancel", post(cancel))
+        .route("/api/tasks", get(tasks))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(events)
+}
+
+/// Serves until `stopping` becomes true.
+pub async fn serve(
+    listener: TcpListener,
+    events: Events,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(events))
+        .with_graceful_shutdown(async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        })
+        .await
+}
+
+async fn dashboard() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        DASHBOARD,
+    )
+        .into_response()
+}
+
+async fn workers(State(events): State<Events>) -> Response {
+    view(&events, View::Workers).await
+}
+
+async fn jobs(State(events): State<Events>) -> Response {
+    view(&events, View::Jobs).await
+}
+
+async fn job(State(events): State<Events>, Path(id): Path<String>) -> Response {
+    view(&events, View::Job(JobId(id))).await
+}
+
+/// `GET /api/tasks?since=MS`: attempts that ended after MS (ms since the
+/// scheduler started) and the running ones.
+async fn tasks(State(events): State<Events>, RawQuery(query): RawQuery) -> Response {
+    let since = query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("since="))
+        .map(|v| v.parse::<u64>());
+    let since_ms = match since {
+        None => 0,
+        Some(Ok(ms)) => ms,
+        Some(Err(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "since must be a whole number of milliseconds",
+            )
+        }
+    };
+    view(&events, View::Tasks { since_ms }).await
+}
+
+async fn metrics(State(events): State<Events>) -> Response {
+    match ask(&events, |reply| Event::ViewRequested {
+        view: View::Metrics,
+        reply,
+    })
+    .await
+    {
+        Ok(Some(text)) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "no metrics"),
+        Err(r) => r,
+    }
+}
+
+async fn cancel(State(events): State<Events>, Path(id): Path<String>) -> Response {
+    let job = JobId(id);
+    match ask(&events, |reply| Event::CancelRequested { job, reply }).await {
+        Ok(Ok(cancelled)) => json(format!("{{\"cancelled\":{cancelled}}}")),
+        Ok(Err(e @ SchedulerError::UnknownJob { .. })) => {
+            error(StatusCode::NOT_FOUND, &e.to_string())
+        }
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Err(r) => r,
+    }
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such page")
+}
+
+async fn view(events: &Events, view: View) -> Response {
+    let what = match &view {
+        View::Job(id) => Some(format!("job {id} is not known")),
+        _ => None,
+    };
+    match ask(events, |reply| Event::ViewRequested { view, reply }).await {
+        Ok(Some(body)) => json(body),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            &what.unwrap_or_else(|| "not found".into()),
+        ),
+        Err(r) => r,
+    }
+}
+
+/// Sends the core an event carrying a reply channel and waits for the answer.
+async fn ask<T>(
+    events: &Events,
+    make: impl FnOnce(oneshot::Sender<T>) -> Event,
+) -> Result<T, Response> {
+    let (tx, rx) = oneshot::channel();
+    let unavailable = || {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the scheduler is shutting down",
+        )
+    };
+    events.send(make(tx)).await.map_err(|_| unavailable())?;
+    rx.await.map_err(|_| unavailable())
+}
+
+fn json(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    let body = serde_json::json!({ "error": message }).to_string();
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
