@@ -2,19 +2,27 @@
 //!
 //! - [`scope`]: name resolution.
 //! - [`types`]: SQL type names, coercion and literals.
-//! - [`expr`]: expression binding, including aggregates.
+//! - [`expr`]: expression binding.
+//! - [`aggregates`]: aggregate calls and GROUPING() above a GROUP BY.
+//! - [`walk`]: walking SQL syntax (calls, arguments, output names).
+//! - [`literals`]: SQL constants as typed literals.
 //! - [`functions`]: scalar function signatures: argument checks, casts, result types.
-//! - [`query`]: SELECT, GROUP BY, ORDER BY, LIMIT, UNION ALL, CTEs.
+//! - [`query`]: WITH, set operations, ORDER BY and LIMIT over a query.
+//! - [`select`]: SELECT items, WHERE, GROUP BY and grouping sets, HAVING, DISTINCT.
 //! - [`from`]: FROM items and joins.
 //! - [`asof`]: ASOF joins (rewritten before parsing) and their time condition.
 
+pub mod aggregates;
 mod asof;
 pub mod expr;
 mod from;
 mod functions;
+mod literals;
 mod query;
 pub mod scope;
+mod select;
 pub mod types;
+mod walk;
 mod window;
 
 use std::collections::HashMap;

@@ -12,9 +12,12 @@ use keel_proto::expr::{Expr, ScalarValue};
 use keel_proto::plan::{AggFunc, FrameBound, SortKey, WindowFrame, WindowFunc, WindowKind};
 use sqlparser::ast::{self, FunctionArg, FunctionArgExpr, FunctionArguments};
 
-use super::expr::{contains_aggregate, function_args, literal, ExprBinder, WindowColumn};
+use super::aggregates::contains_aggregate;
+use super::expr::{ExprBinder, WindowColumn};
+use super::literals::literal;
 use super::scope::Scope;
 use super::types::{self, cast_if_needed, sql_name};
+use super::walk::function_args;
 use crate::error::{Result, SchedulerError};
 use crate::logical::LogicalPlan;
 

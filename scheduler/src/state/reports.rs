@@ -73,8 +73,17 @@ impl SchedulerState {
             },
             None => Outcome::Ignored,
         };
-        if outcome == Outcome::Retrying {
-            self.metrics.retried(reason);
+        match &outcome {
+            Outcome::Retrying => {
+                let why = entry.job.retries.last().map(String::as_str).unwrap_or("");
+                tracing::warn!(%worker, reason = reason.name(), "task runs again: {why}");
+                self.metrics.retried(reason);
+            }
+            Outcome::JobFailed => {
+                tracing::warn!(%worker, "task failed the job: {:?}", entry.job.state)
+            }
+            Outcome::Progressed => tracing::debug!(%worker, "task succeeded"),
+            Outcome::Ignored => {}
         }
         if outcome != Outcome::Ignored {
             self.publish(&job_id);
