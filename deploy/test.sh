@@ -104,6 +104,21 @@ echo "== story 1 on the compose cluster"
 run_story out1
 check out1
 
+echo "== the dashboard, API and metrics on the compose cluster"
+python3 - <<'PY'
+import json, urllib.request
+base = "http://127.0.0.1:50080"
+get = lambda p: urllib.request.urlopen(base + p, timeout=10).read().decode()
+workers = json.loads(get("/api/workers"))
+assert len(workers) == 3, workers
+jobs = json.loads(get("/api/jobs"))
+assert any(j["state"] == "succeeded" and "out1" in j["sql"] for j in jobs), jobs
+metrics = get("/metrics")
+assert "keel_workers 3" in metrics.splitlines(), metrics
+assert "<title>Keel</title>" in get("/")
+print(f"dashboard up; {len(workers)} workers and {len(jobs)} jobs in the API; metrics served")
+PY
+
 echo "== story 1 again, with a worker killed mid-job"
 run_story out2 &
 job=$!

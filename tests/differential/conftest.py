@@ -58,8 +58,10 @@ def write_data(dir: Path):
 class Cluster:
     """A keel-scheduler and workers as real processes; stopped by close()."""
 
-    def __init__(self, workers=2, scheduler_args=(), work_dir=None, worker_args=(), cores=2):
+    def __init__(self, workers=2, scheduler_args=(), work_dir=None, worker_args=(), cores=2, log_dir=None):
         self.procs = []
+        # With a log directory, every process logs at debug level to NAME.log there.
+        self.log_dir = Path(log_dir) if log_dir else None
         self.scheduler = self._start([binary("keel-scheduler"), "--bind", "127.0.0.1:0", "--http-bind", "127.0.0.1:0", *scheduler_args])
         self.url = "http://" + self._address(self.scheduler, "keel-scheduler listening on ")
         self.http_url = "http://" + self._address(self.scheduler, "keel-scheduler http on ")
@@ -74,7 +76,13 @@ class Cluster:
         self.wait_for_workers(workers)
 
     def _start(self, args):
-        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        if self.log_dir:
+            name = Path(args[0]).name + ("" if "worker" not in args[0] else f"-{len(self.procs) - 1}")
+            stderr = open(self.log_dir / f"{name}.log", "w")
+            env = {**os.environ, "RUST_LOG": "debug,h2=info,tower=info,hyper=info"}
+        else:
+            stderr, env = subprocess.DEVNULL, None
+        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
         self.procs.append(p)
         return p
 

@@ -217,3 +217,21 @@ def test_the_dashboard_shows_workers_and_the_running_job(cluster, data):
     # The job page: its stage graph and plan.
     assert len(re.findall(r'<g class="stage"><rect x="\d', job_page)) == len(job["stages"])
     assert "HashJoin" in job_page
+
+
+def test_logs_carry_the_task_ids_into_the_task_body(data, tmp_path):
+    """A spilling sort logs from inside the task's blocking body: the line
+    carries the task's span (job, stage, task, attempt); the scheduler's
+    reports are logged in the same span."""
+    c = Cluster(workers=1, worker_args=["--memory-limit", "1MiB"], log_dir=tmp_path)
+    try:
+        r = sql(c, data, "SELECT id, s, x FROM t ORDER BY s, x, id")
+        assert r.returncode == 0, r.stderr
+    finally:
+        c.close()
+    worker = (tmp_path / "keel-worker-0.log").read_text()
+    spilled = [l for l in worker.splitlines() if "sort spilled" in l]
+    assert spilled, worker[-2000:]
+    assert re.search(r"task\{job=job-\S+ stage=\d+ task=\d+ attempt=\d+\}", spilled[0]), spilled[0]
+    scheduler = (tmp_path / "keel-scheduler.log").read_text()
+    assert re.search(r"task\{job=job-\S+ stage=\d+ task=\d+ attempt=\d+\}.*task succeeded", scheduler), scheduler[-2000:]
