@@ -43,6 +43,8 @@ keel="$root/target/x86_64-unknown-linux-gnu/release/keel"
 
 echo "== compose cluster"
 export KEEL_DATA="$(mktemp -d)"
+# The cluster runs with a shared token; the CLI below reads the same variable.
+export KEEL_AUTH_TOKEN="deploy-test-$RANDOM$RANDOM"
 compose=("${compose_cmd[@]}" -p keeltest -f deploy/compose/docker-compose.yml)
 cleanup() {
   "${compose[@]}" logs --tail 20 >"$KEEL_DATA.log" 2>&1 || true
@@ -68,6 +70,10 @@ wait_healthy() {
 }
 wait_healthy
 "$keel" health --scheduler http://127.0.0.1:50050
+if KEEL_AUTH_TOKEN=wrong "$keel" health --scheduler http://127.0.0.1:50050 2>/dev/null; then
+  echo "the compose cluster accepted a wrong token" >&2
+  exit 1
+fi
 
 # Data is made inside a container, into the host directory mounted at /data.
 docker run --rm -v "$KEEL_DATA:/data" keel:dev datagen imbalanced-join --scale 0.0001 --out /data/story1

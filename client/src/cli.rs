@@ -6,6 +6,8 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use keel_proto::net::{Connect, ConnectArgs};
+use keel_proto::paths::parse_table;
 use keel_proto::pb::StageProgress;
 
 use crate::client::KeelClient;
@@ -20,6 +22,8 @@ use keel_scheduler::planner::stages::human_bytes;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    #[command(flatten)]
+    pub net: ConnectArgs,
 }
 
 #[derive(Subcommand)]
@@ -243,13 +247,6 @@ pub struct QueryArgs {
     query: Option<String>,
 }
 
-fn parse_table(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((n, p)) if !n.is_empty() && !p.is_empty() => Ok((n.to_string(), p.to_string())),
-        _ => Err(format!("expected NAME=PATH, got {s:?}")),
-    }
-}
-
 /// A connection to a cluster, and the embedded cluster behind it if we started one.
 struct Session {
     client: KeelClient,
@@ -257,10 +254,14 @@ struct Session {
 }
 
 impl Session {
-    async fn open(scheduler: Option<&str>, workers: Option<usize>) -> Result<Self, ClientError> {
+    async fn open(
+        scheduler: Option<&str>,
+        workers: Option<usize>,
+        connect: &Connect,
+    ) -> Result<Self, ClientError> {
         match scheduler {
             Some(url) => Ok(Session {
-                client: KeelClient::connect(url).await?,
+                client: KeelClient::connect(url, connect).await?,
                 embedded: None,
             }),
             None => {
@@ -276,7 +277,8 @@ impl Session {
                 }
                 let cluster = EmbeddedCluster::start(n, 1).await?;
                 Ok(Session {
-                    client: KeelClient::connect(&cluster.url).await?,
+                    // The embedded cluster is this process's own: no token, no TLS.
+                    client: KeelClient::connect(&cluster.url, &Connect::default()).await?,
                     embedded: Some(cluster),
                 })
             }
@@ -306,17 +308,25 @@ impl QueryArgs {
 }
 
 pub async fn run(cli: Cli) -> Result<(), ClientError> {
+    let connect = &cli
+        .net
+        .load()
+        .map_err(|message| ClientError::Usage { message })?;
     match cli.command {
-        Command::Sql(args) => sql(args).await,
-        Command::Profile(args) => profile(args).await,
-        Command::Mixture { action } => mixture(action).await,
+        Command::Sql(args) => sql(args, connect).await,
+        Command::Profile(args) => profile(args, connect).await,
+        Command::Mixture { action } => mixture(action, connect).await,
         Command::Explain(ExplainArgs {
             query: args,
             analyze,
         }) => {
             let sql = args.sql()?;
-            let session =
-                Session::open(args.cluster.scheduler.as_deref(), args.cluster.workers).await?;
+            let session = Session::open(
+                args.cluster.scheduler.as_deref(),
+                args.cluster.workers,
+                connect,
+            )
+            .await?;
             let plan = if analyze {
                 run_query(&session.client, &sql, &args.cluster.tables)
                     .await
@@ -425,7 +435,11 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
         }
         Command::Demo { scale, workers } => crate::demo::run(scale, workers).await,
         Command::Jobs { scheduler } => {
-            for j in KeelClient::connect(&scheduler).await?.jobs().await? {
+            for j in KeelClient::connect(&scheduler, connect)
+                .await?
+                .jobs()
+                .await?
+            {
                 println!(
                     "{}\t{}\t{:.1}s\t{}",
                     j.job_id,
@@ -438,12 +452,12 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
         }
         Command::Health {
             worker: Some(url), ..
-        } => crate::health::check_worker(&url).await,
+        } => crate::health::check_worker(&url, connect).await,
         Command::Health {
             scheduler,
             worker: None,
         } => {
-            let client = KeelClient::connect(&scheduler).await?;
+            let client = KeelClient::connect(&scheduler, connect).await?;
             let workers = client.workers().await?;
             if workers.is_empty() {
                 return Err(ClientError::Usage {
@@ -461,9 +475,15 @@ async fn sql(
         query: args,
         profile,
     }: SqlArgs,
+    connect: &Connect,
 ) -> Result<(), ClientError> {
     let sql = args.sql()?;
-    let session = Session::open(args.cluster.scheduler.as_deref(), args.cluster.workers).await?;
+    let session = Session::open(
+        args.cluster.scheduler.as_deref(),
+        args.cluster.workers,
+        connect,
+    )
+    .await?;
     let result = run_query(&session.client, &sql, &args.cluster.tables).await;
     session.close().await;
     let result = result?;
@@ -511,10 +531,15 @@ async fn sql(
     Ok(())
 }
 
-async fn profile(args: ProfileArgs) -> Result<(), ClientError> {
+async fn profile(args: ProfileArgs, connect: &Connect) -> Result<(), ClientError> {
     use crate::profile::{choose_columns, compute, counts_sql, source};
     let from = source(&args.target, &args.cluster.tables);
-    let session = Session::open(args.cluster.scheduler.as_deref(), args.cluster.workers).await?;
+    let session = Session::open(
+        args.cluster.scheduler.as_deref(),
+        args.cluster.workers,
+        connect,
+    )
+    .await?;
     let run = async {
         let columns = choose_columns(
             &session.client,
@@ -550,7 +575,7 @@ async fn profile(args: ProfileArgs) -> Result<(), ClientError> {
     }
 }
 
-async fn mixture(action: MixtureCommand) -> Result<(), ClientError> {
+async fn mixture(action: MixtureCommand, connect: &Connect) -> Result<(), ClientError> {
     match action {
         MixtureCommand::Fit(args) => {
             let options = crate::mixture::FitOptions {
@@ -564,7 +589,7 @@ async fn mixture(action: MixtureCommand) -> Result<(), ClientError> {
                 seed: args.seed,
                 resume: args.resume,
             };
-            let session = Session::open(args.scheduler.as_deref(), args.workers).await?;
+            let session = Session::open(args.scheduler.as_deref(), args.workers, connect).await?;
             let result = crate::mixture::fit(&session.client, &args.paths, &options).await;
             session.close().await;
             for f in result? {
@@ -584,7 +609,7 @@ async fn mixture(action: MixtureCommand) -> Result<(), ClientError> {
         }
         MixtureCommand::Inverse(args) => {
             let input = args.input.unwrap_or_else(|| args.dir.join("transformed"));
-            let session = Session::open(args.scheduler.as_deref(), args.workers).await?;
+            let session = Session::open(args.scheduler.as_deref(), args.workers, connect).await?;
             let result =
                 crate::mixture::inverse(&session.client, &args.dir, &input, &args.out).await;
             session.close().await;

@@ -8,12 +8,15 @@ use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::Ticket;
 use futures::TryStreamExt;
+use keel_proto::auth::AddToken;
+use keel_proto::net::Connect;
 use keel_proto::pb::job_event::Event;
 use keel_proto::pb::job_service_client::JobServiceClient;
 use keel_proto::pb::{
     CancelJobRequest, ClusterStatusRequest, JobCompleted, ListJobsRequest, StageProgress,
     SubmitJobRequest, TableRef, WatchJobRequest, WorkerSummary,
 };
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::error::ClientError;
@@ -21,7 +24,9 @@ use crate::error::ClientError;
 #[derive(Clone)]
 pub struct KeelClient {
     url: String,
-    jobs: JobServiceClient<Channel>,
+    /// The token and CA, for the scheduler and the workers serving results.
+    connect: Connect,
+    jobs: JobServiceClient<InterceptedService<Channel, AddToken>>,
 }
 
 /// A finished query: its schema, its rows (empty for `COPY … TO`) and the job report.
@@ -38,22 +43,25 @@ impl QueryResult {
 }
 
 impl KeelClient {
-    pub async fn connect(url: &str) -> Result<Self, ClientError> {
+    pub async fn connect(url: &str, connect: &Connect) -> Result<Self, ClientError> {
         let unreachable = |message: String| ClientError::Unreachable {
             what: "scheduler".into(),
             url: url.to_string(),
             message,
         };
-        let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
-            .map_err(|e| unreachable(e.to_string()))?
+        let endpoint = connect
+            .endpoint(url)
+            .map_err(unreachable)?
             .connect_timeout(Duration::from_secs(5));
         let channel = endpoint
             .connect()
             .await
             .map_err(|e| unreachable(source_chain(&e)))?;
-        let jobs = JobServiceClient::new(channel).max_decoding_message_size(64 << 20);
+        let jobs = JobServiceClient::with_interceptor(channel, connect.interceptor())
+            .max_decoding_message_size(64 << 20);
         Ok(KeelClient {
             url: url.to_string(),
+            connect: connect.clone(),
             jobs,
         })
     }
@@ -186,19 +194,25 @@ impl KeelClient {
                 url: loc.flight_url.clone(),
                 message,
             };
-            let channel = tonic::transport::Endpoint::from_shared(loc.flight_url.clone())
-                .map_err(|e| unreachable(e.to_string()))?
+            let channel = self
+                .connect
+                .endpoint(&loc.flight_url)
+                .map_err(unreachable)?
                 .connect()
                 .await
                 .map_err(|e| unreachable(source_chain(&e)))?;
             let mut flight =
-                FlightServiceClient::new(channel).max_decoding_message_size(usize::MAX);
+                FlightServiceClient::with_interceptor(channel, self.connect.interceptor())
+                    .max_decoding_message_size(usize::MAX);
             let stream = flight
                 .do_get(Ticket {
                     ticket: loc.ticket.clone().into(),
                 })
                 .await
-                .map_err(|s| unreachable(s.message().to_string()))?
+                .map_err(|s| match s.code() {
+                    tonic::Code::Unauthenticated => ClientError::from_status(s),
+                    _ => unreachable(s.message().to_string()),
+                })?
                 .into_inner();
             let part: Vec<RecordBatch> =
                 FlightRecordBatchStream::new_from_flight_data(stream.map_err(|e| e.into()))

@@ -31,7 +31,7 @@ pub async fn run(scale: f64, workers: usize) -> Result<(), ClientError> {
         started.elapsed().as_secs_f64()
     );
     let cluster = EmbeddedCluster::start(workers.max(1), 1).await?;
-    let client = KeelClient::connect(&cluster.url).await?;
+    let client = KeelClient::connect(&cluster.url, &Default::default()).await?;
     let tables = vec![
         (
             "df1".to_string(),

@@ -67,6 +67,9 @@ impl EmbeddedCluster {
                 memory_limit,
                 work_dir: work_dir.path().join(format!("worker-{i}")),
                 shuffle_compression: Default::default(),
+                connect: Default::default(),
+                serve: Default::default(),
+                allowed: Default::default(),
             };
             let wrx = rx.clone();
             tasks.push(tokio::spawn(async move {
@@ -90,7 +93,7 @@ impl EmbeddedCluster {
     async fn wait_for_workers(&self, n: usize, timeout: Duration) -> Result<(), ClientError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if let Ok(client) = KeelClient::connect(&self.url).await {
+            if let Ok(client) = KeelClient::connect(&self.url, &Default::default()).await {
                 if client.workers().await.map(|w| w.len()).unwrap_or(0) >= n {
                     return Ok(());
                 }

@@ -17,6 +17,9 @@ pub enum ClientError {
     Protocol { message: String },
     #[error("{message}")]
     Usage { message: String },
+    /// A missing or wrong token (KEEL_AUTH_TOKEN / --auth-token-file).
+    #[error("authentication failed: {message}")]
+    Unauthenticated { message: String },
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -29,6 +32,9 @@ impl ClientError {
     pub fn from_status(s: tonic::Status) -> Self {
         match s.code() {
             tonic::Code::InvalidArgument | tonic::Code::NotFound => ClientError::Rejected {
+                message: s.message().to_string(),
+            },
+            tonic::Code::Unauthenticated => ClientError::Unauthenticated {
                 message: s.message().to_string(),
             },
             tonic::Code::Unavailable => ClientError::Unreachable {

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use keel_proto::net::Connect;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
@@ -10,14 +11,15 @@ use tonic_health::pb::HealthCheckRequest;
 use crate::client::source_chain;
 use crate::error::ClientError;
 
-pub async fn check_worker(url: &str) -> Result<(), ClientError> {
+pub async fn check_worker(url: &str, connect: &Connect) -> Result<(), ClientError> {
     let unreachable = |message: String| ClientError::Unreachable {
         what: "worker".into(),
         url: url.to_string(),
         message,
     };
-    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
-        .map_err(|e| unreachable(e.to_string()))?
+    let channel = connect
+        .endpoint(url)
+        .map_err(unreachable)?
         .connect_timeout(Duration::from_secs(3))
         .connect()
         .await

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::{Field, Schema};
 use keel_proto::expr::{normalize_type, ScalarValue};
+use keel_proto::paths::AllowedPaths;
 use parquet::arrow::parquet_to_arrow_schema;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::statistics::Statistics;
@@ -52,6 +53,8 @@ pub struct Catalog {
     /// Registered names (`--table NAME=PATH`), lower-cased.
     pub tables: HashMap<String, String>,
     loaded: HashMap<Vec<String>, Arc<TableSource>>,
+    /// Where queries may read (`--allow-path`).
+    allowed: AllowedPaths,
 }
 
 impl Catalog {
@@ -62,7 +65,14 @@ impl Catalog {
                 .map(|(k, v)| (k.to_lowercase(), v))
                 .collect(),
             loaded: HashMap::new(),
+            allowed: AllowedPaths::default(),
         }
+    }
+
+    /// Refuses files outside these roots.
+    pub fn with_allowed(mut self, allowed: AllowedPaths) -> Self {
+        self.allowed = allowed;
+        self
     }
 
     pub fn load(&mut self, patterns: &[String]) -> Result<Arc<TableSource>> {
@@ -76,6 +86,9 @@ impl Catalog {
         let mut files = vec![];
         let mut schema: Option<Schema> = None;
         for path in paths {
+            self.allowed
+                .check(std::path::Path::new(&path), "input")
+                .map_err(SchedulerError::bind)?;
             let (file_schema, meta) = read_metadata(&path)?;
             match &schema {
                 None => schema = Some(file_schema.clone()),

@@ -75,7 +75,7 @@ impl Handle {
     }
 
     /// Parses, binds, optimizes and plans a query (reads Parquet metadata, so off the async threads).
-    async fn plan(&self, request: SubmitJobRequest) -> Result<StageGraph, Status> {
+    pub(crate) async fn plan(&self, request: SubmitJobRequest) -> Result<StageGraph, Status> {
         let config = PlannerConfig {
             total_cores: self.total_cores.load(Ordering::Relaxed).max(1),
             shuffle_partitions: self.config.shuffle_partitions,
@@ -83,20 +83,72 @@ impl Handle {
             split_bytes: self.config.split_bytes,
             tree_fan_in: self.config.tree_fan_in,
         };
+        let registered = self.config.tables.clone();
+        let allowed = self.config.allowed.clone();
         tokio::task::spawn_blocking(move || {
-            let tables: HashMap<String, String> = request
-                .tables
+            // The request's tables override the registered ones of the same name.
+            let tables: HashMap<String, String> = registered
                 .into_iter()
-                .map(|t| (t.name, t.path))
+                .chain(request.tables.into_iter().map(|t| (t.name, t.path)))
                 .collect();
-            let mut catalog = Catalog::new(tables);
+            let mut catalog = Catalog::new(tables).with_allowed(allowed.clone());
             let bound = crate::sql::bind(&request.sql, &mut catalog)?;
+            if let Some(dir) = &bound.copy_to {
+                allowed
+                    .check(std::path::Path::new(dir), "COPY output")
+                    .map_err(SchedulerError::bind)?;
+            }
             let logical = crate::optimizer::optimize(bound.plan);
             Ok::<_, SchedulerError>(crate::planner::plan(&logical, bound.copy_to, config))
         })
         .await
         .map_err(|e| Status::internal(format!("planning panicked: {e}")))?
         .map_err(|e| e.to_status())
+    }
+
+    /// Plans and submits a query; returns its job's ID.
+    pub(crate) async fn submit(&self, request: SubmitJobRequest) -> Result<JobId, Status> {
+        let sql = request.sql.clone();
+        let graph = self.plan(request).await?;
+        let n = self.next_job.fetch_add(1, Ordering::Relaxed);
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let id = JobId(format!("job-{n}-{stamp:x}"));
+        let job = Job::new(id.clone(), sql, graph);
+        self.send(Event::JobSubmitted { job: Box::new(job) })
+            .await?;
+        Ok(id)
+    }
+
+    /// Follows a job to its end: its completion report, or its failure as a status.
+    pub(crate) async fn finish(&self, job: JobId) -> Result<JobCompleted, Status> {
+        let (tx, mut rx) = mpsc::channel(256);
+        self.ask(|reply| Event::WatchRequested {
+            job: job.clone(),
+            events: tx,
+            reply,
+        })
+        .await?
+        .map_err(|e| e.to_status())?;
+        while let Some(event) = rx.recv().await {
+            match event?.event {
+                Some(job_event::Event::Completed(done)) => return Ok(done),
+                Some(job_event::Event::Failed(failed)) => {
+                    return Err(Status::failed_precondition(failed.message))
+                }
+                _ => {}
+            }
+        }
+        Err(SchedulerError::ShuttingDown.to_status())
+    }
+
+    /// Deletes a finished job's results on the workers.
+    pub(crate) async fn release(&self, job: JobId) -> Result<bool, Status> {
+        self.ask(|reply| Event::ReleaseRequested { job, reply })
+            .await?
+            .map_err(|e| e.to_status())
     }
 }
 
@@ -116,18 +168,7 @@ impl JobService for Handle {
         &self,
         request: Request<SubmitJobRequest>,
     ) -> Result<Response<SubmitJobResponse>, Status> {
-        let request = request.into_inner();
-        let sql = request.sql.clone();
-        let graph = self.plan(request).await?;
-        let n = self.next_job.fetch_add(1, Ordering::Relaxed);
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
-        let id = JobId(format!("job-{n}-{stamp:x}"));
-        let job = Job::new(id.clone(), sql, graph);
-        self.send(Event::JobSubmitted { job: Box::new(job) })
-            .await?;
+        let id = self.submit(request.into_inner()).await?;
         Ok(Response::new(SubmitJobResponse { job_id: id.0 }))
     }
 
@@ -168,10 +209,7 @@ impl JobService for Handle {
         request: Request<CancelJobRequest>,
     ) -> Result<Response<CancelJobResponse>, Status> {
         let job = job_id(&request.into_inner().job_id)?;
-        let released = self
-            .ask(|reply| Event::ReleaseRequested { job, reply })
-            .await?
-            .map_err(|e| e.to_status())?;
+        let released = self.release(job).await?;
         Ok(Response::new(CancelJobResponse {
             cancelled: released,
         }))

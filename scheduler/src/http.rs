@@ -4,10 +4,11 @@
 //! the server holds no state of its own.
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use keel_proto::auth::AuthToken;
 use keel_proto::ids::JobId;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -19,9 +20,17 @@ use crate::state::{Event, View};
 /// the binary (clusters may have no internet for a CDN).
 const DASHBOARD: &str = include_str!("dashboard.html");
 
+#[derive(Clone)]
+struct Api {
+    events: mpsc::Sender<Event>,
+    /// The cluster's token: changing state (cancelling) requires it; the
+    /// read-only views stay open for dashboards and Prometheus.
+    token: Option<AuthToken>,
+}
+
 type Events = mpsc::Sender<Event>;
 
-pub fn router(events: Events) -> Router {
+pub fn router(events: Events, token: Option<AuthToken>) -> Router {
     Router::new()
         .route("/", get(dashboard))
         .route("/api/workers", get(workers))
@@ -29,18 +38,20 @@ pub fn router(events: Events) -> Router {
         .route("/api/jobs/{id}", get(job))
         .route("/api/jobs/{id}/cancel", post(cancel))
         .route("/api/tasks", get(tasks))
+        .route("/api/overview", get(overview))
         .route("/metrics", get(metrics))
         .fallback(not_found)
-        .with_state(events)
+        .with_state(Api { events, token })
 }
 
 /// Serves until `stopping` becomes true.
 pub async fn serve(
     listener: TcpListener,
     events: Events,
+    token: Option<AuthToken>,
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(events))
+    axum::serve(listener, router(events, token))
         .with_graceful_shutdown(async move {
             let _ = stopping.wait_for(|s| *s).await;
         })
@@ -55,41 +66,58 @@ async fn dashboard() -> Response {
         .into_response()
 }
 
-async fn workers(State(events): State<Events>) -> Response {
+async fn workers(State(Api { events, .. }): State<Api>) -> Response {
     view(&events, View::Workers).await
 }
 
-async fn jobs(State(events): State<Events>) -> Response {
+async fn jobs(State(Api { events, .. }): State<Api>) -> Response {
     view(&events, View::Jobs).await
 }
 
-async fn job(State(events): State<Events>, Path(id): Path<String>) -> Response {
+async fn job(State(Api { events, .. }): State<Api>, Path(id): Path<String>) -> Response {
     view(&events, View::Job(JobId(id))).await
 }
 
 /// `GET /api/tasks?since=MS`: attempts that ended after MS (ms since the
 /// scheduler started) and the running ones.
-async fn tasks(State(events): State<Events>, RawQuery(query): RawQuery) -> Response {
+async fn tasks(State(Api { events, .. }): State<Api>, RawQuery(query): RawQuery) -> Response {
+    match since(query) {
+        Ok(since_ms) => view(&events, View::Tasks { since_ms }).await,
+        Err(refused) => refused,
+    }
+}
+
+/// `GET /api/overview?since=MS`: what the dashboard's page shows, in one request.
+async fn overview(State(Api { events, .. }): State<Api>, RawQuery(query): RawQuery) -> Response {
+    const JOBS_SHOWN: usize = 50;
+    match since(query) {
+        Ok(since_ms) => {
+            let jobs = JOBS_SHOWN;
+            view(&events, View::Overview { since_ms, jobs }).await
+        }
+        Err(refused) => refused,
+    }
+}
+
+/// The `since` query parameter (0 when absent).
+fn since(query: Option<String>) -> Result<u64, Response> {
     let since = query
         .as_deref()
         .unwrap_or("")
         .split('&')
         .find_map(|kv| kv.strip_prefix("since="))
         .map(|v| v.parse::<u64>());
-    let since_ms = match since {
-        None => 0,
-        Some(Ok(ms)) => ms,
-        Some(Err(_)) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "since must be a whole number of milliseconds",
-            )
-        }
-    };
-    view(&events, View::Tasks { since_ms }).await
+    match since {
+        None => Ok(0),
+        Some(Ok(ms)) => Ok(ms),
+        Some(Err(_)) => Err(error(
+            StatusCode::BAD_REQUEST,
+            "since must be a whole number of milliseconds",
+        )),
+    }
 }
 
-async fn metrics(State(events): State<Events>) -> Response {
+async fn metrics(State(Api { events, .. }): State<Api>) -> Response {
     match ask(&events, |reply| Event::ViewRequested {
         view: View::Metrics,
         reply,
@@ -109,7 +137,17 @@ async fn metrics(State(events): State<Events>) -> Response {
     }
 }
 
-async fn cancel(State(events): State<Events>, Path(id): Path<String>) -> Response {
+async fn cancel(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Some(token) = &api.token {
+        let metadata = tonic::metadata::MetadataMap::from_headers(headers);
+        if let Err(refused) = token.check(&metadata) {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                &format!("authentication failed: {}", refused.message()),
+            );
+        }
+    }
+    let events = api.events;
     let job = JobId(id);
     match ask(&events, |reply| Event::CancelRequested { job, reply }).await {
         Ok(Ok(cancelled)) => json(format!("{{\"cancelled\":{cancelled}}}")),

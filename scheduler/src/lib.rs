@@ -12,6 +12,7 @@
 //! - [`state`]: the scheduler's core (events in, commands out) and the event loop that owns it.
 //! - [`grpc`]: the JobService and WorkerService handlers.
 //! - [`http`]: the dashboard, JSON API and Prometheus metrics.
+//! - [`flight_sql`]: Flight SQL for ADBC/JDBC drivers and BI tools.
 //! - [`server`]: the scheduler process (`run(config, listener, shutdown)`).
 //! - [`error`]: the crate's error type.
 
@@ -19,6 +20,7 @@ pub mod adaptive;
 pub mod admission;
 pub mod catalog;
 pub mod error;
+pub mod flight_sql;
 pub mod grpc;
 pub mod http;
 pub mod job;

@@ -58,20 +58,26 @@ def write_data(dir: Path):
 class Cluster:
     """A keel-scheduler and workers as real processes; stopped by close()."""
 
-    def __init__(self, workers=2, scheduler_args=(), work_dir=None, worker_args=(), cores=2, log_dir=None):
+    def __init__(self, workers=2, scheduler_args=(), work_dir=None, worker_args=(), cores=2, log_dir=None,
+                 env=None, scheme="http", client_args=()):
         self.procs = []
+        # Extra environment for every process (KEEL_AUTH_TOKEN, …); `scheme`
+        # is https for a cluster started with --tls-cert; `client_args` are
+        # what `keel` needs to reach it (--tls-ca, …).
+        self.env = {**os.environ, **(env or {})}
+        self.client_args = list(client_args)
         # With a log directory, every process logs at debug level to NAME.log there.
         self.log_dir = Path(log_dir) if log_dir else None
         self.scheduler = self._start([binary("keel-scheduler"), "--bind", "127.0.0.1:0", "--http-bind", "127.0.0.1:0", *scheduler_args])
-        self.url = "http://" + self._address(self.scheduler, "keel-scheduler listening on ")
+        self.url = f"{scheme}://" + self._address(self.scheduler, "keel-scheduler listening on ")
         self.http_url = "http://" + self._address(self.scheduler, "keel-scheduler http on ")
-        self.workers = []
+        self.workers, self.worker_addresses = [], []
         for i in range(workers):
             args = [binary("keel-worker"), "--scheduler", self.url, "--bind", "127.0.0.1:0", "--cores", str(cores), *worker_args]
             if work_dir:
                 args += ["--work-dir", str(Path(work_dir) / f"worker-{i}")]
             w = self._start(args)
-            self._address(w, "keel-worker listening on ")
+            self.worker_addresses.append(self._address(w, "keel-worker listening on "))
             self.workers.append(w)
         self.wait_for_workers(workers)
 
@@ -79,9 +85,9 @@ class Cluster:
         if self.log_dir:
             name = Path(args[0]).name + ("" if "worker" not in args[0] else f"-{len(self.procs) - 1}")
             stderr = open(self.log_dir / f"{name}.log", "w")
-            env = {**os.environ, "RUST_LOG": "debug,h2=info,tower=info,hyper=info"}
+            env = {**self.env, "RUST_LOG": "debug,h2=info,tower=info,hyper=info"}
         else:
-            stderr, env = subprocess.DEVNULL, None
+            stderr, env = subprocess.DEVNULL, self.env
         p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
         self.procs.append(p)
         return p
@@ -96,7 +102,8 @@ class Cluster:
     def wait_for_workers(self, n, timeout=20):
         deadline = time.time() + timeout
         while time.time() < deadline:
-            r = subprocess.run([binary("keel"), "health", "--scheduler", self.url], capture_output=True, text=True)
+            r = subprocess.run([binary("keel"), "health", "--scheduler", self.url, *self.client_args],
+                               capture_output=True, text=True, env=self.env)
             m = re.match(r"ok: (\d+) workers", r.stdout)
             if m and int(m.group(1)) >= n:
                 return

@@ -54,7 +54,7 @@ fn client_library_runs_a_query_and_reports_stages() {
     let cluster = TestCluster::start(2);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let client = KeelClient::connect(&cluster.url).await.unwrap();
+        let client = KeelClient::connect(&cluster.url, &Default::default()).await.unwrap();
         let tables = vec![
             ("df1".to_string(), data.path().join("df1").display().to_string()),
             ("df2".to_string(), data.path().join("df2").display().to_string()),

@@ -174,7 +174,9 @@ fn unreachable_worker_is_reported() {
     let mut cluster = TestCluster::start(1);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let client = KeelClient::connect(&cluster.url).await.unwrap();
+        let client = KeelClient::connect(&cluster.url, &Default::default())
+            .await
+            .unwrap();
         let job = client.submit("SELECT 42 AS answer", &[]).await.unwrap();
         let report = client.wait(&job, |_| {}).await.unwrap();
         cluster.kill_workers();

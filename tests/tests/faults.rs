@@ -140,7 +140,8 @@ fn clean_answer(client: &KeelClient, f: &Fixture) -> (i64, f64) {
 }
 
 fn client(f: &Fixture, c: &TestCluster) -> KeelClient {
-    f.rt.block_on(KeelClient::connect(&c.url)).unwrap()
+    f.rt.block_on(KeelClient::connect(&c.url, &Default::default()))
+        .unwrap()
 }
 
 #[test]

@@ -66,6 +66,12 @@ pub enum WorkerError {
     Scheduler { url: String, message: String },
     #[error("task cancelled")]
     Cancelled,
+    /// A path outside the worker's `--allow-path` roots.
+    #[error("{0}")]
+    NotAllowed(String),
+    /// The worker's own settings are wrong (TLS files, …).
+    #[error("{0}")]
+    Config(String),
 }
 
 impl WorkerError {
@@ -83,9 +89,10 @@ impl WorkerError {
                     | ArrowError::ExternalError(_)
                     | ArrowError::IpcError(_)
             ),
-            WorkerError::Parquet { .. } | WorkerError::Input { .. } | WorkerError::Eval { .. } => {
-                true
-            }
+            WorkerError::Parquet { .. }
+            | WorkerError::Input { .. }
+            | WorkerError::Eval { .. }
+            | WorkerError::NotAllowed(_) => true,
             WorkerError::ParquetWrite { .. }
             | WorkerError::Io { .. }
             | WorkerError::Fetch { .. }
@@ -93,6 +100,7 @@ impl WorkerError {
             | WorkerError::CannotProceed { .. }
             | WorkerError::Proto(_)
             | WorkerError::Scheduler { .. }
+            | WorkerError::Config(_)
             | WorkerError::Cancelled => false,
         }
     }

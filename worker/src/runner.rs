@@ -6,9 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use keel_proto::paths::AllowedPaths;
 use keel_proto::pb::{
     task_status, FetchFailure, KeyLabel, PartitionStats, TaskFailed, TaskStatus, TaskSucceeded,
 };
+use keel_proto::plan::{PlanNode, Sink};
 use keel_proto::task::TaskDescriptor;
 use tracing::Instrument;
 
@@ -24,6 +26,8 @@ const IN_FLIGHT_BYTES: usize = 32 << 20;
 
 pub struct TaskEnv {
     pub work_dir: PathBuf,
+    /// Where tasks may read and write (`--allow-path`).
+    pub allowed: AllowedPaths,
     pub pool: Arc<MemoryPool>,
     pub reader: Arc<ShuffleReader>,
     pub broadcasts: BroadcastCache,
@@ -125,6 +129,7 @@ async fn execute(
     task: TaskDescriptor,
     cancelled: Arc<AtomicBool>,
 ) -> Result<TaskOutcome> {
+    check_paths(&task.plan, &task.sink, &env.allowed)?;
     let spill_dir = spill_root(&env.work_dir).join(format!(
         "{}-s{}-t{}-a{}",
         task.job,
@@ -206,4 +211,29 @@ async fn execute(
 /// Where tasks' spill directories live; swept when a worker starts.
 pub fn spill_root(work_dir: &Path) -> PathBuf {
     work_dir.join("spill")
+}
+
+/// Refuses a task that reads or writes outside the `--allow-path` roots,
+/// before it opens anything.
+fn check_paths(plan: &PlanNode, sink: &Sink, allowed: &AllowedPaths) -> Result<()> {
+    fn scans(n: &PlanNode, allowed: &AllowedPaths) -> Result<()> {
+        if let PlanNode::Scan { splits, .. } = n {
+            for split in splits {
+                allowed
+                    .check(Path::new(&split.path), "input")
+                    .map_err(WorkerError::NotAllowed)?;
+            }
+        }
+        n.children().into_iter().try_for_each(|c| scans(c, allowed))
+    }
+    if allowed.is_open() {
+        return Ok(());
+    }
+    scans(plan, allowed)?;
+    if let Sink::Parquet { dir } = sink {
+        allowed
+            .check(Path::new(dir), "output")
+            .map_err(WorkerError::NotAllowed)?;
+    }
+    Ok(())
 }

@@ -13,13 +13,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
+use keel_proto::auth::AddToken;
 use keel_proto::ids::JobId;
+use keel_proto::net::{Connect, Serve};
+use keel_proto::paths::AllowedPaths;
 use keel_proto::pb::worker_command::Command;
 use keel_proto::pb::worker_service_client::WorkerServiceClient;
 use keel_proto::pb::{ConnectRequest, HeartbeatRequest, RegisterWorkerRequest, RunningTask};
 use keel_proto::task::{decode, TaskDescriptor};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Server};
 
 use crate::error::{Result, WorkerError};
@@ -38,7 +42,16 @@ pub struct WorkerConfig {
     pub memory_limit: usize,
     pub work_dir: PathBuf,
     pub shuffle_compression: ShuffleCompression,
+    /// The token and CA used to call the scheduler and other workers.
+    pub connect: Connect,
+    /// The token callers of this worker's Flight service must present, and its TLS identity.
+    pub serve: Serve,
+    /// Where tasks may read and write (`--allow-path`; empty: anywhere).
+    pub allowed: AllowedPaths,
 }
+
+/// The scheduler's worker service, every call carrying the token.
+type SchedulerClient = WorkerServiceClient<InterceptedService<Channel, AddToken>>;
 
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 
@@ -118,7 +131,7 @@ pub async fn run(
         .advertise
         .clone()
         .unwrap_or_else(|| default_advertise(local));
-    let flight_url = format!("http://{advertise}");
+    let flight_url = format!("{}://{advertise}", config.serve.scheme());
     std::fs::create_dir_all(&config.work_dir)
         .map_err(|e| WorkerError::io(config.work_dir.display(), e))?;
     // --memory-limit is everything the process may use (a container's limit).
@@ -138,7 +151,9 @@ pub async fn run(
         reader: Arc::new(ShuffleReader::new(
             config.work_dir.clone(),
             flight_url.clone(),
+            config.connect.clone(),
         )),
+        allowed: config.allowed.clone(),
         broadcasts: BroadcastCache::new(pool.clone(), spill),
     });
 
@@ -151,8 +166,17 @@ pub async fn run(
     })
     .max_decoding_message_size(usize::MAX)
     .max_encoding_message_size(usize::MAX);
+    // Every Flight call (clients fetching results, workers fetching shuffle
+    // data) carries the token; health probes stay open.
+    let flight = InterceptedService::new(flight, config.serve.check());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = config.serve.tls_config().map_err(WorkerError::Config)? {
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| WorkerError::Config(format!("TLS: {e}")))?;
+    }
+    let server = builder
         .add_service(health_service)
         .add_service(flight)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
@@ -223,12 +247,15 @@ async fn session(
         url: config.scheduler_url.clone(),
         message: e.to_string(),
     };
-    let channel = tonic::transport::Endpoint::from_shared(config.scheduler_url.clone())
+    let channel = config
+        .connect
+        .endpoint(&config.scheduler_url)
         .map_err(|e| unreachable(&e))?
         .connect()
         .await
         .map_err(|e| unreachable(&e))?;
-    let mut client = WorkerServiceClient::new(channel.clone());
+    let mut client =
+        WorkerServiceClient::with_interceptor(channel.clone(), config.connect.interceptor());
     let worker_id = client
         .register_worker(RegisterWorkerRequest {
             flight_url: flight_url.to_string(),
@@ -249,7 +276,7 @@ async fn session(
         .into_inner();
 
     let heartbeat = tokio::spawn(heartbeats(
-        channel.clone(),
+        client.clone(),
         worker_id.clone(),
         pool.clone(),
         running.clone(),
@@ -263,7 +290,7 @@ async fn session(
         match command.command {
             Some(Command::LaunchTask(bytes)) => match decode::<TaskDescriptor>(&bytes) {
                 Ok(task) => launch(
-                    channel.clone(),
+                    client.clone(),
                     worker_id.clone(),
                     env.clone(),
                     running.clone(),
@@ -296,7 +323,7 @@ async fn session(
 }
 
 fn launch(
-    channel: Channel,
+    mut client: SchedulerClient,
     worker_id: String,
     env: Arc<TaskEnv>,
     running: Arc<Running>,
@@ -317,7 +344,6 @@ fn launch(
         status.worker_memory_pinned = pool.pinned() as u64;
         // Reported even when cancelled: the scheduler frees the task's slot.
         status.worker_id = worker_id;
-        let mut client = WorkerServiceClient::new(channel);
         if let Err(e) = client.report_task(status).await {
             tracing::warn!(error = %e.message(), "could not report a task to the scheduler");
         }
@@ -325,12 +351,11 @@ fn launch(
 }
 
 async fn heartbeats(
-    channel: Channel,
+    mut client: SchedulerClient,
     worker_id: String,
     pool: Arc<MemoryPool>,
     running: Arc<Running>,
 ) {
-    let mut client = WorkerServiceClient::new(channel);
     let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
     loop {
         tick.tick().await;

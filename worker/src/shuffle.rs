@@ -20,6 +20,7 @@ use arrow_flight::Ticket;
 use futures::TryStreamExt;
 use keel_proto::expr::Expr;
 use keel_proto::ids::{AttemptId, JobId, TaskId};
+use keel_proto::net::Connect;
 use keel_proto::task::{encode, FetchSpec, PartitionTicket};
 use tonic::transport::Channel;
 
@@ -270,14 +271,17 @@ impl ShuffleWriter {
 pub struct ShuffleReader {
     work_dir: PathBuf,
     own_url: String,
+    /// The token and CA for other workers' Flight services.
+    connect: Connect,
     channels: Mutex<HashMap<String, Channel>>,
 }
 
 impl ShuffleReader {
-    pub fn new(work_dir: PathBuf, own_url: String) -> Self {
+    pub fn new(work_dir: PathBuf, own_url: String, connect: Connect) -> Self {
         ShuffleReader {
             work_dir,
             own_url,
+            connect,
             channels: Mutex::new(HashMap::new()),
         }
     }
@@ -312,7 +316,8 @@ impl ShuffleReader {
         let channel = self
             .channel(&spec.flight_url)
             .map_err(|e| fetch_error(spec, e.to_string()))?;
-        let mut client = FlightServiceClient::new(channel).max_decoding_message_size(usize::MAX);
+        let mut client = FlightServiceClient::with_interceptor(channel, self.connect.interceptor())
+            .max_decoding_message_size(usize::MAX);
         let ticket = Ticket {
             ticket: encode(&Self::ticket(job, spec, partition))?.into(),
         };
@@ -328,12 +333,12 @@ impl ShuffleReader {
         )
     }
 
-    fn channel(&self, url: &str) -> Result<Channel, tonic::transport::Error> {
+    fn channel(&self, url: &str) -> std::result::Result<Channel, String> {
         let mut channels = self.channels.lock().expect("channel cache");
         if let Some(c) = channels.get(url) {
             return Ok(c.clone());
         }
-        let channel = tonic::transport::Endpoint::from_shared(url.to_string())?.connect_lazy();
+        let channel = self.connect.endpoint(url)?.connect_lazy();
         channels.insert(url.to_string(), channel.clone());
         Ok(channel)
     }

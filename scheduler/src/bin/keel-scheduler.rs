@@ -1,6 +1,10 @@
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use keel_proto::net::ServeArgs;
+use keel_proto::paths::parse_table;
+use keel_proto::paths::AllowedPaths;
 use keel_proto::size::parse_size;
 use keel_scheduler::server::run;
 use keel_scheduler::skew::SkewConfig;
@@ -56,6 +60,15 @@ struct Args {
     /// states in a tree of this fan-in, no task reading more (0: all to one).
     #[arg(long, default_value_t = 16)]
     tree_fan_in: usize,
+    /// A table every query can name, and that Flight SQL clients see
+    /// (repeatable): NAME=PATH, a Parquet file, directory or glob.
+    #[arg(long = "table", value_name = "NAME=PATH", value_parser = parse_table)]
+    tables: Vec<(String, String)>,
+    /// Confine queries' reads and writes to this directory (repeatable; default: anywhere).
+    #[arg(long = "allow-path", value_name = "DIR")]
+    allow_paths: Vec<PathBuf>,
+    #[command(flatten)]
+    net: ServeArgs,
 }
 
 #[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
@@ -89,6 +102,8 @@ async fn main() -> anyhow::Result<()> {
             "--tree-fan-in must be at least 2 (or 0 to merge all partial states in one task)"
         );
     }
+    let (connect, serve) = args.net.load().map_err(anyhow::Error::msg)?;
+    let allowed = AllowedPaths::new(&args.allow_paths).map_err(anyhow::Error::msg)?;
     let config = SchedulerConfig {
         heartbeat_timeout: Duration::from_secs_f64(args.heartbeat_timeout),
         max_attempts: args.max_attempts,
@@ -104,6 +119,10 @@ async fn main() -> anyhow::Result<()> {
             min_bytes: args.skew_min_bytes as u64,
         }),
         tree_fan_in: args.tree_fan_in,
+        serve,
+        connect,
+        allowed,
+        tables: args.tables,
         ..Default::default()
     };
     let listener = tokio::net::TcpListener::bind(&args.bind)

@@ -53,6 +53,9 @@ pub struct TaskRun {
     pub failures: u32,
     /// Attempts that could not read an input (the input is recomputed instead).
     pub fetch_failures: u32,
+    /// Attempts stopped through no fault of their own (a worker shutting
+    /// down, a launch or report lost on the way).
+    pub stops: u32,
     /// Attempts that failed for memory (each doubles the estimate).
     pub memory_failures: u32,
 }
@@ -60,6 +63,10 @@ pub struct TaskRun {
 /// Fetch failures one task may see before its job fails: more means the
 /// outputs it needs keep vanishing, and recomputing them again will not help.
 const MAX_FETCH_FAILURES: u32 = 10;
+
+/// Stops one task may see before its job fails: more means its reports
+/// never arrive (a worker that cannot reach the scheduler's report call).
+const MAX_STOPS: u32 = 10;
 
 impl StageRun {
     /// A finished stage whose outputs were lost runs the lost tasks again.
@@ -223,6 +230,7 @@ impl Job {
                     attempts: 0,
                     failures: 0,
                     fetch_failures: 0,
+                    stops: 0,
                     memory_failures: 0,
                 })
                 .collect();

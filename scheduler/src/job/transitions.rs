@@ -7,7 +7,7 @@ use std::time::Instant;
 use keel_proto::ids::{AttemptId, TaskId, WorkerId};
 use keel_proto::pb::{FetchFailure, TaskFailed, TaskSucceeded};
 
-use super::{Job, JobState, Outcome, StageState, TaskState, MAX_FETCH_FAILURES};
+use super::{Job, JobState, Outcome, StageState, TaskState, MAX_FETCH_FAILURES, MAX_STOPS};
 use crate::adaptive::AdaptiveConfig;
 use crate::admission;
 use crate::planner::stages::human_bytes;
@@ -114,6 +114,12 @@ impl Job {
         let Some((_, run)) = self.running_task(id) else {
             return Outcome::Ignored;
         };
+        run.stops += 1;
+        if run.stops > MAX_STOPS {
+            let task = id.task;
+            self.fail(format!("{task} was stopped {MAX_STOPS} times: {why}"));
+            return Outcome::JobFailed;
+        }
         run.state = TaskState::Pending;
         self.retries.push(format!("{id}: {why}"));
         Outcome::Retrying

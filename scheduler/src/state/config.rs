@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+use keel_proto::net::{Connect, Serve};
+use keel_proto::paths::AllowedPaths;
+
 use crate::skew::SkewConfig;
 
 #[derive(Debug, Clone)]
@@ -29,6 +32,15 @@ pub struct SchedulerConfig {
     pub skew: Option<SkewConfig>,
     /// Partial aggregate states merge in a tree of this fan-in (0: all to one).
     pub tree_fan_in: usize,
+    /// What callers must present (token) and the servers' TLS identity.
+    pub serve: Serve,
+    /// How the scheduler calls workers (Flight SQL fetches their results).
+    pub connect: Connect,
+    /// Where queries may read and write (`--allow-path`; empty: anywhere).
+    pub allowed: AllowedPaths,
+    /// Tables every query can name (`--table NAME=PATH`), and that Flight
+    /// SQL's catalog calls list; a request's own tables take precedence.
+    pub tables: Vec<(String, String)>,
 }
 
 impl Default for SchedulerConfig {
@@ -46,6 +58,10 @@ impl Default for SchedulerConfig {
             admission: true,
             skew: Some(SkewConfig::default()),
             tree_fan_in: 16,
+            serve: Serve::default(),
+            connect: Connect::default(),
+            allowed: AllowedPaths::default(),
+            tables: vec![],
         }
     }
 }

@@ -83,6 +83,12 @@ pub enum View {
     },
     /// Prometheus text exposition.
     Metrics,
+    /// What one refresh of the dashboard's main page shows: workers, the
+    /// newest jobs, and the task stream since `since_ms` (one request, not three).
+    Overview {
+        since_ms: u64,
+        jobs: usize,
+    },
 }
 
 /// What the core asks the outside to do.

@@ -582,3 +582,18 @@ fn views_show_workers_running_tasks_and_moved_counters() {
     assert_eq!(job["profile"]["stages"][0]["tasks"][0]["task"], 0);
     assert!(view(&mut h, View::Job(JobId("b".into()))).is_none());
 }
+
+#[test]
+fn a_task_whose_reports_never_arrive_fails_its_job_in_the_end() {
+    let mut h = Harness::new(true);
+    let w = h.worker(4, LIMIT_FOR_1000MIB);
+    h.job("mute", &[40]);
+    for _ in 0..40 {
+        h.launched();
+        h.heartbeat(&w, 0, 0, &[]);
+    }
+    match &h.job_state("mute").state {
+        JobState::Failed(m) => assert!(m.contains("was stopped 10 times"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}

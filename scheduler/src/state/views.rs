@@ -16,19 +16,32 @@ impl SchedulerState {
     pub(super) fn render(&self, view: &View) -> Option<String> {
         Some(match view {
             View::Workers => self.workers_json().to_string(),
-            View::Jobs => Value::Array(
-                self.order
-                    .iter()
-                    .rev()
-                    .filter_map(|id| self.jobs.get(id))
-                    .map(job_json)
-                    .collect(),
-            )
-            .to_string(),
+            View::Jobs => self.jobs_json(usize::MAX).to_string(),
             View::Job(id) => job_detail_json(self.jobs.get(id)?).to_string(),
             View::Tasks { since_ms } => self.tasks_json(*since_ms).to_string(),
             View::Metrics => self.metrics_text(),
+            View::Overview { since_ms, jobs } => {
+                let mut tasks = self.tasks_json(*since_ms);
+                json!({
+                    "now_ms": tasks["now_ms"].take(),
+                    "workers": self.workers_json(),
+                    "jobs": self.jobs_json(*jobs),
+                    "tasks": tasks["tasks"].take(),
+                })
+                .to_string()
+            }
         })
+    }
+
+    /// The newest `limit` jobs, newest first.
+    fn jobs_json(&self, limit: usize) -> Value {
+        self.order
+            .iter()
+            .rev()
+            .filter_map(|id| self.jobs.get(id))
+            .take(limit)
+            .map(job_json)
+            .collect()
     }
 
     fn workers_json(&self) -> Value {

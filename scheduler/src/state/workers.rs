@@ -205,7 +205,8 @@ impl SchedulerState {
             .collect();
         gone.sort();
         gone.dedup();
-        for job in gone {
+        let connected = self.workers.get(worker).is_some_and(|w| w.connected);
+        for job in gone.into_iter().filter(|_| connected) {
             tracing::warn!(%worker, %job, "worker holds tasks of a job that is over; cancelling them");
             self.out.push(Command::ToWorker {
                 worker: worker.clone(),

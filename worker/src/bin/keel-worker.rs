@@ -1,6 +1,8 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use keel_proto::net::ServeArgs;
+use keel_proto::paths::AllowedPaths;
 use keel_proto::size::parse_size;
 use keel_worker::service::{default_memory_limit, run, WorkerConfig};
 use keel_worker::shuffle::ShuffleCompression;
@@ -37,6 +39,11 @@ struct Args {
         default_value = "none"
     )]
     shuffle_compression: ShuffleCompression,
+    /// Confine tasks' reads and writes to this directory (repeatable; default: anywhere).
+    #[arg(long = "allow-path", value_name = "DIR")]
+    allow_paths: Vec<PathBuf>,
+    #[command(flatten)]
+    net: ServeArgs,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -62,6 +69,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: Args, cores: usize) -> anyhow::Result<()> {
+    let (connect, serve) = args.net.load().map_err(anyhow::Error::msg)?;
+    let allowed = AllowedPaths::new(&args.allow_paths).map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(&args.bind)
         .await
         .map_err(|e| anyhow::anyhow!("cannot bind {}: {e}", args.bind))?;
@@ -80,6 +89,9 @@ async fn serve(args: Args, cores: usize) -> anyhow::Result<()> {
         memory_limit: args.memory_limit.unwrap_or_else(default_memory_limit),
         work_dir,
         shuffle_compression: args.shuffle_compression,
+        connect,
+        serve,
+        allowed,
     };
     run(config, listener, shutdown_signal()).await?;
     Ok(())
