@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The reference engine and the test runner, from PyPI.
-python3 -m pip install --quiet --disable-pip-version-check 'duckdb>=1.1' 'pytest>=7' 'polars>=1.0' 'datasketches>=5' 'scikit-learn>=1.3' 'pyarrow>=14' 'adbc-driver-flightsql>=1.0' 2>&1 | grep -v "running pip as the 'root' user" || true
+python3 -m pip install --quiet --disable-pip-version-check 'duckdb>=1.1' 'pytest>=7' 'polars>=1.0' 'datasketches>=5' 'scikit-learn>=1.3' 'pyarrow>=14' 'adbc-driver-flightsql>=1.0' 'moto[server]>=5' 'boto3' 2>&1 | grep -v "running pip as the 'root' user" || true
 
 # A headless browser for the dashboard test, from the Debian packages.
 if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then

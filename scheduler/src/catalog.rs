@@ -8,6 +8,7 @@ use std::sync::Arc;
 use arrow::datatypes::{Field, Schema};
 use keel_proto::expr::{normalize_type, ScalarValue};
 use keel_proto::paths::AllowedPaths;
+use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::arrow::parquet_to_arrow_schema;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::statistics::Statistics;
@@ -118,8 +119,19 @@ fn names(s: &Schema) -> String {
     format!("({})", n.join(", "))
 }
 
-/// A path, a directory (all `*.parquet` inside) or a glob.
+/// A path, a directory (all `*.parquet` inside) or a glob; an `s3://`
+/// address lists objects the same way.
 fn expand(pattern: &str) -> Result<Vec<String>> {
+    if keel_storage::is_remote(pattern) {
+        let listed = keel_storage::list(pattern, &tokio::runtime::Handle::current())
+            .map_err(SchedulerError::bind)?;
+        if listed.is_empty() {
+            return Err(SchedulerError::NoFiles {
+                pattern: pattern.to_string(),
+            });
+        }
+        return Ok(listed.into_iter().map(|l| l.url).collect());
+    }
     let path = std::path::Path::new(pattern);
     let glob_pattern = if path.is_dir() {
         format!("{}/**/*.parquet", pattern.trim_end_matches('/'))
@@ -152,10 +164,19 @@ fn read_metadata(path: &str) -> Result<(Schema, ParquetMetaData)> {
         path: path.to_string(),
         message,
     };
-    let file = File::open(path).map_err(|e| perr(e.to_string()))?;
-    let meta = ParquetMetaDataReader::new()
-        .parse_and_finish(&file)
-        .map_err(|e| perr(e.to_string()))?;
+    let meta = if keel_storage::is_remote(path) {
+        // The footer by range reads, on the runtime this blocking thread belongs to.
+        let mut reader = keel_storage::reader(path, None).map_err(perr)?;
+        let meta = tokio::runtime::Handle::current()
+            .block_on(reader.get_metadata(None))
+            .map_err(|e| perr(e.to_string()))?;
+        Arc::unwrap_or_clone(meta)
+    } else {
+        let file = File::open(path).map_err(|e| perr(e.to_string()))?;
+        ParquetMetaDataReader::new()
+            .parse_and_finish(&file)
+            .map_err(|e| perr(e.to_string()))?
+    };
     let arrow = parquet_to_arrow_schema(
         meta.file_metadata().schema_descr(),
         meta.file_metadata().key_value_metadata(),

@@ -1,5 +1,6 @@
 //! Where a task's output goes: shuffle partitions (hash or single) or a
-//! Parquet file committed by rename, so readers never see half a file.
+//! Parquet file committed by rename (an `s3://` object by completing its
+//! multipart upload), so readers never see half a file.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -23,13 +24,37 @@ const PARQUET_ROW_GROUP_ROWS: usize = 256 * 1024;
 pub enum TaskSink {
     Shuffle(ShuffleWriter),
     Parquet {
-        writer: ArrowWriter<File>,
-        tmp: PathBuf,
+        writer: ArrowWriter<Output>,
+        /// Where the file being written is (the temporary file, or the object).
+        writing: String,
         target: PathBuf,
         rows: u64,
         /// The row group being encoded in memory.
         reservation: Reservation,
     },
+}
+
+/// A Parquet output's bytes: a hidden temporary file renamed into place at
+/// the end, or an object uploaded in parts and completed at the end.
+pub enum Output {
+    File(File),
+    Object(keel_storage::ObjectWriter),
+}
+
+impl std::io::Write for Output {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Output::File(f) => f.write(buf),
+            Output::Object(o) => o.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Output::File(f) => f.flush(),
+            Output::Object(o) => o.flush(),
+        }
+    }
 }
 
 impl TaskSink {
@@ -66,18 +91,33 @@ impl TaskSink {
                 )?)
             }
             Sink::Parquet { dir } => {
-                let dir = PathBuf::from(dir);
-                std::fs::create_dir_all(&dir).map_err(|e| WorkerError::io(dir.display(), e))?;
-                let target = dir.join(format!("part-{:05}.parquet", task.index()));
-                // Hidden, attempt-specific temporary name: readers skip it and
-                // two attempts of one task never write the same file.
-                let tmp = dir.join(format!(
-                    ".part-{:05}-{}-{}.parquet.tmp",
-                    task.index(),
-                    job.0,
-                    task.attempt
-                ));
-                let file = File::create(&tmp).map_err(|e| WorkerError::io(tmp.display(), e))?;
+                let name = format!("part-{:05}.parquet", task.index());
+                let (output, writing, target) = if keel_storage::is_remote(dir) {
+                    // One object per task, visible only once its upload completes;
+                    // a retried task's upload replaces it whole.
+                    let url = format!("{}/{name}", dir.trim_end_matches('/'));
+                    let object =
+                        keel_storage::ObjectWriter::create(&url, tokio::runtime::Handle::current())
+                            .map_err(WorkerError::Config)?;
+                    (Output::Object(object), url.clone(), PathBuf::from(url))
+                } else {
+                    let dir = PathBuf::from(dir);
+                    std::fs::create_dir_all(&dir).map_err(|e| WorkerError::io(dir.display(), e))?;
+                    // Hidden, attempt-specific temporary name: readers skip it and
+                    // two attempts of one task never write the same file.
+                    let tmp = dir.join(format!(
+                        ".part-{:05}-{}-{}.parquet.tmp",
+                        task.index(),
+                        job.0,
+                        task.attempt
+                    ));
+                    let file = File::create(&tmp).map_err(|e| WorkerError::io(tmp.display(), e))?;
+                    (
+                        Output::File(file),
+                        tmp.display().to_string(),
+                        dir.join(name),
+                    )
+                };
                 // Dictionaries pay for low-cardinality columns only; on the
                 // high-cardinality outputs of big aggregations the dictionary
                 // interner was a large share of the write time, so pages fall
@@ -89,15 +129,16 @@ impl TaskSink {
                     .set_dictionary_page_size_limit(256 << 10)
                     .set_max_row_group_row_count(Some(PARQUET_ROW_GROUP_ROWS))
                     .build();
-                let writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(|source| {
-                    WorkerError::ParquetWrite {
-                        path: tmp.display().to_string(),
-                        source,
-                    }
-                })?;
+                let writer =
+                    ArrowWriter::try_new(output, schema, Some(props)).map_err(|source| {
+                        WorkerError::ParquetWrite {
+                            path: writing.clone(),
+                            source,
+                        }
+                    })?;
                 TaskSink::Parquet {
                     writer,
-                    tmp,
+                    writing,
                     target,
                     rows: 0,
                     reservation: memory.spillable("Parquet writer"),
@@ -111,13 +152,13 @@ impl TaskSink {
             TaskSink::Shuffle(w) => w.write(batch),
             TaskSink::Parquet {
                 writer,
-                tmp,
+                writing,
                 rows,
                 reservation,
                 ..
             } => {
                 let perr = |source| WorkerError::ParquetWrite {
-                    path: tmp.display().to_string(),
+                    path: writing.clone(),
                     source,
                 };
                 *rows += batch.num_rows() as u64;
@@ -161,20 +202,28 @@ impl TaskSink {
         match self {
             TaskSink::Shuffle(w) => w.finish(),
             TaskSink::Parquet {
-                writer,
-                tmp,
+                mut writer,
+                writing,
                 target,
                 rows,
                 reservation: _reservation,
             } => {
-                writer.close().map_err(|source| WorkerError::ParquetWrite {
-                    path: tmp.display().to_string(),
+                let perr = |source| WorkerError::ParquetWrite {
+                    path: writing.clone(),
                     source,
-                })?;
-                let bytes = std::fs::metadata(&tmp)
-                    .map_err(|e| WorkerError::io(tmp.display(), e))?
-                    .len();
-                std::fs::rename(&tmp, &target).map_err(|e| WorkerError::io(target.display(), e))?;
+                };
+                writer.finish().map_err(perr)?;
+                let bytes = match writer.inner_mut() {
+                    Output::File(_) => {
+                        let bytes = std::fs::metadata(&writing)
+                            .map_err(|e| WorkerError::io(&writing, e))?
+                            .len();
+                        std::fs::rename(&writing, &target)
+                            .map_err(|e| WorkerError::io(target.display(), e))?;
+                        bytes
+                    }
+                    Output::Object(object) => object.finish().map_err(WorkerError::Config)?,
+                };
                 Ok(WrittenOutput {
                     partitions: vec![PartitionStat { rows, bytes }],
                     hot_keys: None,
@@ -183,10 +232,16 @@ impl TaskSink {
         }
     }
 
-    /// Removes a partly written Parquet file after a failure.
+    /// Removes a partly written Parquet file after a failure (an object's
+    /// upload is abandoned when its writer drops).
     pub fn abort(self) {
-        if let TaskSink::Parquet { tmp, .. } = self {
-            let _ = std::fs::remove_file(tmp);
+        if let TaskSink::Parquet {
+            writer, writing, ..
+        } = self
+        {
+            if matches!(writer.inner(), Output::File(_)) {
+                let _ = std::fs::remove_file(writing);
+            }
         }
     }
 }
