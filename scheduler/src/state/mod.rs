@@ -46,6 +46,8 @@ struct JobEntry {
     cleaned: bool,
     /// Whether its end was counted in the metrics.
     ended: bool,
+    /// Its summary for the HTTP API, once it is over (it no longer changes).
+    rendered: std::cell::OnceCell<String>,
 }
 
 pub struct SchedulerState {
@@ -156,6 +158,7 @@ impl SchedulerState {
                         job,
                         cleaned: false,
                         ended: false,
+                        rendered: Default::default(),
                     },
                 );
                 self.publish(&id);

@@ -16,32 +16,46 @@ impl SchedulerState {
     pub(super) fn render(&self, view: &View) -> Option<String> {
         Some(match view {
             View::Workers => self.workers_json().to_string(),
-            View::Jobs => self.jobs_json(usize::MAX).to_string(),
+            View::Jobs => self.jobs_json(usize::MAX),
             View::Job(id) => job_detail_json(self.jobs.get(id)?).to_string(),
             View::Tasks { since_ms } => self.tasks_json(*since_ms).to_string(),
             View::Metrics => self.metrics_text(),
             View::Overview { since_ms, jobs } => {
                 let mut tasks = self.tasks_json(*since_ms);
-                json!({
-                    "now_ms": tasks["now_ms"].take(),
-                    "workers": self.workers_json(),
-                    "jobs": self.jobs_json(*jobs),
-                    "tasks": tasks["tasks"].take(),
-                })
-                .to_string()
+                format!(
+                    r#"{{"now_ms":{},"workers":{},"jobs":{},"tasks":{}}}"#,
+                    tasks["now_ms"].take(),
+                    self.workers_json(),
+                    self.jobs_json(*jobs),
+                    tasks["tasks"].take(),
+                )
             }
         })
     }
 
-    /// The newest `limit` jobs, newest first.
-    fn jobs_json(&self, limit: usize) -> Value {
-        self.order
+    /// The newest `limit` jobs, newest first, as a JSON array. A job that
+    /// is over does not change: it is rendered once and kept.
+    fn jobs_json(&self, limit: usize) -> String {
+        let mut out = String::from("[");
+        for (i, entry) in self
+            .order
             .iter()
             .rev()
             .filter_map(|id| self.jobs.get(id))
             .take(limit)
-            .map(job_json)
-            .collect()
+            .enumerate()
+        {
+            if i > 0 {
+                out.push(',');
+            }
+            if entry.job.state == JobState::Running {
+                out.push_str(&job_json(entry).to_string());
+            } else {
+                out.push_str(entry.rendered.get_or_init(|| job_json(entry).to_string()));
+            }
+        }
+        out.push(']');
+        out
     }
 
     fn workers_json(&self) -> Value {
