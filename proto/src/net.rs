@@ -9,6 +9,13 @@ use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerT
 
 use crate::auth::{AddToken, AuthToken, CheckToken};
 
+/// Makes ring rustls's crypto for this process. Two providers are linked
+/// (tonic's ring, and aws-lc-rs through the S3 client), so rustls cannot
+/// pick one itself; the first call decides, later ones change nothing.
+fn choose_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The client side: the token sent on every call and the certificate
 /// authority trusted for `https://` addresses.
 #[derive(Clone, Debug, Default)]
@@ -42,6 +49,7 @@ impl Connect {
         if !url.starts_with("https://") {
             return Ok(endpoint);
         }
+        choose_crypto();
         let mut tls = ClientTlsConfig::new();
         match &self.ca {
             Some(pem) => tls = tls.ca_certificate(Certificate::from_pem(pem)),
@@ -112,6 +120,7 @@ impl Serve {
         let Some(files) = &self.tls else {
             return Ok(None);
         };
+        choose_crypto();
         let read = |p: &Path, what: &str| {
             std::fs::read(p).map_err(|e| format!("cannot read {what} {}: {e}", p.display()))
         };
