@@ -329,7 +329,7 @@ impl FlightSqlService for KeelFlightSql {
         query: CommandGetCatalogs,
         _request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         Ok(Response::new(metadata_info(query, &schema)?))
     }
 

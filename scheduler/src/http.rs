@@ -83,7 +83,7 @@ async fn job(State(Api { events, .. }): State<Api>, Path(id): Path<String>) -> R
 async fn tasks(State(Api { events, .. }): State<Api>, RawQuery(query): RawQuery) -> Response {
     match since(query) {
         Ok(since_ms) => view(&events, View::Tasks { since_ms }).await,
-        Err(refused) => refused,
+        Err(message) => error(StatusCode::BAD_REQUEST, message),
     }
 }
 
@@ -95,12 +95,12 @@ async fn overview(State(Api { events, .. }): State<Api>, RawQuery(query): RawQue
             let jobs = JOBS_SHOWN;
             view(&events, View::Overview { since_ms, jobs }).await
         }
-        Err(refused) => refused,
+        Err(message) => error(StatusCode::BAD_REQUEST, message),
     }
 }
 
 /// The `since` query parameter (0 when absent).
-fn since(query: Option<String>) -> Result<u64, Response> {
+fn since(query: Option<String>) -> Result<u64, &'static str> {
     let since = query
         .as_deref()
         .unwrap_or("")
@@ -110,10 +110,7 @@ fn since(query: Option<String>) -> Result<u64, Response> {
     match since {
         None => Ok(0),
         Some(Ok(ms)) => Ok(ms),
-        Some(Err(_)) => Err(error(
-            StatusCode::BAD_REQUEST,
-            "since must be a whole number of milliseconds",
-        )),
+        Some(Err(_)) => Err("since must be a whole number of milliseconds"),
     }
 }
 

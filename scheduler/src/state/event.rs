@@ -111,7 +111,7 @@ pub enum Command {
     /// Tell a job's watchers how it stands; `done` ends their streams.
     Publish {
         job: JobId,
-        event: job_event::Event,
+        event: Box<job_event::Event>,
         done: bool,
     },
 }

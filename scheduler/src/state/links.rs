@@ -52,7 +52,7 @@ impl Links {
                     // update, not the end; a job that is over ends them all.
                     watchers.retain(|w| {
                         let event = JobEvent {
-                            event: Some(event.clone()),
+                            event: Some((*event).clone()),
                         };
                         w.try_send(Ok(event)).is_ok() || !done
                     });

@@ -138,7 +138,7 @@ impl SchedulerState {
         let keep = job.state == JobState::Succeeded && job.copy_to.is_none();
         self.out.push(Command::Publish {
             job: id.clone(),
-            event,
+            event: Box::new(event),
             done,
         });
         if done && !keep {

@@ -503,11 +503,8 @@ fn watchers_get_the_state_at_once_and_the_end_ends_them() {
     assert!(matches!(&h.sent[0], Command::Watch { job, .. } if job.0 == "watched"));
     assert!(matches!(
         &h.sent[1],
-        Command::Publish {
-            event: job_event::Event::Progress(_),
-            done: false,
-            ..
-        }
+        Command::Publish { event, done: false, .. }
+            if matches!(**event, job_event::Event::Progress(_))
     ));
     h.sent.clear();
     h.succeed(&w, "watched", 0, MIB);
@@ -515,11 +512,11 @@ fn watchers_get_the_state_at_once_and_the_end_ends_them() {
         .sent
         .iter()
         .filter_map(|c| match c {
-            Command::Publish {
-                event: job_event::Event::Completed(_),
-                done,
-                ..
-            } => Some(*done),
+            Command::Publish { event, done, .. }
+                if matches!(**event, job_event::Event::Completed(_)) =>
+            {
+                Some(*done)
+            }
             _ => None,
         })
         .collect();
