@@ -7,6 +7,7 @@
 //! - [`demo`]: `keel demo`, story 1 end to end.
 //! - [`health`]: the standard gRPC health check, for probes without a shell.
 //! - [`datagen`]: WORKLOADS.md data sets, deterministic for a seed.
+//! - [`datagen_tpch`]: the eight TPC-H tables, for bench/tpch.
 //! - [`output`]: printing results as a table, CSV or JSON.
 //! - [`error`]: the crate's error type.
 
@@ -15,6 +16,7 @@ pub mod client;
 pub mod datagen;
 pub mod datagen_backups;
 pub mod datagen_devices;
+pub mod datagen_tpch;
 pub mod datagen_trips;
 pub mod demo;
 pub mod embedded;
