@@ -48,6 +48,51 @@ pub enum AggFunc {
     /// Gaussian mixture (the model in [`AggExpr::params`]), as a BLOB of
     /// sums that add up across tasks.
     MixtureStats,
+    /// `var_samp` (`variance`), `var_pop`, `stddev_samp` (`stddev`),
+    /// `stddev_pop` over DOUBLE: per group the count, mean and sum of
+    /// squared deviations (Welford's update, Chan's merge), so no sum of
+    /// squares cancels.
+    VarSamp,
+    VarPop,
+    StddevSamp,
+    StddevPop,
+    /// Two-argument statistics `f(y, x)` over DOUBLEs (rows where either
+    /// is NULL are skipped): per group the count, both means, both sums of
+    /// squared deviations and the co-moment, merged as the variances are.
+    CovarSamp,
+    CovarPop,
+    Corr,
+    RegrSlope,
+    RegrIntercept,
+    RegrR2,
+    /// `quantile_cont(x, q)` and `median(x)` over DOUBLE: the group's values
+    /// (a LIST state, merged by concatenation), interpolated as DuckDB
+    /// does; `q` is an `f64`'s bits (so the function stays `Eq`), negative
+    /// for a descending order.
+    QuantileCont {
+        q_bits: u64,
+    },
+    /// `quantile_disc(x, q)`: the value at index ⌈n·|q|⌉ − 1 of the group's
+    /// ordered values, any orderable type; q = `num / den` exactly (DuckDB
+    /// takes a decimal literal exactly too), `num` negative for descending.
+    QuantileDisc {
+        num: i64,
+        den: u64,
+    },
+    /// `mode(x)`: the most frequent value (the smallest of those tied).
+    Mode,
+    /// `string_agg(s, sep [ORDER BY …])`: the group's strings with their
+    /// order keys (a BLOB state), joined by [`AggExpr::separator`].
+    StringAgg,
+    /// `arg_min(a, b)` / `arg_max(a, b)`: `a` at the row of least or
+    /// greatest `b` (rows where either is NULL are skipped); the state is
+    /// the pair.
+    ArgMin,
+    ArgMax,
+    BoolAnd,
+    BoolOr,
+    /// `product(x)` over DOUBLE.
+    Product,
 }
 
 impl AggFunc {
@@ -66,7 +111,35 @@ impl AggFunc {
             AggFunc::ThetaIntersectAgg => "theta_intersect_agg",
             AggFunc::ApproxQuantile { .. } => "approx_quantile",
             AggFunc::MixtureStats => "mixture_stats",
+            AggFunc::VarSamp => "var_samp",
+            AggFunc::VarPop => "var_pop",
+            AggFunc::StddevSamp => "stddev_samp",
+            AggFunc::StddevPop => "stddev_pop",
+            AggFunc::CovarSamp => "covar_samp",
+            AggFunc::CovarPop => "covar_pop",
+            AggFunc::Corr => "corr",
+            AggFunc::RegrSlope => "regr_slope",
+            AggFunc::RegrIntercept => "regr_intercept",
+            AggFunc::RegrR2 => "regr_r2",
+            AggFunc::QuantileCont { .. } => "quantile_cont",
+            AggFunc::QuantileDisc { .. } => "quantile_disc",
+            AggFunc::Mode => "mode",
+            AggFunc::StringAgg => "string_agg",
+            AggFunc::ArgMin => "arg_min",
+            AggFunc::ArgMax => "arg_max",
+            AggFunc::BoolAnd => "bool_and",
+            AggFunc::BoolOr => "bool_or",
+            AggFunc::Product => "product",
         }
+    }
+
+    /// Whether the partial state is the group's values themselves (a LIST
+    /// of them), so DISTINCT and the merge need nothing but the values.
+    pub fn collects_values(self) -> bool {
+        matches!(
+            self,
+            AggFunc::QuantileCont { .. } | AggFunc::QuantileDisc { .. } | AggFunc::Mode
+        )
     }
 }
 
@@ -82,18 +155,77 @@ pub struct AggExpr {
     /// and standard deviations (`w_1, μ_1, σ_1, …`).
     #[serde(default)]
     pub params: Vec<f64>,
+    /// Arguments after the first, evaluated per row like it: the `x` of
+    /// `covar_pop(y, x)`, the `b` of `arg_min(a, b)`.
+    #[serde(default)]
+    pub more_args: Vec<Expr>,
+    /// `ORDER BY` inside the call (`string_agg(s, ',' ORDER BY k)`).
+    #[serde(default)]
+    pub order_by: Vec<SortKey>,
+    /// `string_agg`'s separator (a constant, as DuckDB requires).
+    #[serde(default)]
+    pub separator: Option<String>,
 }
 
 impl AggExpr {
-    /// How many state columns it has between the phases (a DISTINCT one's
-    /// state is its set, one column; avg's a sum and a count).
-    pub fn state_width(&self) -> usize {
-        if self.func == AggFunc::Avg && !self.distinct {
-            2
-        } else {
-            1
+    /// A one-argument aggregate with no constants.
+    pub fn new(func: AggFunc, arg: Option<Expr>, distinct: bool) -> Self {
+        AggExpr {
+            func,
+            arg,
+            distinct,
+            params: vec![],
+            more_args: vec![],
+            order_by: vec![],
+            separator: None,
         }
     }
+
+    /// Every expression evaluated per input row: the arguments, then the
+    /// ORDER BY keys (the order in which a partial aggregate reads them).
+    pub fn inputs(&self) -> impl Iterator<Item = &Expr> {
+        self.arg
+            .iter()
+            .chain(&self.more_args)
+            .chain(self.order_by.iter().map(|k| &k.expr))
+    }
+
+    /// [`AggExpr::inputs`], to rewrite in place (column pruning).
+    pub fn inputs_mut(&mut self) -> impl Iterator<Item = &mut Expr> {
+        self.arg
+            .iter_mut()
+            .chain(&mut self.more_args)
+            .chain(self.order_by.iter_mut().map(|k| &mut k.expr))
+    }
+
+    /// How many state columns it has between the phases (avg's a sum and
+    /// a count). A DISTINCT one's state is its set: a column per input
+    /// (one for count, sum and avg).
+    pub fn state_width(&self) -> usize {
+        if self.distinct {
+            return self.inputs().count().max(1);
+        }
+        match self.func {
+            AggFunc::Avg | AggFunc::ArgMin | AggFunc::ArgMax => 2,
+            AggFunc::VarSamp | AggFunc::VarPop | AggFunc::StddevSamp | AggFunc::StddevPop => 3,
+            AggFunc::CovarSamp
+            | AggFunc::CovarPop
+            | AggFunc::Corr
+            | AggFunc::RegrSlope
+            | AggFunc::RegrIntercept
+            | AggFunc::RegrR2 => 6,
+            _ => 1,
+        }
+    }
+}
+
+/// The state of an aggregate that collects its values: a LIST of them.
+pub fn values_list(item: &arrow_schema::DataType) -> arrow_schema::DataType {
+    arrow_schema::DataType::List(std::sync::Arc::new(arrow_schema::Field::new(
+        "item",
+        item.clone(),
+        true,
+    )))
 }
 
 /// Two-phase aggregation: `Partial` turns rows into per-group states before
@@ -485,11 +617,28 @@ impl PlanNode {
                                 .collect();
                             state += a.state_width();
                             names.join(", ")
+                        } else if a.arg.is_none() {
+                            "*".into()
                         } else {
-                            a.arg
-                                .as_ref()
+                            let args: Vec<String> = a
+                                .arg
+                                .iter()
+                                .chain(&a.more_args)
                                 .map(|e| e.named(&in_schema).to_string())
-                                .unwrap_or_else(|| "*".into())
+                                .collect();
+                            let mut arg = args.join(", ");
+                            if !a.order_by.is_empty() {
+                                let keys: Vec<String> = a
+                                    .order_by
+                                    .iter()
+                                    .map(|k| {
+                                        let d = if k.descending { " DESC" } else { "" };
+                                        format!("{}{d}", k.expr.named(&in_schema))
+                                    })
+                                    .collect();
+                                arg.push_str(&format!(" ORDER BY {}", keys.join(", ")));
+                            }
+                            arg
                         };
                         let d = if a.distinct { "DISTINCT " } else { "" };
                         format!("{}({d}{arg})", a.func.name())

@@ -467,7 +467,7 @@ fn prune(plan: LogicalPlan, required: &[bool]) -> (LogicalPlan, Mapping) {
             let mut req = vec![false; n_in];
             group_by.iter().for_each(|g| require(&mut req, g));
             aggs.iter()
-                .filter_map(|a| a.arg.as_ref())
+                .flat_map(|a| a.inputs())
                 .for_each(|a| require(&mut req, a));
             at_least_one(&mut req);
             let (child, cmap) = prune(*input, &req);
@@ -475,7 +475,7 @@ fn prune(plan: LogicalPlan, required: &[bool]) -> (LogicalPlan, Mapping) {
             let aggs = aggs
                 .into_iter()
                 .map(|mut a| {
-                    a.arg = a.arg.as_ref().map(|e| remap(e, &cmap));
+                    a.inputs_mut().for_each(|e| *e = remap(e, &cmap));
                     a
                 })
                 .collect();

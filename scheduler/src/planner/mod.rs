@@ -19,7 +19,8 @@ use arrow::datatypes::{DataType, Field, Schema};
 use keel_proto::expr::{Expr, ScalarValue};
 use keel_proto::ids::StageId;
 use keel_proto::plan::{
-    AggExpr, AggFunc, AggMode, Asof, FileSplit, JoinType, PlanNode, Sink, SortKey, WindowFunc,
+    values_list, AggExpr, AggFunc, AggMode, Asof, FileSplit, JoinType, PlanNode, Sink, SortKey,
+    WindowFunc,
 };
 
 use crate::logical::LogicalPlan;
@@ -821,6 +822,13 @@ fn partial_schema(
         .collect();
     for (k, a) in aggs.iter().enumerate() {
         let name = format!("__state_{k}");
+        // The type of the aggregate's i-th input.
+        let arg_type = |i: usize| {
+            a.inputs()
+                .nth(i)
+                .and_then(|e| e.data_type(input).ok())
+                .unwrap_or(DataType::Float64)
+        };
         match a.func {
             AggFunc::CountStar | AggFunc::Count => {
                 fields.push(Field::new(name, DataType::Int64, true))
@@ -836,13 +844,45 @@ fn partial_schema(
                 fields.push(Field::new(format!("{name}_count"), DataType::Int64, true));
             }
             AggFunc::Sum | AggFunc::Min | AggFunc::Max | AggFunc::First => {
-                let t = a
-                    .arg
-                    .as_ref()
-                    .and_then(|e| e.data_type(input).ok())
-                    .unwrap_or(DataType::Float64);
-                fields.push(Field::new(name, t, true));
+                fields.push(Field::new(name, arg_type(0), true));
             }
+            AggFunc::VarSamp | AggFunc::VarPop | AggFunc::StddevSamp | AggFunc::StddevPop => {
+                fields.push(Field::new(format!("{name}_n"), DataType::Int64, true));
+                for part in ["mean", "m2"] {
+                    fields.push(Field::new(
+                        format!("{name}_{part}"),
+                        DataType::Float64,
+                        true,
+                    ));
+                }
+            }
+            AggFunc::CovarSamp
+            | AggFunc::CovarPop
+            | AggFunc::Corr
+            | AggFunc::RegrSlope
+            | AggFunc::RegrIntercept
+            | AggFunc::RegrR2 => {
+                fields.push(Field::new(format!("{name}_n"), DataType::Int64, true));
+                for part in ["mean_y", "mean_x", "m2_y", "m2_x", "c"] {
+                    fields.push(Field::new(
+                        format!("{name}_{part}"),
+                        DataType::Float64,
+                        true,
+                    ));
+                }
+            }
+            AggFunc::QuantileCont { .. } | AggFunc::QuantileDisc { .. } | AggFunc::Mode => {
+                fields.push(Field::new(name, values_list(&arg_type(0)), true))
+            }
+            AggFunc::StringAgg => fields.push(Field::new(name, DataType::Binary, true)),
+            AggFunc::ArgMin | AggFunc::ArgMax => {
+                fields.push(Field::new(format!("{name}_arg"), arg_type(0), true));
+                fields.push(Field::new(format!("{name}_key"), arg_type(1), true));
+            }
+            AggFunc::BoolAnd | AggFunc::BoolOr => {
+                fields.push(Field::new(name, DataType::Boolean, true))
+            }
+            AggFunc::Product => fields.push(Field::new(name, DataType::Float64, true)),
         }
     }
     Schema::new(fields)
@@ -851,6 +891,8 @@ fn partial_schema(
 /// Whether every aggregate is DISTINCT over one and the same argument.
 /// (The binder casts some arguments, say `sum(n)` of an INT32 n to BIGINT:
 /// a cast of the argument counts as the same argument.)
+/// An aggregate of more arguments qualifies only if its ORDER BY keys are
+/// that argument too (`string_agg(DISTINCT s, ',' ORDER BY s)`).
 pub fn distinct_in_one_argument(aggs: &[AggExpr]) -> bool {
     let Some(arg) = aggs.first().and_then(|a| a.arg.as_ref()) else {
         return false;
@@ -858,7 +900,8 @@ pub fn distinct_in_one_argument(aggs: &[AggExpr]) -> bool {
     aggs.iter().all(|a| {
         a.distinct
             && a.func != AggFunc::CountStar
-            && a.arg.as_ref().map(uncast) == Some(uncast(arg))
+            && a.more_args.is_empty()
+            && a.inputs().all(|e| uncast(e) == uncast(arg))
     })
 }
 
@@ -915,11 +958,13 @@ fn distinct_in_two_phases(
     };
     let aggs = aggs
         .iter()
-        .map(|a| AggExpr {
-            func: a.func,
-            arg: a.arg.as_ref().map(|arg| recast(arg, Expr::Column(g))),
-            distinct: false,
-            params: a.params.clone(),
+        .map(|a| {
+            let mut a = AggExpr {
+                distinct: false,
+                ..a.clone()
+            };
+            a.inputs_mut().for_each(|e| *e = recast(e, Expr::Column(g)));
+            a
         })
         .collect();
     Some((deduplicated, aggs))
@@ -953,5 +998,26 @@ fn state_bytes(agg: &AggExpr) -> usize {
         AggFunc::ApproxQuantile { .. } => 8 << 10,
         // n, ΣL and three sums per mode.
         AggFunc::MixtureStats => 8 * (2 + agg.params.len()),
+        AggFunc::VarSamp
+        | AggFunc::VarPop
+        | AggFunc::StddevSamp
+        | AggFunc::StddevPop
+        | AggFunc::CovarSamp
+        | AggFunc::CovarPop
+        | AggFunc::Corr
+        | AggFunc::RegrSlope
+        | AggFunc::RegrIntercept
+        | AggFunc::RegrR2
+        | AggFunc::ArgMin
+        | AggFunc::ArgMax
+        | AggFunc::BoolAnd
+        | AggFunc::BoolOr
+        | AggFunc::Product => 48,
+        // The group's values: unbounded, but a tree level would only move
+        // them (merging concatenates), so they count as small.
+        AggFunc::QuantileCont { .. }
+        | AggFunc::QuantileDisc { .. }
+        | AggFunc::Mode
+        | AggFunc::StringAgg => 256,
     }
 }

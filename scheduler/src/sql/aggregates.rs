@@ -3,6 +3,7 @@
 
 use arrow::datatypes::DataType;
 use keel_proto::expr::{BinaryOp, Expr, ScalarValue};
+use keel_proto::func::Func;
 use keel_proto::plan::{AggExpr, AggFunc};
 use sqlparser::ast::{self, FunctionArg, FunctionArgExpr, FunctionArguments};
 
@@ -26,31 +27,59 @@ pub struct AggContext {
     pub grouping_sets: Option<Vec<Vec<bool>>>,
 }
 
-pub(super) const AGGREGATES: [&str; 13] = [
-    "count",
-    "sum",
-    "min",
-    "max",
-    "avg",
-    "first",
-    "arbitrary",
-    "approx_count_distinct",
-    "theta_sketch",
-    "theta_union_agg",
-    "theta_intersect_agg",
-    "approx_quantile",
-    "mixture_stats",
-];
+mod extended;
 
+/// Every aggregate's name: SQL's basics, sketches, then DuckDB's
+/// statistical and holistic ones (bound in `extended`).
+pub(super) const AGGREGATES: [&str; 13 + extended::NAMES.len()] = {
+    const BASIC: [&str; 13] = [
+        "count",
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "first",
+        "arbitrary",
+        "approx_count_distinct",
+        "theta_sketch",
+        "theta_union_agg",
+        "theta_intersect_agg",
+        "approx_quantile",
+        "mixture_stats",
+    ];
+    let mut all = [""; 13 + extended::NAMES.len()];
+    let mut i = 0;
+    while i < all.len() {
+        all[i] = if i < BASIC.len() {
+            BASIC[i]
+        } else {
+            extended::NAMES[i - BASIC.len()]
+        };
+        i += 1;
+    }
+    all
+};
+
+/// A call the aggregate binder takes: an aggregate, or a name Keel does
+/// not know at all, which it refuses by that name (so `stddev_x(x)` over a
+/// GROUP BY says the function is unknown, not that `x` is not grouped).
 pub(super) fn is_aggregate_call(e: &ast::Expr) -> Option<&ast::Function> {
     match e {
-        ast::Expr::Function(f)
-            if f.over.is_none() && AGGREGATES.contains(&function_name(f).as_str()) =>
-        {
-            Some(f)
+        ast::Expr::Function(f) if f.over.is_none() => {
+            let name = function_name(f);
+            (AGGREGATES.contains(&name.as_str()) || is_unknown_function(&name)).then_some(f)
         }
         _ => None,
     }
+}
+
+/// Neither an aggregate, nor a scalar function, nor a name the expression
+/// binder treats itself.
+fn is_unknown_function(name: &str) -> bool {
+    !AGGREGATES.contains(&name)
+        && Func::from_name(name).is_none()
+        && !matches!(name, "if" | "grouping" | "grouping_id" | "nearest")
+        && name != super::asof::MARKER
 }
 
 /// Whether an aggregate call appears anywhere in `e`.
@@ -71,6 +100,12 @@ impl ExprBinder<'_> {
         if f.over.is_some() {
             return Err(SchedulerError::unsupported(format!("window function {f}")));
         }
+        if !AGGREGATES.contains(&name.as_str()) {
+            return Err(SchedulerError::bind(format!(
+                "unknown function {name}(); Keel's aggregates are {}",
+                AGGREGATES.join(", ")
+            )));
+        }
         let distinct = matches!(&f.args, FunctionArguments::List(l) if matches!(l.duplicate_treatment, Some(ast::DuplicateTreatment::Distinct)));
         let star = matches!(&f.args, FunctionArguments::List(l)
             if l.args.len() == 1 && matches!(l.args[0], FunctionArg::Unnamed(FunctionArgExpr::Wildcard)));
@@ -88,6 +123,22 @@ impl ExprBinder<'_> {
             }
             None => None,
         };
+        let order = extended::order_clause(f)?;
+        if !order.is_empty() && matches!(name.as_str(), "first" | "arbitrary") {
+            return Err(SchedulerError::unsupported(format!(
+                "ORDER BY inside {name}(); order the rows in a subquery and use min_by/max_by, in {f}"
+            )));
+        }
+        if extended::NAMES.contains(&name.as_str()) {
+            let call = extended::Call {
+                f,
+                name: &name,
+                distinct,
+                filter,
+            };
+            let (agg, out_type) = extended::bind(&mut plain, &call)?;
+            return Ok(self.add_aggregate(agg, out_type, f));
+        }
         // mixture_stats(x, w_1, μ_1, σ_1, …): the model, constants.
         let mut params = vec![];
         let (func, arg, out_type) = if star {
@@ -302,11 +353,14 @@ impl ExprBinder<'_> {
             }
         };
         let agg = AggExpr {
-            func,
-            arg,
-            distinct,
             params,
+            ..AggExpr::new(func, arg, distinct)
         };
+        Ok(self.add_aggregate(agg, out_type, f))
+    }
+
+    /// The aggregate's output column (one column for equal calls).
+    fn add_aggregate(&mut self, agg: AggExpr, out_type: DataType, f: &ast::Function) -> Typed {
         let ctx = self.agg.as_mut().expect("agg mode");
         let k = match ctx.aggs.iter().position(|a| *a == agg) {
             Some(k) => k,
@@ -317,7 +371,7 @@ impl ExprBinder<'_> {
                 ctx.aggs.len() - 1
             }
         };
-        Ok((Expr::Column(ctx.group_exprs.len() + k), out_type))
+        (Expr::Column(ctx.group_exprs.len() + k), out_type)
     }
 
     /// `grouping(a, b, …)`: per row, a bit for each argument (the first the

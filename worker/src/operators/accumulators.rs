@@ -18,7 +18,7 @@ use arrow::datatypes::{
     TimestampMicrosecondType,
 };
 use arrow_row::{RowConverter, SortField};
-use keel_proto::plan::{AggFunc, AggMode};
+use keel_proto::plan::{AggExpr, AggFunc, AggMode};
 
 use crate::error::{ArrowContext, Result, WorkerError};
 
@@ -33,16 +33,34 @@ pub trait Accumulator: Send {
     fn size(&self) -> usize;
 }
 
-/// Creates the accumulator for `func` over values of `input_type` (the
-/// argument's type for raw input; ignored for counts).
+/// Creates the accumulator for `agg` over inputs of `input_types` (the
+/// argument, further arguments and ORDER BY keys for raw input, the state
+/// columns when merging; ignored for counts).
 pub fn create(
-    func: AggFunc,
-    distinct: bool,
+    agg: &AggExpr,
     mode: AggMode,
-    input_type: &DataType,
-    params: &[f64],
+    input_types: &[DataType],
 ) -> Result<Box<dyn Accumulator>> {
+    let (func, distinct, params) = (agg.func, agg.distinct, &agg.params[..]);
+    let input_type = input_types.first().unwrap_or(&DataType::Int64);
     let merge = matches!(mode, AggMode::Final | AggMode::Merge);
+    if distinct && !matches!(func, AggFunc::Count | AggFunc::Sum | AggFunc::Avg) {
+        // The plain aggregate reads the distinct rows, raw.
+        let raw: Vec<DataType> = input_types
+            .iter()
+            .map(super::quantiles::item_type)
+            .collect();
+        let plain = AggExpr {
+            distinct: false,
+            ..agg.clone()
+        };
+        let inner = create(&plain, AggMode::Single, &raw)?;
+        return Ok(Box::new(super::distinct::DistinctRows::new(
+            inner,
+            merge,
+            input_types,
+        )?));
+    }
     if distinct {
         return match (func, input_type) {
             (AggFunc::Count, _) => Ok(Box::new(CountDistinct::new(input_type, merge)?)),
@@ -95,6 +113,48 @@ pub fn create(
             merge,
         )),
         AggFunc::MixtureStats => Box::new(super::mixture_stats::MixtureStats::new(params, merge)?),
+        AggFunc::VarSamp | AggFunc::VarPop | AggFunc::StddevSamp | AggFunc::StddevPop => {
+            Box::new(super::statistics::Variance::new(func, merge))
+        }
+        AggFunc::CovarSamp
+        | AggFunc::CovarPop
+        | AggFunc::Corr
+        | AggFunc::RegrSlope
+        | AggFunc::RegrIntercept
+        | AggFunc::RegrR2 => Box::new(super::statistics::Covariance::new(func, merge)),
+        AggFunc::QuantileCont { q_bits } => Box::new(super::quantiles::QuantileCont::new(
+            f64::from_bits(q_bits),
+            merge,
+        )),
+        AggFunc::QuantileDisc { num, den } => Box::new(super::quantiles::Collected::new(
+            super::quantiles::Pick::Disc { num, den },
+            merge,
+            input_type,
+        )?),
+        AggFunc::Mode => Box::new(super::quantiles::Collected::new(
+            super::quantiles::Pick::Mode,
+            merge,
+            input_type,
+        )?),
+        AggFunc::StringAgg => Box::new(super::string_agg::StringAgg::new(
+            agg.separator.as_deref().unwrap_or(","),
+            agg.order_by.iter().map(|k| k.options()).collect(),
+            merge,
+        )),
+        AggFunc::ArgMin | AggFunc::ArgMax => {
+            let key_type = input_types.get(1).ok_or_else(|| {
+                WorkerError::eval(format!("{}() takes two arguments", func.name()))
+            })?;
+            Box::new(super::arg_extreme::ArgExtreme::new(
+                func == AggFunc::ArgMin,
+                input_type,
+                key_type,
+            )?)
+        }
+        AggFunc::BoolAnd | AggFunc::BoolOr => {
+            Box::new(super::folds::BoolFold::new(func == AggFunc::BoolAnd))
+        }
+        AggFunc::Product => Box::new(super::folds::Product::default()),
         AggFunc::First => Box::new(First {
             merge,
             picks: vec![],

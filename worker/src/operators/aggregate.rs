@@ -210,10 +210,11 @@ impl AggState {
             }
         } else {
             for a in &self.aggs {
-                out.push(match &a.arg {
-                    Some(e) => vec![evaluate(e, batch)?],
-                    None => vec![],
-                });
+                out.push(
+                    a.inputs()
+                        .map(|e| evaluate(e, batch))
+                        .collect::<Result<Vec<_>>>()?,
+                );
             }
         }
         Ok(out)
@@ -224,11 +225,8 @@ impl AggState {
             .iter()
             .zip(inputs)
             .map(|(a, cols)| {
-                let t = cols
-                    .first()
-                    .map(|c| c.data_type().clone())
-                    .unwrap_or(DataType::Int64);
-                accumulators::create(a.func, a.distinct, self.mode, &t, &a.params)
+                let types: Vec<DataType> = cols.iter().map(|c| c.data_type().clone()).collect();
+                accumulators::create(a, self.mode, &types)
             })
             .collect()
     }

@@ -83,7 +83,7 @@ pub fn fused(plan: &PlanNode) -> Option<(&PlanNode, GroupingSets<'_>)> {
     );
     let mut read = vec![];
     for a in aggs {
-        if let Some(arg) = &a.arg {
+        for arg in a.inputs() {
             arg.columns(&mut read);
         }
     }

@@ -5,9 +5,12 @@
 
 mod accumulators;
 mod aggregate;
+mod arg_extreme;
 mod asof_join;
+mod distinct;
 mod expand;
 mod filter;
+mod folds;
 mod group_table;
 mod grouping_sets;
 mod join;
@@ -17,11 +20,14 @@ mod keys;
 mod limit;
 mod mixture_stats;
 mod project;
+mod quantiles;
 mod range_join;
 mod scan;
 pub(crate) mod sketches;
 mod slots;
 mod sort;
+mod statistics;
+mod string_agg;
 mod union;
 mod window;
 

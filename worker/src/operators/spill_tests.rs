@@ -91,12 +91,18 @@ fn agg_run(
             arg: Some(Expr::Column(1)),
             distinct: false,
             params: vec![],
+            more_args: vec![],
+            order_by: vec![],
+            separator: None,
         },
         AggExpr {
             func: AggFunc::Count,
             arg: Some(Expr::Column(1)),
             distinct: false,
             params: vec![],
+            more_args: vec![],
+            order_by: vec![],
+            separator: None,
         },
     ];
     let mut fields = vec![
@@ -110,6 +116,9 @@ fn agg_run(
             arg: Some(Expr::Column(2)),
             distinct: true,
             params: vec![],
+            more_args: vec![],
+            order_by: vec![],
+            separator: None,
         });
         fields.push(Field::new("d", DataType::Int64, true));
     }

@@ -73,18 +73,27 @@ fn aggs() -> Vec<AggExpr> {
             arg: None,
             distinct: false,
             params: vec![],
+            more_args: vec![],
+            order_by: vec![],
+            separator: None,
         },
         AggExpr {
             func: AggFunc::Sum,
             arg: Some(Expr::Column(1)),
             distinct: false,
             params: vec![],
+            more_args: vec![],
+            order_by: vec![],
+            separator: None,
         },
         AggExpr {
             func: AggFunc::Avg,
             arg: Some(Expr::Column(1)),
             distinct: false,
             params: vec![],
+            more_args: vec![],
+            order_by: vec![],
+            separator: None,
         },
     ]
 }
@@ -227,6 +236,9 @@ fn count_distinct_counts_each_value_once_per_group() {
         arg: Some(Expr::Column(1)),
         distinct: true,
         params: vec![],
+        more_args: vec![],
+        order_by: vec![],
+        separator: None,
     }];
     let out = collect(
         aggregate(

@@ -401,7 +401,26 @@ fn frame_aggregate(
         | AggFunc::ThetaUnionAgg
         | AggFunc::ThetaIntersectAgg
         | AggFunc::ApproxQuantile { .. }
-        | AggFunc::MixtureStats => {
+        | AggFunc::MixtureStats
+        | AggFunc::VarSamp
+        | AggFunc::VarPop
+        | AggFunc::StddevSamp
+        | AggFunc::StddevPop
+        | AggFunc::CovarSamp
+        | AggFunc::CovarPop
+        | AggFunc::Corr
+        | AggFunc::RegrSlope
+        | AggFunc::RegrIntercept
+        | AggFunc::RegrR2
+        | AggFunc::QuantileCont { .. }
+        | AggFunc::QuantileDisc { .. }
+        | AggFunc::Mode
+        | AggFunc::StringAgg
+        | AggFunc::ArgMin
+        | AggFunc::ArgMax
+        | AggFunc::BoolAnd
+        | AggFunc::BoolOr
+        | AggFunc::Product => {
             return Err(WorkerError::eval(format!(
                 "{}() over a window is not supported",
                 func.name()
