@@ -225,3 +225,26 @@ def test_var_pop_does_not_cancel(cluster, offset_values):
     by_group = {g: v for g, v in keel_rows(cluster, {"big": path}, grouped)}
     for g, v in duckdb.sql(grouped.replace("big", f"'{path}'")).fetchall():
         assert math.isclose(by_group[g], v, rel_tol=1e-7), (g, by_group[g], v)
+
+
+def test_states_survive_spilling(cluster, tmp_path):
+    """On workers with a 512 KiB pool the final aggregations dump their
+    states (LISTs of values, string_agg's BLOBs, DISTINCT sets, arg_min's
+    pairs) to disk and merge them partition by partition."""
+    if cluster.name != "small-memory":
+        pytest.skip("only the small-memory cluster spills")
+    path = tmp_path / "many_groups.parquet"
+    con = duckdb.connect()
+    con.execute(f"""
+        COPY (SELECT i::BIGINT AS id, (i % 20000)::BIGINT AS g, ((i * 37) % 1000) / 8.0 + i % 3 AS v,
+                     'name_' || (i % 37) AS s, (i % 23)::INTEGER AS w
+              FROM range(200000) r(i))
+        TO '{path}' (FORMAT parquet, ROW_GROUP_SIZE 10000)""")
+    sql = ("SELECT g, median(v), string_agg(s, ',' ORDER BY id) AS sa, stddev(DISTINCT w) AS sd, arg_min(s, id) AS am, "
+           "quantile_disc(w, 0.3) AS q, var_pop(v) AS vp, count(*) AS c FROM many GROUP BY g")
+    r = keel(cluster, {"many": path}, sql)
+    assert r.returncode == 0, r.stderr
+    assert "spilled " in r.stderr, r.stderr
+    con.execute(f"CREATE VIEW many AS SELECT * FROM '{path}'")
+    compare(sql, con.execute(sql).fetchall(), [tuple(row.values()) for row in json.loads(r.stdout)])
+    con.close()

@@ -117,14 +117,15 @@ impl Accumulator for ArgExtreme {
 
     fn state(&mut self) -> Result<Vec<ArrayRef>> {
         let out = vec![self.column(false)?, self.column(true)?];
-        self.best.clear();
+        // Emptied, not cleared: what a spilled table held is given back.
+        self.best = vec![];
         self.bytes = 0;
         Ok(out)
     }
 
     fn finish(&mut self) -> Result<ArrayRef> {
         let out = self.column(false)?;
-        self.best.clear();
+        self.best = vec![];
         self.bytes = 0;
         Ok(out)
     }

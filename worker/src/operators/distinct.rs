@@ -47,7 +47,7 @@ impl DistinctRows {
 
     /// The distinct rows by group, decoded to columns, and their groups.
     fn drain(&mut self) -> Result<(Vec<u32>, Vec<ArrayRef>)> {
-        let mut rows: Vec<(u32, Box<[u8]>)> = self.seen.drain().collect();
+        let mut rows: Vec<(u32, Box<[u8]>)> = std::mem::take(&mut self.seen).into_iter().collect();
         self.bytes = 0;
         rows.sort_unstable_by_key(|(g, _)| *g);
         let parser = self.converter.parser();
