@@ -132,15 +132,6 @@ impl AggFunc {
             AggFunc::Product => "product",
         }
     }
-
-    /// Whether the partial state is the group's values themselves (a LIST
-    /// of them), so DISTINCT and the merge need nothing but the values.
-    pub fn collects_values(self) -> bool {
-        matches!(
-            self,
-            AggFunc::QuantileCont { .. } | AggFunc::QuantileDisc { .. } | AggFunc::Mode
-        )
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
