@@ -510,17 +510,51 @@ async fn sql(
     }: SqlArgs,
     connect: &Connect,
 ) -> Result<(), ClientError> {
-    let sql = args.sql()?;
+    let script = args.sql()?;
+    let requests = crate::script::requests(&script);
+    if requests.is_empty() {
+        return Err(ClientError::Usage {
+            message: "the script has no query to run (only CREATE VIEW and DROP VIEW statements)"
+                .into(),
+        });
+    }
+    if profile.is_some() && requests.len() > 1 {
+        return Err(ClientError::Usage {
+            message: format!(
+                "--profile takes one query; the script has {}",
+                requests.len()
+            ),
+        });
+    }
     let session = Session::open(
         args.cluster.scheduler.as_deref(),
         args.cluster.workers,
         connect,
     )
     .await?;
-    let result = run_query(&session.client, &sql, &args.cluster.tables).await;
+    let mut outcome = Ok(());
+    for (i, sql) in requests.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        outcome = run_and_print(&session, sql, &args, profile.as_deref()).await;
+        if outcome.is_err() {
+            break;
+        }
+    }
     session.close().await;
-    let result = result?;
-    if let Some(path) = &profile {
+    outcome
+}
+
+/// Runs one query of a script and prints its result (or what it wrote).
+async fn run_and_print(
+    session: &Session,
+    sql: &str,
+    args: &QueryArgs,
+    profile: Option<&std::path::Path>,
+) -> Result<(), ClientError> {
+    let result = run_query(&session.client, sql, &args.cluster.tables).await?;
+    if let Some(path) = profile {
         std::fs::write(path, &result.report.profile_json).map_err(|e| ClientError::Io {
             path: path.display().to_string(),
             source: e,

@@ -25,6 +25,7 @@ pub mod health;
 pub mod mixture;
 pub mod output;
 pub mod profile;
+pub mod script;
 
 pub use client::{KeelClient, QueryResult};
 pub use error::ClientError;

@@ -75,6 +75,10 @@ pub enum Func {
     // Conditionals.
     Coalesce,
     NullIf,
+    /// `single_value(count, value, subquery)`: the value of a scalar
+    /// subquery that was found to give `count` rows; more than one is an
+    /// error naming the subquery. The binder's, not the user's.
+    SingleValue,
     // 1-D Gaussian mixtures given as constants `w_1, μ_1, σ_1, …`.
     /// The most probable mode of a value (from 0).
     MixtureMode,
@@ -163,6 +167,7 @@ const NAMES: &[(Func, &str, Family)] = &[
     (Func::ToTimestamp, "to_timestamp", Family::Time),
     (Func::Coalesce, "coalesce", Family::Conditional),
     (Func::NullIf, "nullif", Family::Conditional),
+    (Func::SingleValue, "single_value", Family::Conditional),
     (Func::MixtureMode, "mixture_mode", Family::Mixture),
     (Func::MixtureNorm, "mixture_norm", Family::Mixture),
     (Func::ThetaUnion, "theta_union", Family::Theta),
@@ -225,6 +230,7 @@ impl Func {
         match self {
             Func::Abs | Func::Round | Func::Coalesce | Func::NullIf => first(),
             Func::Greatest | Func::Least => first(),
+            Func::SingleValue => args.get(1).cloned().unwrap_or(DataType::Null),
             Func::Floor | Func::Ceil => match first() {
                 DataType::Int32 | DataType::Int64 | DataType::Decimal128(..) => first(),
                 _ => DataType::Float64,

@@ -243,6 +243,9 @@ pub enum JoinType {
     Semi,
     /// Left rows without a match (NOT IN subquery, null-aware).
     Anti,
+    /// Left rows without a match (NOT EXISTS): a NULL key matches nothing,
+    /// so its row is kept; outputs left columns only.
+    NotExists,
 }
 
 /// What a window function computes for each row of its partition.

@@ -110,7 +110,7 @@ impl LogicalPlan {
             } => {
                 let l = left.schema();
                 match join_type {
-                    JoinType::Semi | JoinType::Anti => l,
+                    JoinType::Semi | JoinType::Anti | JoinType::NotExists => l,
                     _ => {
                         let fields: Vec<_> = l
                             .fields()

@@ -217,6 +217,33 @@ fn push_into(plan: LogicalPlan, preds: Vec<Expr>) -> LogicalPlan {
             };
             filtered(join, keep)
         }
+        // Through a projection, a predicate that reads only columns the
+        // projection passes through (renamed or reordered) goes below it;
+        // one reading a computed column stays above. The subqueries joined
+        // onto a FROM clause sit under such a projection.
+        LogicalPlan::Project {
+            input,
+            exprs,
+            schema,
+        } => {
+            let passed = |c: usize| match exprs.get(c) {
+                Some(Expr::Column(j)) => Some(*j),
+                _ => None,
+            };
+            let (below, keep): (Vec<_>, Vec<_>) = preds
+                .into_iter()
+                .partition(|p| columns(p).iter().all(|&c| passed(c).is_some()));
+            let below = below
+                .into_iter()
+                .map(|p| p.remap_columns(&|c| passed(c).expect("passed through")))
+                .collect();
+            let project = LogicalPlan::Project {
+                input: Box::new(push_into(*input, below)),
+                exprs,
+                schema,
+            };
+            filtered(project, keep)
+        }
         other => filtered(push_filters(other), preds),
     }
 }
@@ -528,7 +555,10 @@ fn prune(plan: LogicalPlan, required: &[bool]) -> (LogicalPlan, Mapping) {
             let (r, rmap) = prune(*right, &rreq);
             let new_nl = lmap.iter().flatten().count();
             let mut map: Mapping = lmap.clone();
-            if !matches!(join_type, JoinType::Semi | JoinType::Anti) {
+            if !matches!(
+                join_type,
+                JoinType::Semi | JoinType::Anti | JoinType::NotExists
+            ) {
                 map.extend(rmap.iter().map(|m| m.map(|i| i + new_nl)));
             }
             let mut combined: Mapping = lmap.clone();

@@ -134,7 +134,7 @@ pub fn splittable(join_type: JoinType) -> ([bool; 2], Option<String>) {
             [false, false],
             Some("a FULL join must see all of both sides' rows of a key in one task, so neither side is split".into()),
         ),
-        JoinType::Left | JoinType::Semi | JoinType::Anti => (
+        JoinType::Left | JoinType::Semi | JoinType::Anti | JoinType::NotExists => (
             [true, false],
             Some(format!(
                 "a {join_type:?} join must see all of a left row's matches in one task, so its right side is not split"

@@ -22,12 +22,10 @@ from test_differential import compare
 QUERIES = ROOT / "bench" / "tpch" / "queries"
 TABLES = ["region", "nation", "supplier", "customer", "part", "partsupp", "orders", "lineitem"]
 
-# The queries Keel does not answer yet, all refused: scalar subqueries in
-# WHERE or HAVING (q2, q17, q20 correlated; q11, q22 not), EXISTS (q4, q21;
-# q22 also has NOT EXISTS), and q15's three statements (CREATE VIEW, SELECT,
-# DROP VIEW). Take a number out as its query passes: the xfail is strict, so
-# a query that starts passing while listed fails the run.
-NOT_YET = {2, 4, 11, 15, 17, 20, 21, 22}
+# The queries Keel does not answer yet. Take a number out as its query
+# passes: the xfail is strict, so a query that starts passing while listed
+# fails the run.
+NOT_YET = set()
 
 
 @pytest.fixture(scope="module")

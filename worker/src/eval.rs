@@ -78,13 +78,22 @@ pub fn evaluate(expr: &Expr, batch: &RecordBatch) -> Result<ArrayRef> {
 
 /// Evaluates a predicate to a mask where NULL counts as false.
 pub fn evaluate_predicate(expr: &Expr, batch: &RecordBatch) -> Result<BooleanArray> {
-    let array = evaluate(expr, batch)?;
+    let array = typed_bool(evaluate(expr, batch)?);
     let mask = as_bool(&array)?;
     Ok(if mask.null_count() > 0 {
         prep_null_mask_filter(mask)
     } else {
         mask.clone()
     })
+}
+
+/// An untyped NULL (`CASE WHEN NULL`, `NULL AND x`) as the BOOLEAN it stands for.
+fn typed_bool(array: ArrayRef) -> ArrayRef {
+    if array.data_type() == &DataType::Null {
+        Arc::new(BooleanArray::new_null(array.len()))
+    } else {
+        array
+    }
 }
 
 fn as_bool(array: &ArrayRef) -> Result<&BooleanArray> {
@@ -103,7 +112,7 @@ pub fn eval(expr: &Expr, batch: &RecordBatch) -> Result<Value> {
             binary(*op, eval(left, batch)?, eval(right, batch)?, rows)?
         }
         Expr::Not(e) => {
-            let a = evaluate(e, batch)?;
+            let a = typed_bool(evaluate(e, batch)?);
             Value::Array(Arc::new(boolean::not(as_bool(&a)?).context("NOT")?))
         }
         Expr::Negative(e) => {
@@ -144,6 +153,12 @@ pub fn eval(expr: &Expr, batch: &RecordBatch) -> Result<Value> {
             for item in list {
                 let item = eval(item, batch)?;
                 let eq = compare(BinaryOp::Eq, &value, &item, rows)?;
+                // Two constants compare to one value: it stands for every row.
+                let eq = if eq.len() == rows {
+                    eq
+                } else {
+                    as_bool(&repeat(&(Arc::new(eq) as ArrayRef), rows)?)?.clone()
+                };
                 acc = Some(match acc {
                     None => eq,
                     Some(prev) => boolean::or_kleene(&prev, &eq).context("IN")?,
@@ -194,13 +209,43 @@ fn cast_value(v: Value, to: &DataType, safe: bool) -> Result<Value> {
             safe,
             ..Default::default()
         };
-        cast_with_options(&a, to, &options)
-            .map_err(|e| WorkerError::eval(format!("cannot cast {from} to {to}: {e}")))
+        let out = cast_with_options(&a, to, &options)
+            .map_err(|e| WorkerError::eval(format!("cannot cast {from} to {to}: {e}")))?;
+        if matches!(from, DataType::Timestamp(..)) && to == &DataType::Utf8 {
+            return Ok(duckdb_timestamp_text(&out));
+        }
+        Ok(out)
     };
     Ok(match &v {
         Value::Array(a) => Value::Array(cast_one(a)?),
         Value::Scalar(s) => Value::Scalar(cast_one(s)?),
     })
+}
+
+/// Timestamps as DuckDB writes them: a space before the time, fractional
+/// seconds without trailing zeros (`2019-06-02 08:17:43.1`), none when whole.
+fn duckdb_timestamp_text(iso: &ArrayRef) -> ArrayRef {
+    let iso = iso.as_any().downcast_ref::<StringArray>().expect("utf8");
+    Arc::new(
+        iso.iter()
+            .map(|v| {
+                v.map(|s| {
+                    let s = s.replacen('T', " ", 1);
+                    match s.split_once('.') {
+                        Some((whole, frac)) => {
+                            let frac = frac.trim_end_matches('0');
+                            if frac.is_empty() {
+                                whole.to_string()
+                            } else {
+                                format!("{whole}.{frac}")
+                            }
+                        }
+                        None => s,
+                    }
+                })
+            })
+            .collect::<StringArray>(),
+    )
 }
 
 fn cast_to(a: ArrayRef, to: &DataType) -> Result<ArrayRef> {
@@ -230,6 +275,8 @@ fn compare(op: BinaryOp, l: &Value, r: &Value, rows: usize) -> Result<BooleanArr
         }
         .context("comparison")?);
     }
+    // Arrow orders doubles totally (-0.0 < 0.0); SQL and DuckDB hold them equal.
+    let (l, r) = (normalize_zero(l), normalize_zero(r));
     let (l, r) = (l.datum(), r.datum());
     let (l, r) = (l.as_ref(), r.as_ref());
     match op {
@@ -246,13 +293,24 @@ fn compare(op: BinaryOp, l: &Value, r: &Value, rows: usize) -> Result<BooleanArr
     .context("comparison")
 }
 
+fn normalize_zero(v: &Value) -> Value {
+    match v {
+        Value::Array(a) => Value::Array(crate::operators::normalize_key(a.clone())),
+        Value::Scalar(a) => Value::Scalar(crate::operators::normalize_key(a.clone())),
+    }
+}
+
 fn binary(op: BinaryOp, l: Value, r: Value, rows: usize) -> Result<Value> {
     if op.is_comparison() {
-        let out = compare(op, &l, &r, rows)?;
-        return Ok(Value::Array(Arc::new(out)));
+        let out = Arc::new(compare(op, &l, &r, rows)?);
+        // Two constants compare to one value that stands for every row.
+        return Ok(match (&l, &r, out.len()) {
+            (Value::Scalar(_), Value::Scalar(_), 1) => Value::Scalar(out),
+            _ => Value::Array(out),
+        });
     }
     if matches!(op, BinaryOp::And | BinaryOp::Or) {
-        let (l, r) = (l.into_array(rows)?, r.into_array(rows)?);
+        let (l, r) = (typed_bool(l.into_array(rows)?), typed_bool(r.into_array(rows)?));
         let (l, r) = (as_bool(&l)?, as_bool(&r)?);
         let out = if op == BinaryOp::And {
             boolean::and_kleene(l, r)

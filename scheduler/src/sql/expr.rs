@@ -13,6 +13,7 @@ use super::aggregates::{contains_aggregate, is_aggregate_call, AggContext, AGGRE
 use super::functions;
 use super::literals::{literal, negate};
 use super::scope::Scope;
+pub use super::subquery::SubqueryColumn;
 use super::types::{
     self, binary, cast_if_needed, common_type, from_sql, sql_name, temporal_literal,
 };
@@ -26,6 +27,8 @@ pub struct ExprBinder<'a> {
     pub agg: Option<&'a mut AggContext>,
     /// Window calls computed below this expression, and their columns.
     pub windows: &'a [WindowColumn],
+    /// Subqueries whose values were joined onto the input, and their columns.
+    pub subqueries: &'a [SubqueryColumn],
 }
 
 /// A window function call a Window node computes, by its SQL text.
@@ -42,6 +45,7 @@ impl<'a> ExprBinder<'a> {
             scope,
             agg: None,
             windows: &[],
+            subqueries: &[],
         }
     }
 
@@ -50,6 +54,7 @@ impl<'a> ExprBinder<'a> {
             scope,
             agg: None,
             windows,
+            subqueries: &[],
         }
     }
 
@@ -58,10 +63,26 @@ impl<'a> ExprBinder<'a> {
             scope,
             agg: Some(agg),
             windows: &[],
+            subqueries: &[],
         }
     }
 
+    /// The same binder, reading these subqueries' values from their columns.
+    pub fn with_subqueries(mut self, subqueries: &'a [SubqueryColumn]) -> Self {
+        self.subqueries = subqueries;
+        self
+    }
+
     pub fn bind(&mut self, e: &ast::Expr) -> Result<Typed> {
+        if super::subquery::is_subquery(e) {
+            let text = e.to_string();
+            return match self.subqueries.iter().find(|s| s.text == text) {
+                Some(s) => Ok((Expr::Column(s.column), s.data_type.clone())),
+                None => Err(SchedulerError::unsupported(format!(
+                    "a subquery in this place: {e}; Keel runs subqueries in WHERE, in the SELECT list and in HAVING"
+                ))),
+            };
+        }
         if self.agg.is_some() {
             if let ast::Expr::Function(f) = e {
                 if matches!(function_name(f).as_str(), "grouping" | "grouping_id") {
@@ -81,7 +102,9 @@ impl<'a> ExprBinder<'a> {
                         }
                         let mut cols = vec![];
                         x.columns(&mut cols);
-                        if cols.is_empty() {
+                        // Constants, and an enclosing query's columns, are
+                        // the same for every row of a group.
+                        if cols.iter().all(|&c| super::scope::as_outer(c).is_some()) {
                             return Ok((x, t));
                         }
                     }
@@ -112,8 +135,8 @@ impl<'a> ExprBinder<'a> {
         use ast::Expr as E;
         Ok(match e {
             E::Identifier(id) => {
-                let i = self.scope.resolve(None, &id.value)?;
-                (Expr::Column(i), self.scope.columns[i].data_type.clone())
+                let (i, t) = self.scope.resolve_any(None, &id.value)?;
+                (Expr::Column(i), t)
             }
             E::CompoundIdentifier(parts) => {
                 let (q, n) = match parts.as_slice() {
@@ -124,8 +147,8 @@ impl<'a> ExprBinder<'a> {
                         )))
                     }
                 };
-                let i = self.scope.resolve(Some(&q.value), &n.value)?;
-                (Expr::Column(i), self.scope.columns[i].data_type.clone())
+                let (i, t) = self.scope.resolve_any(Some(&q.value), &n.value)?;
+                (Expr::Column(i), t)
             }
             E::Value(v) => literal(&v.value)?,
             E::TypedString(ts) => {
@@ -237,13 +260,22 @@ impl<'a> ExprBinder<'a> {
                 negated,
             } => {
                 let (x, xt) = self.bind(expr)?;
-                let mut items = vec![];
+                let mut bound = vec![];
+                // Compared in the type every item and the value fit, as DuckDB
+                // does (`int_col IN (9223372036854775807)` compares as BIGINT).
+                let mut t = xt.clone();
                 for item in list {
                     let (v, vt) = self.bind(item)?;
                     // Check comparability item by item so the error names the item.
                     binary(BinaryOp::Eq, x.clone(), &xt, v.clone(), &vt, &e.to_string())?;
-                    items.push(cast_if_needed(v, &vt, &xt));
+                    t = common_type(&t, &vt, false, false).unwrap_or(t);
+                    bound.push((v, vt));
                 }
+                let items = bound
+                    .into_iter()
+                    .map(|(v, vt)| cast_if_needed(v, &vt, &t))
+                    .collect();
+                let x = cast_if_needed(x, &xt, &t);
                 (
                     Expr::InList {
                         expr: Box::new(x),
@@ -252,11 +284,6 @@ impl<'a> ExprBinder<'a> {
                     },
                     DataType::Boolean,
                 )
-            }
-            E::InSubquery { .. } => {
-                return Err(SchedulerError::unsupported(format!(
-                    "{e} here; IN (subquery) is supported as a condition of WHERE"
-                )))
             }
             E::Like {
                 negated,
@@ -418,6 +445,9 @@ impl<'a> ExprBinder<'a> {
                 )))
             }
         };
+        // DuckDB's LIKE has no escape character unless ESCAPE names one;
+        // Arrow's kernels take `\` as one, so a backslash is escaped to stay literal.
+        let pattern = pattern.replace('\\', "\\\\");
         Ok((
             Expr::Like {
                 expr: Box::new(x),

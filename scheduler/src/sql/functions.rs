@@ -107,6 +107,7 @@ fn signature(func: Func) -> Signature {
         Func::ThetaUnion | Func::ThetaIntersect | Func::ThetaANotB => sig(&[Sketch, Sketch], 0),
         Func::ThetaEstimate => sig(&[Sketch], 0),
         Func::ThetaLowerBound | Func::ThetaUpperBound => sig(&[Sketch, Int], 0),
+        Func::SingleValue => sig(&[Int, Any, Text], 0),
         Func::Coalesce | Func::Greatest | Func::Least | Func::NullIf => {
             unreachable!("bound by common type")
         }

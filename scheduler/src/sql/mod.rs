@@ -11,9 +11,12 @@
 //! - [`select`]: SELECT items, WHERE, GROUP BY and grouping sets, HAVING, DISTINCT.
 //! - [`from`]: FROM items and joins.
 //! - [`asof`]: ASOF joins (rewritten before parsing) and their time condition.
+//! - [`subquery`]: subqueries in expressions, joined onto the clause's input.
+//! - [`decorrelate`]: a correlated subquery's conditions pulled up into join keys.
 
 pub mod aggregates;
 mod asof;
+mod decorrelate;
 pub mod expr;
 mod from;
 mod functions;
@@ -21,6 +24,7 @@ mod literals;
 mod query;
 pub mod scope;
 mod select;
+mod subquery;
 pub mod types;
 mod walk;
 mod window;
@@ -47,32 +51,126 @@ pub struct Binder<'c> {
     pub catalog: &'c mut Catalog,
     /// Common table expressions in scope, innermost last.
     ctes: Vec<HashMap<String, (LogicalPlan, Scope)>>,
+    /// The scopes of the queries the one being bound is a subquery of
+    /// (innermost last), for correlated references.
+    outer: Vec<Scope>,
 }
 
 pub fn parse(sql: &str) -> Result<ast::Statement> {
-    let sql = asof::rewrite(sql)?;
-    let mut statements =
-        Parser::parse_sql(&DuckDbDialect {}, &sql).map_err(|e| SchedulerError::Syntax {
-            message: e.to_string().replace("sql parser error: ", ""),
-        })?;
+    let mut statements = parse_script(sql)?;
     match statements.len() {
         1 => Ok(statements.remove(0)),
-        0 => Err(SchedulerError::Syntax {
-            message: "empty query".into(),
-        }),
         n => Err(SchedulerError::bind(format!(
             "expected one statement, got {n}"
         ))),
     }
 }
 
+/// The statements of a script (`;`-separated), at least one.
+pub fn parse_script(sql: &str) -> Result<Vec<ast::Statement>> {
+    let sql = asof::rewrite(sql)?;
+    let statements =
+        Parser::parse_sql(&DuckDbDialect {}, &sql).map_err(|e| SchedulerError::Syntax {
+            message: e.to_string().replace("sql parser error: ", ""),
+        })?;
+    if statements.is_empty() {
+        return Err(SchedulerError::Syntax {
+            message: "empty query".into(),
+        });
+    }
+    Ok(statements)
+}
+
+/// Binds a script: `CREATE [OR REPLACE] VIEW` and `DROP VIEW` statements
+/// in order around exactly one query (SELECT or COPY), which sees the
+/// views defined before it. The views live for the script only.
 pub fn bind(sql: &str, catalog: &mut Catalog) -> Result<BoundStatement> {
-    let statement = parse(sql)?;
+    let statements = parse_script(sql)?;
     let mut binder = Binder {
         catalog,
-        ctes: vec![],
+        ctes: vec![HashMap::new()],
+        outer: vec![],
     };
-    match &statement {
+    let mut bound = None;
+    for statement in &statements {
+        match statement {
+            ast::Statement::CreateView(v) => binder.create_view(v)?,
+            ast::Statement::Drop {
+                object_type: ast::ObjectType::View,
+                if_exists,
+                names,
+                ..
+            } => binder.drop_views(names, *if_exists)?,
+            query => {
+                if bound.is_some() {
+                    return Err(SchedulerError::bind(
+                        "a request runs one query (with the views it uses); `keel sql` runs a script's queries one by one",
+                    ));
+                }
+                bound = Some(binder.bind_statement(query)?);
+            }
+        }
+    }
+    let bound = bound.ok_or_else(|| {
+        SchedulerError::bind("the script has no query to run: only CREATE VIEW and DROP VIEW")
+    })?;
+    // Every correlated reference became a join key or condition; one left
+    // over is a place decorrelation does not reach.
+    if decorrelate::plan_has_outer(&bound.plan) {
+        return Err(SchedulerError::unsupported(
+            "a column of an enclosing query in this place (a correlated reference Keel cannot turn into a join)",
+        ));
+    }
+    Ok(bound)
+}
+
+impl Binder<'_> {
+    fn create_view(&mut self, v: &ast::CreateView) -> Result<()> {
+        if v.materialized || v.or_alter {
+            return Err(SchedulerError::unsupported(format!(
+                "{}: Keel's views are plain views (CREATE [OR REPLACE] VIEW)",
+                v.name
+            )));
+        }
+        let name = v.name.to_string().to_lowercase();
+        if self.ctes[0].contains_key(&name) && !v.or_replace {
+            if v.if_not_exists {
+                return Ok(());
+            }
+            return Err(SchedulerError::bind(format!(
+                "view {name} already exists; use CREATE OR REPLACE VIEW"
+            )));
+        }
+        let (plan, mut scope) = self.bind_query(&v.query)?;
+        if v.columns.len() > scope.columns.len() {
+            return Err(SchedulerError::bind(format!(
+                "view {name} names {} columns but its query has {}",
+                v.columns.len(),
+                scope.columns.len()
+            )));
+        }
+        for (c, alias) in scope.columns.iter_mut().zip(&v.columns) {
+            c.name = alias.name.value.clone();
+        }
+        self.ctes[0].insert(name, (plan, scope));
+        Ok(())
+    }
+
+    fn drop_views(&mut self, names: &[ast::ObjectName], if_exists: bool) -> Result<()> {
+        for n in names {
+            let name = n.to_string().to_lowercase();
+            if self.ctes[0].remove(&name).is_none() && !if_exists {
+                return Err(SchedulerError::bind(format!(
+                    "view {name} does not exist (DROP VIEW IF EXISTS ignores that)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn bind_statement(&mut self, statement: &ast::Statement) -> Result<BoundStatement> {
+    let binder = self;
+    match statement {
         ast::Statement::Query(q) => {
             let (plan, _) = binder.bind_query(q)?;
             Ok(BoundStatement {
@@ -128,9 +226,10 @@ pub fn bind(sql: &str, catalog: &mut Catalog) -> Result<BoundStatement> {
                 .unwrap_or("this statement")
                 .to_uppercase();
             Err(SchedulerError::unsupported(format!(
-                "{verb} statements; Keel runs SELECT queries and COPY … TO"
+                "{verb} statements; Keel runs SELECT queries, COPY … TO, CREATE VIEW and DROP VIEW"
             )))
         }
+    }
     }
 }
 

@@ -37,6 +37,7 @@ pub(super) fn output_scope(names: &[String], types: &[DataType]) -> Scope {
                 hidden: false,
             })
             .collect(),
+        outer: vec![],
     }
 }
 

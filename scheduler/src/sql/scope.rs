@@ -17,6 +17,26 @@ pub struct ScopeColumn {
 #[derive(Debug, Clone, Default)]
 pub struct Scope {
     pub columns: Vec<ScopeColumn>,
+    /// The scopes of the queries this one is a subquery of, innermost
+    /// last: a name not found here is looked up there, as a correlated
+    /// reference (see [`outer_column`]).
+    pub outer: Vec<Scope>,
+}
+
+/// Column indices from this value up stand for columns of an enclosing
+/// query: `OUTER * depth + i` is column `i` of the scope `depth` levels
+/// out. They live only in a subquery's bound plan, until decorrelation
+/// replaces them by join keys and filters.
+pub const OUTER: usize = 1 << 40;
+
+/// The column index a correlated reference to `i`, `depth` levels out, is bound to.
+pub fn outer_column(depth: usize, i: usize) -> usize {
+    OUTER * depth + i
+}
+
+/// `(depth, i)` of a correlated reference, or None for a column of the input.
+pub fn as_outer(column: usize) -> Option<(usize, usize)> {
+    (column >= OUTER).then(|| (column / OUTER, column % OUTER))
 }
 
 impl Scope {
@@ -32,6 +52,7 @@ impl Scope {
                     hidden: false,
                 })
                 .collect(),
+            outer: vec![],
         }
     }
 
@@ -87,6 +108,24 @@ impl Scope {
                 "Ambiguous reference to column name \"{shown}\": qualify it with a table name or alias"
             ))),
         }
+    }
+
+    /// Resolves a name here or, failing that, in the enclosing queries'
+    /// scopes (innermost first) as a correlated reference; the error is
+    /// this scope's when no scope has it.
+    pub fn resolve_any(&self, qualifier: Option<&str>, name: &str) -> Result<(usize, DataType)> {
+        let local = match self.resolve(qualifier, name) {
+            Ok(i) => return Ok((i, self.columns[i].data_type.clone())),
+            // An ambiguous name is an error here, not a reference outside.
+            Err(e) if e.to_string().contains("Ambiguous") => return Err(e),
+            Err(e) => e,
+        };
+        for (depth, scope) in self.outer.iter().rev().enumerate() {
+            if let Ok(i) = scope.resolve(qualifier, name) {
+                return Ok((outer_column(depth + 1, i), scope.columns[i].data_type.clone()));
+            }
+        }
+        Err(local)
     }
 
     pub fn has_qualifier(&self, q: &str) -> bool {

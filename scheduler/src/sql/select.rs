@@ -11,12 +11,17 @@ use super::expr::ExprBinder;
 use super::from::{conjunction, split_conjuncts};
 use super::query::{distinct, ordinal, output_scope, project_schema, sort_key};
 use super::scope::Scope;
-use super::types::{cast_if_needed, common_type, sql_name};
+use super::types::sql_name;
 use super::walk::{output_name, window_calls};
+use super::subquery::find_subqueries;
 use super::window::bind_windows;
 use super::Binder;
 use crate::error::{Result, SchedulerError};
 use crate::logical::LogicalPlan;
+
+/// Placeholder columns of subqueries joined above an aggregate, until its
+/// width is known (below [`super::scope::OUTER`]'s correlated references).
+const ABOVE_AGGREGATE: usize = 1 << 39;
 
 /// One output column of a SELECT before binding.
 enum Item<'q> {
@@ -37,7 +42,8 @@ impl Binder<'_> {
                 "this SELECT form: {s}"
             )));
         }
-        let (mut plan, scope) = self.bind_from(&s.from)?;
+        let (mut plan, mut scope) = self.bind_from(&s.from)?;
+        scope.outer = self.outer.clone();
         if let Some(w) = &s.selection {
             plan = self.bind_where(plan, &scope, w)?;
         }
@@ -99,7 +105,7 @@ impl Binder<'_> {
             || items
                 .iter()
                 .any(|i| matches!(i, Item::Sql(e, _) if contains_aggregate(e)))
-            || s.having.as_ref().is_some_and(contains_aggregate)
+            || s.having.is_some()
             || order.iter().any(|o| contains_aggregate(&o.expr));
 
         let mut select_exprs: Vec<(Expr, DataType)> = vec![];
@@ -240,7 +246,34 @@ impl Binder<'_> {
                 ctx.group_names.push("__grouping_set".into());
                 ctx.grouping_sets = Some(sets);
             }
-            let mut agg_binder = ExprBinder::with_aggregates(&scope, &mut ctx);
+            // Subqueries above the aggregate (in the SELECT list, HAVING,
+            // ORDER BY) are uncorrelated: joined onto one row, which joins
+            // the aggregate's output. Bound to placeholder columns until the
+            // aggregate's width is known.
+            let above: Vec<&ast::Expr> = items
+                .iter()
+                .filter_map(|i| match i {
+                    Item::Sql(e, _) => Some(*e),
+                    Item::Column(..) => None,
+                })
+                .chain(s.having.as_ref())
+                .chain(order.iter().map(|o| &o.expr))
+                .collect();
+            let (above_plan, mut above_columns) = if find_subqueries(&above).is_empty() {
+                (None, vec![])
+            } else {
+                let none = Scope {
+                    columns: vec![],
+                    outer: self.outer.clone(),
+                };
+                let (p, cols) = self.attach_subqueries(LogicalPlan::OneRow, &none, &above)?;
+                (Some(p), cols)
+            };
+            for c in &mut above_columns {
+                c.column += ABOVE_AGGREGATE;
+            }
+            let mut agg_binder =
+                ExprBinder::with_aggregates(&scope, &mut ctx).with_subqueries(&above_columns);
             for item in &items {
                 select_exprs.push(match item {
                     Item::Sql(e, _) => agg_binder.bind(e)?,
@@ -271,6 +304,13 @@ impl Binder<'_> {
                 sort_keys.push(key);
             }
             drop(agg_binder);
+            if ctx.group_exprs.is_empty() && ctx.aggs.is_empty() {
+                // `SELECT 1 FROM t HAVING …`: one group with no columns; a
+                // count gives its row a column to travel in.
+                ctx.aggs.push(AggExpr::new(AggFunc::CountStar, None, false));
+                ctx.agg_names.push("__rows".into());
+                ctx.agg_types.push(DataType::Int64);
+            }
             let mut fields = vec![];
             for (n, t) in ctx.group_names.iter().zip(&ctx.group_types) {
                 fields.push(Field::new(n, t.clone(), true));
@@ -280,7 +320,15 @@ impl Binder<'_> {
             }
             check_distinct(&mut ctx.aggs)?;
             let mut group_by = ctx.group_exprs;
+            let mut empty_sets = None;
             if let Some(sets) = ctx.grouping_sets {
+                // `()`, as often as it is listed: each gives its own row.
+                let ids: Vec<usize> = (0..sets.len())
+                    .filter(|&i| sets[i].iter().all(|used| !used))
+                    .collect();
+                if !ids.is_empty() {
+                    empty_sets = Some((ids, plan.clone()));
+                }
                 // Each row once per set, the keys it leaves out NULL; group by keys and set.
                 let n = plan.schema().fields().len();
                 let keys: Vec<Expr> = group_by[..group_by.len() - 1].to_vec();
@@ -299,12 +347,43 @@ impl Binder<'_> {
                     schema: Schema::new(expanded),
                 };
             }
+            let keys = group_by.len();
             plan = LogicalPlan::Aggregate {
                 input: Box::new(plan),
                 group_by,
-                aggs: ctx.aggs,
+                aggs: ctx.aggs.clone(),
                 schema: Schema::new(fields),
             };
+            if let Some((ids, input)) = empty_sets {
+                plan = with_empty_set_rows(plan, input, keys, &ids, ctx.aggs);
+            }
+            let mut having = having;
+            if let Some(values) = above_plan {
+                let width = plan.schema().fields().len();
+                plan = LogicalPlan::Join {
+                    left: Box::new(plan),
+                    right: Box::new(values),
+                    join_type: JoinType::Inner,
+                    left_keys: vec![],
+                    right_keys: vec![],
+                    filter: None,
+                };
+                let place = |e: &Expr| {
+                    e.remap_columns(&|c| {
+                        if (ABOVE_AGGREGATE..super::scope::OUTER).contains(&c) {
+                            width + c - ABOVE_AGGREGATE
+                        } else {
+                            c
+                        }
+                    })
+                };
+                for (e, _) in select_exprs.iter_mut().chain(hidden.iter_mut()) {
+                    *e = place(e);
+                }
+                if let Some((h, _)) = having.as_mut() {
+                    *h = place(h);
+                }
+            }
             if let Some((h, t)) = having {
                 check_boolean("HAVING", &t)?;
                 plan = LogicalPlan::Filter {
@@ -319,8 +398,20 @@ impl Binder<'_> {
                 ));
             }
             let (windowed, windows) = bind_windows(plan, &scope, &calls)?;
-            plan = windowed;
-            let mut b = ExprBinder::with_windows(&scope, &windows);
+            // Subqueries of the SELECT list, QUALIFY and ORDER BY, joined
+            // on after the windows (their columns follow the windows').
+            let exprs: Vec<&ast::Expr> = items
+                .iter()
+                .filter_map(|i| match i {
+                    Item::Sql(e, _) => Some(*e),
+                    Item::Column(..) => None,
+                })
+                .chain(s.qualify.as_ref())
+                .chain(order.iter().map(|o| &o.expr))
+                .collect();
+            let (with_subqueries, subqueries) = self.attach_subqueries(windowed, &scope, &exprs)?;
+            plan = with_subqueries;
+            let mut b = ExprBinder::with_windows(&scope, &windows).with_subqueries(&subqueries);
             for item in &items {
                 select_exprs.push(match item {
                     Item::Sql(e, _) => b.bind(e)?,
@@ -443,7 +534,9 @@ impl Binder<'_> {
         Ok(sort_key(Expr::Column(select.len() + hidden.len() - 1), o))
     }
 
-    /// WHERE: `x [NOT] IN (subquery)` conjuncts become semi/anti joins; the rest a filter.
+    /// WHERE: `[NOT] EXISTS` and `[NOT] IN (subquery)` conjuncts become
+    /// filtering joins; other subqueries are joined on as values; the rest
+    /// is a filter, after which the subqueries' columns are dropped.
     fn bind_where(
         &mut self,
         mut plan: LogicalPlan,
@@ -455,47 +548,24 @@ impl Binder<'_> {
                 "aggregates are not allowed in WHERE: {w}; use HAVING"
             )));
         }
+        let width = plan.schema().fields().len();
         let mut conjuncts = vec![];
         split_conjuncts(w, &mut conjuncts);
-        let mut filters = vec![];
+        let mut rest = vec![];
         for c in conjuncts {
-            if let ast::Expr::InSubquery {
-                expr,
-                subquery,
-                negated,
-            } = c
-            {
-                let (x, xt) = ExprBinder::new(scope).bind(expr)?;
-                let (sub, sub_scope) = self.bind_query(subquery)?;
-                if sub_scope.columns.len() != 1 {
-                    return Err(SchedulerError::bind(format!(
-                        "IN (subquery) needs a subquery with one column, got {}",
-                        sub_scope.columns.len()
-                    )));
+            plan = match self.filter_by_subquery(plan, scope, c)? {
+                Ok(joined) => joined,
+                Err(unchanged) => {
+                    rest.push(c);
+                    unchanged
                 }
-                let st = sub_scope.columns[0].data_type.clone();
-                let t = common_type(&xt, &st, false, false).ok_or_else(|| {
-                    SchedulerError::bind(format!(
-                        "Cannot compare {} with {} in {c}",
-                        sql_name(&xt),
-                        sql_name(&st)
-                    ))
-                })?;
-                plan = LogicalPlan::Join {
-                    left: Box::new(plan),
-                    right: Box::new(sub),
-                    join_type: if *negated {
-                        JoinType::Anti
-                    } else {
-                        JoinType::Semi
-                    },
-                    left_keys: vec![cast_if_needed(x, &xt, &t)],
-                    right_keys: vec![cast_if_needed(Expr::Column(0), &st, &t)],
-                    filter: None,
-                };
-                continue;
-            }
-            let (f, t) = ExprBinder::new(scope).bind(c)?;
+            };
+        }
+        let (with_subqueries, subqueries) = self.attach_subqueries(plan, scope, &rest)?;
+        plan = with_subqueries;
+        let mut filters = vec![];
+        for c in rest {
+            let (f, t) = ExprBinder::new(scope).with_subqueries(&subqueries).bind(c)?;
             if !matches!(t, DataType::Boolean | DataType::Null) {
                 return Err(SchedulerError::bind(format!(
                     "WHERE needs a BOOLEAN condition, got {} in {c}",
@@ -510,8 +580,91 @@ impl Binder<'_> {
                 predicate,
             };
         }
+        if plan.schema().fields().len() > width {
+            let schema = plan.schema();
+            plan = LogicalPlan::Project {
+                input: Box::new(plan),
+                exprs: (0..width).map(Expr::Column).collect(),
+                schema: Schema::new(schema.fields()[..width].to_vec()),
+            };
+        }
         Ok(plan)
     }
+}
+
+/// The grouping set `()` has one row even over no input rows, as a global
+/// aggregate has; the grouped aggregation has no group to give it. So
+/// beside the grouped result runs, only when the input is empty, that row:
+/// the aggregates over no rows (a global aggregate of a constant row
+/// filtered away, which never reads the input), paired with a check that
+/// the input is empty (a count over it).
+fn with_empty_set_rows(
+    grouped: LogicalPlan,
+    input: LogicalPlan,
+    keys: usize,
+    set_ids: &[usize],
+    aggs: Vec<AggExpr>,
+) -> LogicalPlan {
+    let schema = grouped.schema();
+    let input_schema = input.schema();
+    let nulls = LogicalPlan::Project {
+        input: Box::new(LogicalPlan::OneRow),
+        exprs: input_schema
+            .fields()
+            .iter()
+            .map(|f| Expr::Literal(keel_proto::expr::ScalarValue::Null).cast(f.data_type().clone()))
+            .collect(),
+        schema: input_schema.clone(),
+    };
+    let n_aggs = aggs.len();
+    let over_nothing = LogicalPlan::Aggregate {
+        input: Box::new(LogicalPlan::Filter {
+            input: Box::new(nulls),
+            predicate: Expr::Literal(keel_proto::expr::ScalarValue::Boolean(false)),
+        }),
+        group_by: vec![],
+        aggs,
+        schema: Schema::new(schema.fields()[keys..].to_vec()),
+    };
+    let count = LogicalPlan::Aggregate {
+        input: Box::new(input),
+        group_by: vec![],
+        aggs: vec![AggExpr::new(AggFunc::CountStar, None, false)],
+        schema: Schema::new(vec![Field::new("rows", DataType::Int64, true)]),
+    };
+    let empty = LogicalPlan::Filter {
+        input: Box::new(count),
+        predicate: Expr::binary(
+            keel_proto::expr::BinaryOp::Eq,
+            Expr::Column(0),
+            Expr::Literal(keel_proto::expr::ScalarValue::Int64(0)),
+        ),
+    };
+    let paired = LogicalPlan::Join {
+        left: Box::new(empty),
+        right: Box::new(over_nothing),
+        join_type: JoinType::Inner,
+        left_keys: vec![],
+        right_keys: vec![],
+        filter: None,
+    };
+    // Keys NULL, the set's number, then the aggregates (after the count).
+    let row = |set_id: usize| {
+        let mut exprs: Vec<Expr> = schema.fields()[..keys - 1]
+            .iter()
+            .map(|f| Expr::Literal(keel_proto::expr::ScalarValue::Null).cast(f.data_type().clone()))
+            .collect();
+        exprs.push(Expr::Literal(keel_proto::expr::ScalarValue::Int64(set_id as i64)));
+        exprs.extend((0..n_aggs).map(|i| Expr::Column(1 + i)));
+        LogicalPlan::Project {
+            input: Box::new(paired.clone()),
+            exprs,
+            schema: schema.clone(),
+        }
+    };
+    let mut inputs = vec![grouped];
+    inputs.extend(set_ids.iter().map(|&id| row(id)));
+    LogicalPlan::Union { inputs }
 }
 
 fn check_boolean(clause: &str, t: &DataType) -> Result<()> {

@@ -23,45 +23,62 @@ pub fn window_calls<'e>(e: &'e ast::Expr, out: &mut Vec<&'e ast::Function>) {
 /// Calls `visit` on every function call in `e`, outermost first; a call's
 /// arguments are visited when `visit` returns true.
 pub(super) fn visit_calls<'e>(e: &'e ast::Expr, visit: &mut dyn FnMut(&'e ast::Function) -> bool) {
+    visit_exprs(e, &mut |x| match x {
+        ast::Expr::Function(f) => visit(f),
+        _ => true,
+    });
+}
+
+/// Calls `visit` on `e` and, when it returns true, on the expressions
+/// inside it, outermost first. A subquery's body is its own query and is
+/// not entered (its left operand, of `x IN (…)` or `x < ANY (…)`, is).
+pub(super) fn visit_exprs<'e>(e: &'e ast::Expr, visit: &mut dyn FnMut(&'e ast::Expr) -> bool) {
     use ast::Expr as E;
-    match e {
-        E::Function(f) => {
-            if visit(f) {
-                for a in function_args(f).unwrap_or_default() {
-                    visit_calls(a, visit);
-                }
-            }
+    if !visit(e) {
+        return;
+    }
+    let mut each = |xs: &[&'e ast::Expr]| {
+        for x in xs {
+            visit_exprs(x, visit);
         }
+    };
+    match e {
+        E::Function(f) => each(&function_args(f).unwrap_or_default()),
         E::BinaryOp { left, right, .. }
         | E::IsDistinctFrom(left, right)
-        | E::IsNotDistinctFrom(left, right) => {
-            visit_calls(left, visit);
-            visit_calls(right, visit);
+        | E::IsNotDistinctFrom(left, right) => each(&[left, right]),
+        E::AnyOp { left, right, .. } | E::AllOp { left, right, .. } => {
+            if matches!(right.as_ref(), E::Subquery(_)) {
+                each(&[left])
+            } else {
+                each(&[left, right])
+            }
         }
         E::UnaryOp { expr, .. }
         | E::Nested(expr)
         | E::IsNull(expr)
         | E::IsNotNull(expr)
+        | E::IsTrue(expr)
+        | E::IsFalse(expr)
+        | E::IsNotTrue(expr)
+        | E::IsNotFalse(expr)
         | E::Cast { expr, .. }
         | E::Like { expr, .. }
         | E::ILike { expr, .. }
         | E::Extract { expr, .. }
         | E::Ceil { expr, .. }
-        | E::Floor { expr, .. } => visit_calls(expr, visit),
-        E::Position { expr, r#in } => {
-            visit_calls(expr, visit);
-            visit_calls(r#in, visit);
-        }
+        | E::Floor { expr, .. }
+        | E::InSubquery { expr, .. } => each(&[expr]),
+        E::Position { expr, r#in } => each(&[expr, r#in]),
         E::Substring {
             expr,
             substring_from,
             substring_for,
             ..
         } => {
-            visit_calls(expr, visit);
-            for x in substring_from.iter().chain(substring_for) {
-                visit_calls(x, visit);
-            }
+            let mut xs: Vec<&ast::Expr> = vec![expr];
+            xs.extend(substring_from.iter().chain(substring_for).map(|b| b.as_ref()));
+            each(&xs)
         }
         E::Trim {
             expr,
@@ -69,24 +86,18 @@ pub(super) fn visit_calls<'e>(e: &'e ast::Expr, visit: &mut dyn FnMut(&'e ast::F
             trim_characters,
             ..
         } => {
-            visit_calls(expr, visit);
-            for x in trim_what.iter() {
-                visit_calls(x, visit);
-            }
-            for x in trim_characters.iter().flatten() {
-                visit_calls(x, visit);
-            }
+            let mut xs: Vec<&ast::Expr> = vec![expr];
+            xs.extend(trim_what.iter().map(|b| b.as_ref()));
+            xs.extend(trim_characters.iter().flatten());
+            each(&xs)
         }
         E::Between {
             expr, low, high, ..
-        } => {
-            for x in [expr, low, high] {
-                visit_calls(x, visit);
-            }
-        }
+        } => each(&[expr, low, high]),
         E::InList { expr, list, .. } => {
-            visit_calls(expr, visit);
-            list.iter().for_each(|x| visit_calls(x, visit));
+            let mut xs: Vec<&ast::Expr> = vec![expr];
+            xs.extend(list.iter());
+            each(&xs)
         }
         E::Case {
             operand,
@@ -94,17 +105,16 @@ pub(super) fn visit_calls<'e>(e: &'e ast::Expr, visit: &mut dyn FnMut(&'e ast::F
             else_result,
             ..
         } => {
-            if let Some(o) = operand {
-                visit_calls(o, visit);
-            }
+            let mut xs: Vec<&ast::Expr> = vec![];
+            xs.extend(operand.iter().map(|b| b.as_ref()));
             for c in conditions {
-                visit_calls(&c.condition, visit);
-                visit_calls(&c.result, visit);
+                xs.push(&c.condition);
+                xs.push(&c.result);
             }
-            if let Some(x) = else_result {
-                visit_calls(x, visit);
-            }
+            xs.extend(else_result.iter().map(|b| b.as_ref()));
+            each(&xs)
         }
+        E::Tuple(items) => each(&items.iter().collect::<Vec<_>>()),
         _ => {}
     }
 }

@@ -36,11 +36,7 @@ pub fn call(func: Func, a: &Args) -> Result<ArrayRef> {
             };
             match x.data_type() {
                 DataType::Int32 | DataType::Int64 => Ok(x.clone()),
-                _ => {
-                    let scale = 10f64.powi(digits);
-                    // f64::round rounds half away from zero, as DuckDB does.
-                    real(x, |v| (v * scale).round() / scale)
-                }
+                _ => real(x, |v| round_double(v, digits)),
             }
         }
         Func::Floor | Func::Ceil => match x.data_type() {
@@ -112,6 +108,54 @@ fn int_map<T: ArrowPrimitiveType>(x: &ArrayRef, f: impl Fn(T::Native) -> T::Nati
     )
 }
 
+/// `v` rounded to `digits` decimal places (negative: to tens, hundreds, …),
+/// half away from zero, as DuckDB rounds a DOUBLE: by the exact value the
+/// double holds, so 9.85 (stored as 9.8499999999999996…) rounds to 9.8.
+/// Scaling by a power of ten rounds the product, which only matters when
+/// the scaled value lies within an ulp of a half; then the exact decimal
+/// expansion decides.
+pub fn round_double(v: f64, digits: i32) -> f64 {
+    if !v.is_finite() {
+        return v;
+    }
+    let digits = digits.clamp(-308, 308);
+    let scale = 10f64.powi(digits.abs());
+    let y = if digits >= 0 { v * scale } else { v / scale };
+    if !y.is_finite() {
+        return v;
+    }
+    let frac = y.abs().fract();
+    let rounded = if (frac - 0.5).abs() > y.abs() * 4e-16 {
+        y.round()
+    } else {
+        exact_round_scaled(v, digits)
+    };
+    let out = if digits >= 0 { rounded / scale } else { rounded * scale };
+    if out.is_finite() {
+        out
+    } else {
+        v
+    }
+}
+
+/// `v` × 10^digits rounded half away from zero, decided on the exact
+/// decimal expansion of `v` (Rust's fixed-precision formatting is exact).
+fn exact_round_scaled(v: f64, digits: i32) -> f64 {
+    let text = format!("{:.*}", (digits.max(0) + 30) as usize, v.abs());
+    let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
+    let all: String = int.chars().chain(frac.chars()).collect();
+    // Digits of the result sit before this position of `all`.
+    let cut = int.len() as i64 + digits as i64;
+    let (kept, next) = if cut <= 0 {
+        ("", if cut == 0 { all.as_bytes()[0] } else { b'0' })
+    } else {
+        (&all[..cut as usize], all.as_bytes()[cut as usize])
+    };
+    let k: f64 = if kept.is_empty() { 0.0 } else { kept.parse().unwrap_or(0.0) };
+    let k = if next >= b'5' { k + 1.0 } else { k };
+    k.copysign(v)
+}
+
 fn real(x: &ArrayRef, f: impl Fn(f64) -> f64) -> Result<ArrayRef> {
     let x: &PrimitiveArray<Float64Type> = x.as_primitive();
     Ok(Arc::new(x.unary::<_, Float64Type>(f)))
@@ -137,5 +181,28 @@ fn log(v: f64, f: fn(f64) -> f64) -> Result<f64, &'static str> {
         Err("cannot take the logarithm of a negative number")
     } else {
         Ok(f(v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round_double;
+
+    #[test]
+    fn rounds_the_exact_double_half_away_from_zero() {
+        assert_eq!(round_double(9.85, 1), 9.8, "9.85 is stored below the half");
+        assert_eq!(round_double(9.75, 1), 9.8, "an exact half goes away from zero");
+        assert_eq!(round_double(0.25, 1), 0.3);
+        assert_eq!(round_double(-0.25, 1), -0.3);
+        assert_eq!(round_double(13.85, 1), 13.8);
+        assert_eq!(round_double(14.545, 2), 14.54);
+        assert_eq!(round_double(2.5, 0), 3.0);
+        assert_eq!(round_double(-2.5, 0), -3.0);
+        assert_eq!(round_double(1234.5, -1), 1230.0);
+        assert_eq!(round_double(1235.0, -1), 1240.0);
+        assert_eq!(round_double(-1250.0, -2), -1300.0);
+        assert_eq!(round_double(49.0, -2), 0.0);
+        assert_eq!(round_double(50.0, -2), 100.0);
+        assert!(round_double(f64::NAN, 1).is_nan());
     }
 }

@@ -15,7 +15,7 @@ mod text;
 mod theta;
 mod time;
 
-use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
 use arrow::compute::kernels::{boolean, cmp, zip::zip};
 use arrow::compute::{nullif, prep_null_mask_filter};
 use keel_proto::expr::{Expr, Func, ScalarValue};
@@ -64,8 +64,24 @@ fn conditional(func: Func, values: &[ArrayRef]) -> Result<ArrayRef> {
             Ok(result)
         }
         Func::NullIf => {
-            let equal = cmp::eq(&values[0], &values[1]).context("nullif")?;
+            // -0.0 equals 0.0 here too (Arrow orders doubles totally).
+            let (a, b) = (
+                crate::operators::normalize_key(values[0].clone()),
+                crate::operators::normalize_key(values[1].clone()),
+            );
+            let equal = cmp::eq(&a, &b).context("nullif")?;
             nullif(&values[0], &null_as_false(&equal)).context("nullif")
+        }
+        Func::SingleValue => {
+            let counts = values[0].as_primitive::<arrow::datatypes::Int64Type>();
+            if counts.iter().flatten().any(|c| c > 1) {
+                let subquery = values[2].as_string::<i32>();
+                let text = if subquery.is_empty() { "" } else { subquery.value(0) };
+                return Err(WorkerError::eval(format!(
+                    "More than one row returned by a subquery used as an expression - scalar subqueries can only return a single row: {text}"
+                )));
+            }
+            Ok(values[1].clone())
         }
         other => unreachable!("{other:?} is not a conditional"),
     }

@@ -210,11 +210,14 @@ impl AggState {
             }
         } else {
             for a in &self.aggs {
-                out.push(
-                    a.inputs()
-                        .map(|e| evaluate(e, batch))
-                        .collect::<Result<Vec<_>>>()?,
-                );
+                let cols = a.inputs().map(|e| evaluate(e, batch));
+                out.push(if a.distinct {
+                    // DISTINCT sees -0.0 and 0.0 (and every NaN) as one value.
+                    cols.map(|c| c.map(super::normalize_key))
+                        .collect::<Result<Vec<_>>>()?
+                } else {
+                    cols.collect::<Result<Vec<_>>>()?
+                });
             }
         }
         Ok(out)
@@ -250,7 +253,7 @@ impl AggState {
         let key_columns = self
             .group_by
             .iter()
-            .map(|e| evaluate(e, &batch))
+            .map(|e| evaluate(e, &batch).map(super::normalize_key))
             .collect::<Result<Vec<_>>>()?;
         if self.passthrough {
             return self.pass_through(key_columns, &inputs, rows);

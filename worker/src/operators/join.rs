@@ -310,7 +310,11 @@ impl Prober {
         let rows = self.encoder.encode_columns(&key_columns)?;
         let nulls = KeyEncoder::null_rows(&key_columns, n);
 
-        if matches!(spec.join_type, JoinType::Semi | JoinType::Anti) && spec.filter.is_none() {
+        if matches!(
+            spec.join_type,
+            JoinType::Semi | JoinType::Anti | JoinType::NotExists
+        ) && spec.filter.is_none()
+        {
             for (i, m) in matched.iter_mut().enumerate() {
                 let null = nulls.as_ref().is_some_and(|nl| nl[i]);
                 *m |= !null && head(build, &rows, i).is_some();
@@ -383,6 +387,7 @@ impl Prober {
                 Ok(vec![make_batch(&spec.schema, columns, idx.len())?])
             }
             JoinType::Semi => semi_output(spec, batch, matched.to_vec()),
+            JoinType::NotExists => semi_output(spec, batch, matched.iter().map(|m| !m).collect()),
             JoinType::Anti => {
                 let key_columns = self.encoder.key_columns(batch)?;
                 let nulls = KeyEncoder::null_rows(&key_columns, n);

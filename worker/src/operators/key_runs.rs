@@ -77,7 +77,7 @@ impl KeyRuns {
     ) -> Result<Self> {
         let key_columns = keys
             .iter()
-            .map(|e| evaluate(e, batch))
+            .map(|e| evaluate(e, batch).map(super::normalize_key))
             .collect::<Result<Vec<_>>>()?;
         let key_types: Vec<DataType> = key_columns.iter().map(|c| c.data_type().clone()).collect();
         let keys = converter(&key_types)?;
@@ -125,7 +125,7 @@ impl KeyRuns {
         let columns = keys
             .iter()
             .zip(&self.key_types)
-            .map(|(e, t)| as_type(evaluate(e, batch)?, t))
+            .map(|(e, t)| as_type(evaluate(e, batch)?, t).map(super::normalize_key))
             .collect::<Result<Vec<_>>>()?;
         let rows = self.keys.convert_columns(&columns).context("join keys")?;
         Ok((columns, rows))

@@ -12,6 +12,30 @@ use keel_proto::expr::Expr;
 use crate::error::{ArrowContext, Result, WorkerError};
 use crate::eval::evaluate;
 
+/// A key column as keys compare: a DOUBLE's `-0.0` becomes `0.0` and every
+/// NaN one NaN, so equal values (as SQL and DuckDB see them) hash, group,
+/// join and deduplicate as one key. Returns the column itself, uncopied,
+/// when it holds neither.
+pub fn normalize_key(column: ArrayRef) -> ArrayRef {
+    use arrow::datatypes::Float64Type;
+    if column.data_type() != &arrow::datatypes::DataType::Float64 {
+        return column;
+    }
+    let floats = column.as_primitive::<Float64Type>();
+    let canonical = |v: f64| {
+        if v.is_nan() {
+            f64::NAN
+        } else {
+            v + 0.0
+        }
+    };
+    let odd = |v: &f64| v.to_bits() != canonical(*v).to_bits();
+    if !floats.values().iter().any(odd) {
+        return column;
+    }
+    std::sync::Arc::new(floats.unary::<_, Float64Type>(canonical))
+}
+
 /// FxHash-style hash over 8-byte words with a final avalanche; fast on the
 /// short fixed-width keys that dominate joins and group-bys.
 #[inline]
@@ -157,7 +181,10 @@ impl KeyEncoder {
     }
 
     pub fn key_columns(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
-        self.exprs.iter().map(|e| evaluate(e, batch)).collect()
+        self.exprs
+            .iter()
+            .map(|e| evaluate(e, batch).map(normalize_key))
+            .collect()
     }
 
     pub fn encode_columns(&self, columns: &[ArrayRef]) -> Result<Rows> {
@@ -229,6 +256,26 @@ mod tests {
             !hash_columns(&[lists], 3, &mut h),
             "unsupported types fall back"
         );
+    }
+
+    #[test]
+    fn negative_zero_and_nans_are_one_key() {
+        use arrow::array::Float64Array;
+        use std::sync::Arc;
+        let other_nan = f64::from_bits(f64::NAN.to_bits() | 1);
+        let keys: ArrayRef = Arc::new(Float64Array::from(vec![
+            Some(-0.0),
+            Some(0.0),
+            Some(f64::NAN),
+            Some(other_nan),
+            None,
+        ]));
+        let mut h = vec![];
+        assert!(hash_columns(&[normalize_key(keys)], 5, &mut h));
+        assert_eq!(h[0], h[1], "-0.0 and 0.0");
+        assert_eq!(h[2], h[3], "two NaNs");
+        let plain: ArrayRef = Arc::new(Float64Array::from(vec![1.5, 2.0]));
+        assert!(Arc::ptr_eq(&plain, &normalize_key(plain.clone())), "no copy");
     }
 
     #[test]

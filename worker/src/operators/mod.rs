@@ -47,7 +47,7 @@ use crate::error::{Result, WorkerError};
 use crate::input::InputStats;
 use crate::memory::TaskMemory;
 
-pub use keys::{hash_bytes, hash_columns, KeyEncoder};
+pub use keys::{hash_bytes, hash_columns, normalize_key, KeyEncoder};
 
 pub type BatchIter = Box<dyn Iterator<Item = Result<RecordBatch>> + Send>;
 

@@ -114,7 +114,7 @@ impl Windower {
         let columns = self
             .partition_by
             .iter()
-            .map(|e| evaluate(e, &batch))
+            .map(|e| evaluate(e, &batch).map(super::normalize_key))
             .collect::<Result<Vec<_>>>()?;
         if self.keys.is_none() {
             let fields = columns
