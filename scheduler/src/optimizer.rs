@@ -7,13 +7,18 @@ use keel_proto::plan::{Asof, JoinType};
 
 use crate::logical::LogicalPlan;
 
+mod join_order;
+
 pub fn optimize(plan: LogicalPlan) -> LogicalPlan {
     let plan = push_filters(plan);
+    let plan = join_order::reorder(plan);
     let n = plan.schema().fields().len();
     prune(plan, &vec![true; n]).0
 }
 
-/// The AND-ed parts of `e`.
+/// The AND-ed parts of `e`; a conjunct that is an OR whose branches all
+/// hold the same conjuncts gives those up as conjuncts of their own
+/// ([`factor_or`]), so they can become join keys and pushed filters.
 pub(crate) fn conjuncts(e: Expr, out: &mut Vec<Expr>) {
     match e {
         Expr::Binary {
@@ -24,8 +29,85 @@ pub(crate) fn conjuncts(e: Expr, out: &mut Vec<Expr>) {
             conjuncts(*left, out);
             conjuncts(*right, out);
         }
+        Expr::Binary {
+            op: BinaryOp::Or,
+            ..
+        } => match factor_or(e) {
+            Ok(factored) => conjuncts(factored, out),
+            Err(unchanged) => out.push(unchanged),
+        },
         other => out.push(other),
     }
+}
+
+/// `(a AND b) OR (a AND c)` as `a AND (b OR c)`: the conjuncts every
+/// branch of a disjunction holds, pulled in front of it (TPC-H q19's join
+/// key sits in each of its three branches). A branch left with nothing
+/// makes the OR true. Err gives back a disjunction with nothing in common.
+fn factor_or(e: Expr) -> Result<Expr, Expr> {
+    fn branches(e: Expr, out: &mut Vec<Expr>) {
+        match e {
+            Expr::Binary {
+                op: BinaryOp::Or,
+                left,
+                right,
+            } => {
+                branches(*left, out);
+                branches(*right, out);
+            }
+            other => out.push(other),
+        }
+    }
+    fn parts(e: &Expr, out: &mut Vec<Expr>) {
+        match e {
+            Expr::Binary {
+                op: BinaryOp::And,
+                left,
+                right,
+            } => {
+                parts(left, out);
+                parts(right, out);
+            }
+            other => out.push(other.clone()),
+        }
+    }
+    let mut bs = vec![];
+    branches(e.clone(), &mut bs);
+    let split: Vec<Vec<Expr>> = bs
+        .iter()
+        .map(|b| {
+            let mut p = vec![];
+            parts(b, &mut p);
+            p
+        })
+        .collect();
+    let common: Vec<Expr> = split[0]
+        .iter()
+        .filter(|c| split[1..].iter().all(|s| s.contains(c)))
+        .fold(vec![], |mut acc, c| {
+            if !acc.contains(c) {
+                acc.push(c.clone());
+            }
+            acc
+        });
+    if common.is_empty() {
+        return Err(e);
+    }
+    let rest: Vec<Option<Expr>> = split
+        .into_iter()
+        .map(|s| and_all(s.into_iter().filter(|c| !common.contains(c)).collect()))
+        .collect();
+    let mut out = common;
+    // A branch with nothing left is true, and so is the whole OR.
+    if rest.iter().all(Option::is_some) {
+        let or = rest
+            .into_iter()
+            .flatten()
+            .reduce(|a, b| Expr::binary(BinaryOp::Or, a, b))
+            .expect("two branches or more");
+        out.push(or);
+    }
+    Ok(and_all(out).expect("a common conjunct"))
 }
 
 fn and_all(mut es: Vec<Expr>) -> Option<Expr> {
@@ -731,5 +813,48 @@ fn prune(plan: LogicalPlan, required: &[bool]) -> (LogicalPlan, Mapping) {
             let inputs = inputs.into_iter().map(|i| prune(i, &all).0).collect();
             (LogicalPlan::Union { inputs }, (0..n).map(Some).collect())
         }
+    }
+}
+
+#[cfg(test)]
+mod or_tests {
+    use super::*;
+
+    fn eq(a: usize, v: i64) -> Expr {
+        Expr::binary(
+            BinaryOp::Eq,
+            Expr::Column(a),
+            Expr::Literal(keel_proto::expr::ScalarValue::Int64(v)),
+        )
+    }
+
+    fn and(a: Expr, b: Expr) -> Expr {
+        Expr::binary(BinaryOp::And, a, b)
+    }
+
+    fn or(a: Expr, b: Expr) -> Expr {
+        Expr::binary(BinaryOp::Or, a, b)
+    }
+
+    #[test]
+    fn conjuncts_every_branch_holds_come_out_of_the_or() {
+        let key = Expr::binary(BinaryOp::Eq, Expr::Column(0), Expr::Column(5));
+        let q19 = or(
+            and(key.clone(), eq(1, 1)),
+            or(and(eq(1, 2), key.clone()), and(key.clone(), eq(1, 3))),
+        );
+        let mut out = vec![];
+        conjuncts(q19, &mut out);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out[0], key);
+        assert_eq!(out[1], or(or(eq(1, 1), eq(1, 2)), eq(1, 3)));
+        // A branch that is only the common part makes the OR true.
+        let mut out = vec![];
+        conjuncts(or(key.clone(), and(key.clone(), eq(1, 1))), &mut out);
+        assert_eq!(out, vec![key]);
+        // Nothing in common: unchanged.
+        let mut out = vec![];
+        conjuncts(or(eq(1, 1), eq(2, 2)), &mut out);
+        assert_eq!(out, vec![or(eq(1, 1), eq(2, 2))]);
     }
 }
