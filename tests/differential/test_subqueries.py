@@ -29,6 +29,10 @@ QUERIES = [
     "SELECT id FROM t WHERE id < 3000 AND (SELECT count(*) FROM u WHERE u.k = t.n) = 0",
     # A correlated scalar subquery with one row per key, not an aggregate.
     "SELECT id, n, (SELECT name FROM u WHERE u.k = t.n AND name LIKE 'u_%') AS nm FROM t WHERE id < 400",
+    # The top row per outer row: ORDER BY and LIMIT in a correlated subquery.
+    "SELECT k, (SELECT n FROM t WHERE t.k = u.k ORDER BY id DESC LIMIT 1) AS last_n FROM u",
+    "SELECT k, (SELECT id FROM t WHERE t.k = u.k AND t.n IS NOT NULL ORDER BY n, id LIMIT 1 OFFSET 2) AS third FROM u",
+    "SELECT count(*) FROM u WHERE k IN (SELECT n FROM t WHERE t.k = u.k ORDER BY id LIMIT 3)",
     # EXISTS / NOT EXISTS as conditions (semi and anti joins), correlated.
     "SELECT count(*) FROM t WHERE EXISTS (SELECT * FROM u WHERE u.k = t.n)",
     "SELECT count(*) FROM t WHERE NOT EXISTS (SELECT * FROM u WHERE u.k = t.n)",
@@ -102,8 +106,8 @@ def test_unsupported_correlation_is_refused_by_name(two_shapes, data):
     # A reference two levels out, under a semi join of the middle query.
     err = keel_error(two_shapes, data, "SELECT k FROM u WHERE EXISTS (SELECT * FROM t WHERE t.k = u.k AND EXISTS (SELECT * FROM u u3 WHERE u3.k = t.n AND u3.name = u.name))")
     assert "not supported" in err and "correlated subquery" in err, err
-    # LIMIT per outer row.
-    err = keel_error(two_shapes, data, "SELECT k, (SELECT n FROM t WHERE t.k = u.k ORDER BY id LIMIT 1) FROM u")
+    # LIMIT per outer row under a correlation that is not an equality.
+    err = keel_error(two_shapes, data, "SELECT k, (SELECT n FROM t WHERE t.k < u.k ORDER BY id LIMIT 1) FROM u")
     assert "not supported" in err and "LIMIT" in err, err
 
 

@@ -15,12 +15,17 @@
 //! - an inner join gives up correlated conjuncts of its ON clause and
 //!   passes its sides' up; a LEFT, semi or anti join only its left side's.
 //!
-//! A LIMIT, window, union or grouping set over correlated rows would need
-//! the per-row evaluation this avoids; those are refused by name.
+//! - a LIMIT (under an ORDER BY or not) over rows correlated by equalities
+//!   keeps the top rows per correlation key: `row_number()` partitioned by
+//!   the keys, ordered by the ORDER BY.
+//!
+//! A window, union or grouping set over correlated rows, and a non-equality
+//! below an aggregate or a LIMIT, would need the per-row evaluation this
+//! avoids; those are refused by name.
 
 use arrow::datatypes::{Field, Schema};
 use keel_proto::expr::{BinaryOp, Expr};
-use keel_proto::plan::JoinType;
+use keel_proto::plan::{JoinType, WindowFrame, WindowFunc, WindowKind};
 
 use super::scope::as_outer;
 use crate::error::{Result, SchedulerError};
@@ -390,7 +395,63 @@ pub fn pull_up(plan: LogicalPlan) -> Result<Decorrelated> {
             };
             Ok(d)
         }
-        P::Limit { .. } => Err(refuse("LIMIT")),
+        P::Limit { input, skip, fetch } => {
+            // The top rows per outer row: with equality correlations only,
+            // per correlation key, numbered by the ORDER BY.
+            let (order_by, below) = match *input {
+                P::Sort { input, keys } => (keys, *input),
+                other => (vec![], other),
+            };
+            if order_by.iter().any(|k| has_outer(&k.expr)) {
+                return Err(refuse("ORDER BY a column of the enclosing query"));
+            }
+            let d = pull_up(below)?;
+            let mut keys = vec![];
+            for p in &d.predicates {
+                match correlated_equality(p) {
+                    Some((inner, _)) => keys.push(inner),
+                    None => {
+                        return Err(refuse(&format!(
+                            "LIMIT under a condition other than an equality ({p})"
+                        )))
+                    }
+                }
+            }
+            let schema = d.plan.schema();
+            let width = schema.fields().len();
+            let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+            fields.push(Field::new("__row", arrow::datatypes::DataType::Int64, true));
+            let numbered = P::Window {
+                input: Box::new(d.plan),
+                partition_by: keys,
+                order_by,
+                funcs: vec![WindowFunc {
+                    kind: WindowKind::RowNumber,
+                    args: vec![],
+                    frame: WindowFrame::DEFAULT,
+                }],
+                schema: Schema::new(fields),
+            };
+            let row = Expr::Column(width);
+            let int = |v: usize| Expr::Literal(keel_proto::expr::ScalarValue::Int64(v as i64));
+            let mut keep = vec![Expr::binary(BinaryOp::Gt, row.clone(), int(skip))];
+            if let Some(n) = fetch {
+                keep.push(Expr::binary(BinaryOp::LtEq, row, int(skip + n)));
+            }
+            let kept = P::Filter {
+                input: Box::new(numbered),
+                predicate: and_all(keep).expect("a bound"),
+            };
+            Ok(Decorrelated {
+                plan: P::Project {
+                    input: Box::new(kept),
+                    exprs: (0..width).map(Expr::Column).collect(),
+                    schema,
+                },
+                predicates: d.predicates,
+                grouped_global: false,
+            })
+        }
         P::Union { .. } => Err(refuse("UNION")),
         P::Window { .. } => Err(refuse("a window function")),
         P::Expand { .. } => Err(refuse("GROUPING SETS")),
