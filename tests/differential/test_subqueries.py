@@ -29,6 +29,13 @@ QUERIES = [
     "SELECT id FROM t WHERE id < 3000 AND (SELECT count(*) FROM u WHERE u.k = t.n) = 0",
     # A correlated scalar subquery with one row per key, not an aggregate.
     "SELECT id, n, (SELECT name FROM u WHERE u.k = t.n AND name LIKE 'u_%') AS nm FROM t WHERE id < 400",
+    # Non-equality correlation below an aggregate or a LIMIT: against each distinct outer value.
+    "SELECT k, (SELECT count(*) FROM t WHERE t.k < u.k) AS below FROM u",
+    "SELECT id, x, (SELECT count(*) FROM u WHERE u.w > t.x AND u.k = t.k) AS c FROM t WHERE id < 300",
+    "SELECT id, (SELECT max(w) FROM u WHERE u.w < t.x) AS m FROM t WHERE id < 300",
+    "SELECT count(*) FROM t WHERE id < 2000 AND x > (SELECT avg(w) FROM u WHERE u.k <> t.k)",
+    "SELECT k, (SELECT name FROM u u2 WHERE u2.w > u.w ORDER BY u2.w, u2.name LIMIT 1) AS next FROM u",
+    "SELECT k, name, (SELECT count(*) FROM u u2 WHERE u2.name IS NOT DISTINCT FROM coalesce(u.name, 'nokey')) AS c FROM u",
     # The top row per outer row: ORDER BY and LIMIT in a correlated subquery.
     "SELECT k, (SELECT n FROM t WHERE t.k = u.k ORDER BY id DESC LIMIT 1) AS last_n FROM u",
     "SELECT k, (SELECT id FROM t WHERE t.k = u.k AND t.n IS NOT NULL ORDER BY n, id LIMIT 1 OFFSET 2) AS third FROM u",
@@ -106,9 +113,9 @@ def test_unsupported_correlation_is_refused_by_name(two_shapes, data):
     # A reference two levels out, under a semi join of the middle query.
     err = keel_error(two_shapes, data, "SELECT k FROM u WHERE EXISTS (SELECT * FROM t WHERE t.k = u.k AND EXISTS (SELECT * FROM u u3 WHERE u3.k = t.n AND u3.name = u.name))")
     assert "not supported" in err and "correlated subquery" in err, err
-    # LIMIT per outer row under a correlation that is not an equality.
-    err = keel_error(two_shapes, data, "SELECT k, (SELECT n FROM t WHERE t.k < u.k ORDER BY id LIMIT 1) FROM u")
-    assert "not supported" in err and "LIMIT" in err, err
+    # A window over correlated rows.
+    err = keel_error(two_shapes, data, "SELECT k, (SELECT max(r) FROM (SELECT row_number() OVER (ORDER BY id) AS r FROM t WHERE t.k = u.k) s) FROM u")
+    assert "not supported" in err and "window" in err, err
 
 
 def test_subqueries_become_joins(data):

@@ -147,7 +147,7 @@ fn refuse(what: &str) -> SchedulerError {
 }
 
 /// Rewrites `plan` so no expression in it reads a correlated reference.
-pub fn pull_up(plan: LogicalPlan) -> Result<Decorrelated> {
+pub fn pull_up(plan: LogicalPlan, outer: Option<&LogicalPlan>) -> Result<Decorrelated> {
     if !plan_has_outer(&plan) {
         return Ok(Decorrelated {
             plan,
@@ -158,7 +158,7 @@ pub fn pull_up(plan: LogicalPlan) -> Result<Decorrelated> {
     use LogicalPlan as P;
     match plan {
         P::Filter { input, predicate } => {
-            let mut d = pull_up(*input)?;
+            let mut d = pull_up(*input, outer)?;
             let mut keep = vec![];
             for c in conjuncts(predicate) {
                 if has_outer(&c) {
@@ -183,7 +183,7 @@ pub fn pull_up(plan: LogicalPlan) -> Result<Decorrelated> {
             if exprs.iter().any(has_outer) {
                 return Err(refuse("a column of the enclosing query in the SELECT list"));
             }
-            let mut d = pull_up(*input)?;
+            let mut d = pull_up(*input, outer)?;
             let input_schema = d.plan.schema();
             let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
             // Each input column the pulled conjuncts read, passed through.
@@ -226,7 +226,15 @@ pub fn pull_up(plan: LogicalPlan) -> Result<Decorrelated> {
                 return Err(refuse("a column of the enclosing query inside an aggregate"));
             }
             let global = group_by.is_empty();
-            let d = pull_up(*input)?;
+            let mut d = pull_up(*input, outer)?;
+            if d.predicates.iter().any(|p| correlated_equality(p).is_none()) {
+                // The conditions hold per outer value: evaluate them against
+                // each distinct one, and group by it.
+                let Some(outer) = outer else {
+                    return Err(refuse("a condition other than an equality below an aggregate"));
+                };
+                d = with_domain(d, outer)?;
+            }
             let input_schema = d.plan.schema();
             let old_groups = group_by.len();
             let mut predicates = vec![];
@@ -249,7 +257,11 @@ pub fn pull_up(plan: LogicalPlan) -> Result<Decorrelated> {
                         group_by.len() - 1
                     }
                 };
-                predicates.push((k, outer));
+                let op = match p {
+                    Expr::Binary { op, .. } => op,
+                    _ => BinaryOp::Eq,
+                };
+                predicates.push((k, outer, op));
             }
             // The aggregate's columns: its groups, the new keys, its aggregates;
             // shown as before, the new keys last.
@@ -286,7 +298,7 @@ pub fn pull_up(plan: LogicalPlan) -> Result<Decorrelated> {
                 plan,
                 predicates: predicates
                     .into_iter()
-                    .map(|(k, outer)| Expr::binary(BinaryOp::Eq, Expr::Column(position(k)), outer))
+                    .map(|(k, outer, op)| Expr::binary(op, Expr::Column(position(k)), outer))
                     .collect(),
                 grouped_global: global,
             })
@@ -322,8 +334,8 @@ pub fn pull_up(plan: LogicalPlan) -> Result<Decorrelated> {
             if join_type == JoinType::Full && plan_has_outer(&left) {
                 return Err(refuse("a FULL join"));
             }
-            let l = pull_up(*left)?;
-            let r = pull_up(*right)?;
+            let l = pull_up(*left, outer)?;
+            let r = pull_up(*right, outer)?;
             let (lw2, rw2) = (l.plan.schema().fields().len(), r.plan.schema().fields().len());
             let (le, re) = (lw2 - lw, rw2 - rw);
             // The join's output has (left, left extra, right, right extra);
@@ -388,7 +400,7 @@ pub fn pull_up(plan: LogicalPlan) -> Result<Decorrelated> {
             if keys.iter().any(|k| has_outer(&k.expr)) {
                 return Err(refuse("ORDER BY a column of the enclosing query"));
             }
-            let mut d = pull_up(*input)?;
+            let mut d = pull_up(*input, outer)?;
             d.plan = P::Sort {
                 input: Box::new(d.plan),
                 keys,
@@ -405,7 +417,13 @@ pub fn pull_up(plan: LogicalPlan) -> Result<Decorrelated> {
             if order_by.iter().any(|k| has_outer(&k.expr)) {
                 return Err(refuse("ORDER BY a column of the enclosing query"));
             }
-            let d = pull_up(below)?;
+            let mut d = pull_up(below, outer)?;
+            if d.predicates.iter().any(|p| correlated_equality(p).is_none()) {
+                let Some(outer) = outer else {
+                    return Err(refuse("LIMIT under a condition other than an equality"));
+                };
+                d = with_domain(d, outer)?;
+            }
             let mut keys = vec![];
             for p in &d.predicates {
                 match correlated_equality(p) {
@@ -460,11 +478,90 @@ pub fn pull_up(plan: LogicalPlan) -> Result<Decorrelated> {
     }
 }
 
+/// The general case (Neumann and Kemper's dependent join): the distinct
+/// values of the enclosing query's columns the conditions read (its
+/// "domain") joined to every row of `d`, the conditions applied with those
+/// values in place of the correlated references. What is left correlated
+/// is that each domain column equals (NULL-safely) its outer column: an
+/// equality the aggregate above can group by and the join use as a key.
+fn with_domain(d: Decorrelated, outer: &LogicalPlan) -> Result<Decorrelated> {
+    let mut refs: Vec<usize> = vec![];
+    for p in &d.predicates {
+        let mut cols = vec![];
+        p.columns(&mut cols);
+        for c in cols {
+            match as_outer(c) {
+                Some((1, i)) if !refs.contains(&i) => refs.push(i),
+                Some((1, _)) | None => {}
+                Some(_) => return Err(refuse("a reference two levels out with a condition other than an equality")),
+            }
+        }
+    }
+    refs.sort_unstable();
+    let outer_schema = outer.schema();
+    let fields: Vec<Field> = refs
+        .iter()
+        .map(|&i| {
+            let f = outer_schema.field(i);
+            Field::new(format!("__domain_{}", f.name()), f.data_type().clone(), true)
+        })
+        .collect();
+    let domain = LogicalPlan::Aggregate {
+        input: Box::new(outer.clone()),
+        group_by: refs.iter().map(|&i| Expr::Column(i)).collect(),
+        aggs: vec![],
+        schema: Schema::new(fields),
+    };
+    let width = d.plan.schema().fields().len();
+    let position = |i: usize| width + refs.iter().position(|&r| r == i).expect("collected");
+    let predicate = and_all(
+        d.predicates
+            .iter()
+            .map(|p| {
+                p.remap_columns(&|c| match as_outer(c) {
+                    Some((1, i)) => position(i),
+                    _ => c,
+                })
+            })
+            .collect(),
+    );
+    // Above the join, so filter pushdown makes its equalities hash keys.
+    let product = LogicalPlan::Join {
+        left: Box::new(d.plan),
+        right: Box::new(domain),
+        join_type: JoinType::Inner,
+        left_keys: vec![],
+        right_keys: vec![],
+        filter: None,
+    };
+    let joined = match predicate {
+        Some(predicate) => LogicalPlan::Filter {
+            input: Box::new(product),
+            predicate,
+        },
+        None => product,
+    };
+    Ok(Decorrelated {
+        plan: joined,
+        predicates: refs
+            .iter()
+            .map(|&i| {
+                Expr::binary(
+                    BinaryOp::IsNotDistinctFrom,
+                    Expr::Column(position(i)),
+                    Expr::Column(super::scope::outer_column(1, i)),
+                )
+            })
+            .collect(),
+        grouped_global: false,
+    })
+}
+
 /// `inner = outer` (either way round) where one side reads only the
 /// subquery's columns and the other only correlated references.
 pub fn correlated_equality(p: &Expr) -> Option<(Expr, Expr)> {
     let Expr::Binary {
-        op: BinaryOp::Eq,
+        op: BinaryOp::Eq | BinaryOp::IsNotDistinctFrom,
         left,
         right,
     } = p

@@ -367,7 +367,7 @@ impl Binder<'_> {
 
 /// `k IS NOT DISTINCT FROM …` as two keys that are never NULL: whether `k`
 /// is NULL, and `k` with NULL replaced by a fixed value of its type.
-fn null_safe_key(k: Expr, t: &arrow::datatypes::DataType) -> (Expr, Expr) {
+pub(super) fn null_safe_key(k: Expr, t: &arrow::datatypes::DataType) -> (Expr, Expr) {
     use arrow::datatypes::DataType as T;
     let fill = match t {
         T::Utf8 => Expr::Literal(ScalarValue::Utf8(String::new())),

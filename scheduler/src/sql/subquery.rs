@@ -98,11 +98,25 @@ fn correlation(d: &Decorrelated, outer_width: usize) -> Correlation {
         residual: None,
     };
     let mut rest = vec![];
+    let schema = d.plan.schema();
     for p in &d.predicates {
         match correlated_equality(p) {
             Some((inner, outer)) if !reads_far_outer(&outer) => {
-                c.outer_keys.push(to_outer_plan(&outer, 0));
-                c.inner_keys.push(inner);
+                let outer = to_outer_plan(&outer, 0);
+                let null_safe = matches!(p, Expr::Binary { op: BinaryOp::IsNotDistinctFrom, .. });
+                match inner.data_type(&schema) {
+                    // Hash keys never match NULLs: a NULL-safe pair is (is NULL, value or a filler).
+                    Ok(t) if null_safe => {
+                        let (on, ov) = super::from::null_safe_key(outer, &t);
+                        let (inn, iv) = super::from::null_safe_key(inner, &t);
+                        c.outer_keys.extend([on, ov]);
+                        c.inner_keys.extend([inn, iv]);
+                    }
+                    _ => {
+                        c.outer_keys.push(outer);
+                        c.inner_keys.push(inner);
+                    }
+                }
             }
             _ => rest.push(to_outer_plan(p, outer_width)),
         }
@@ -409,7 +423,7 @@ impl Binder<'_> {
         let t = sub_scope.columns[0].data_type.clone();
         let width = plan.schema().fields().len();
         let empty = over_no_rows(&bound, 0);
-        let d = pull_up(bound)?;
+        let d = pull_up(bound, Some(&plan))?;
         let c = correlation(&d, width);
         if c.residual.is_some() {
             return Err(SchedulerError::unsupported(format!(
@@ -469,7 +483,7 @@ impl Binder<'_> {
     ) -> Result<(LogicalPlan, DataType)> {
         let (bound, _) = self.bind_subquery(subquery, scope)?;
         let width = plan.schema().fields().len();
-        let d = pull_up(bound)?;
+        let d = pull_up(bound, Some(&plan))?;
         let c = correlation(&d, width);
         if c.residual.is_some() {
             return Err(SchedulerError::unsupported(format!(
@@ -526,7 +540,7 @@ impl Binder<'_> {
         let x = cast_if_needed(x, &xt, &t);
         let q = cast_if_needed(Expr::Column(0), &st, &t);
         let width = plan.schema().fields().len();
-        let d = pull_up(bound)?;
+        let d = pull_up(bound, Some(&plan))?;
         let c = correlation(&d, width);
         if c.residual.is_some() {
             return Err(SchedulerError::unsupported(format!(
@@ -676,7 +690,7 @@ impl Binder<'_> {
             left_keys.push(cast_if_needed(x, &xt, &t));
             right_keys.push(cast_if_needed(Expr::Column(0), &st, &t));
         }
-        let d = pull_up(bound)?;
+        let d = pull_up(bound, Some(&plan))?;
         let c = correlation(&d, width);
         let correlated = !c.outer_keys.is_empty() || c.residual.is_some();
         let join_type = match (left.is_some(), negated) {
