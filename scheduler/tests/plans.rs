@@ -186,6 +186,28 @@ fn plan_shapes_are_stable() {
             "SELECT id FROM facts WHERE key IN (SELECT key FROM dims WHERE label LIKE 'label-1%')",
             config(),
         ),
+        // Each subquery form is a join, never run per row.
+        (
+            "correlated_scalar_subquery",
+            "SELECT id FROM facts f WHERE amount > (SELECT avg(amount) FROM facts g WHERE g.key = f.key)",
+            config(),
+        ),
+        (
+            "exists_and_not_exists",
+            "SELECT label FROM dims d WHERE EXISTS (SELECT * FROM facts f WHERE f.key = d.key AND f.amount > 100) \
+             AND NOT EXISTS (SELECT * FROM facts f WHERE f.key = d.key AND f.id <> d.key)",
+            config(),
+        ),
+        (
+            "in_and_any_as_values",
+            "SELECT id, key IN (SELECT key FROM dims) AS i, amount > ALL (SELECT key FROM dims WHERE dims.key = facts.key) AS a FROM facts",
+            config(),
+        ),
+        (
+            "correlated_count_below_inequality",
+            "SELECT key, (SELECT count(*) FROM facts f WHERE f.amount < d.key) FROM dims d",
+            config(),
+        ),
     ];
     for (name, sql, cfg) in cases {
         check(name, &explain(dir.path(), sql, cfg.clone()));
