@@ -101,6 +101,8 @@ QUERIES = [
     "SELECT count(*) FROM f WHERE g NOT IN (-9223372036854775807, 49, 2)",
     # LIKE has no escape character (a backslash is itself);
     "SELECT count(*) FILTER (WHERE s LIKE '%\\_%'), count(*) FILTER (WHERE s NOT LIKE '%\\_%'), count(*) FILTER (WHERE s LIKE '%\\s%') FROM f",
+    # text to integers as DuckDB reads it (decimals rounded, spaces, hex, exponents);
+    "SELECT TRY_CAST(CAST(CAST('-0.0' AS DOUBLE) AS VARCHAR) AS BIGINT), TRY_CAST('2.5' AS BIGINT), TRY_CAST(' 7 ' AS INTEGER), TRY_CAST('1e3' AS BIGINT), TRY_CAST('0x10' AS BIGINT), TRY_CAST('abc' AS BIGINT), TRY_CAST('99999999999' AS INTEGER), CAST('1.49' AS INTEGER)",
     # timestamps as text, DuckDB's way;
     "SELECT id, CAST(ts AS VARCHAR) FROM f WHERE id < 12",
     # `()` listed twice gives two rows; HAVING without GROUP BY aggregates the whole input.

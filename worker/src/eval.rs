@@ -205,6 +205,9 @@ fn cast_value(v: Value, to: &DataType, safe: bool) -> Result<Value> {
         } else {
             a.clone()
         };
+        if from == DataType::Utf8 && matches!(to, DataType::Int32 | DataType::Int64) {
+            return text_to_integer(&a, to, safe);
+        }
         let options = CastOptions {
             safe,
             ..Default::default()
@@ -219,6 +222,61 @@ fn cast_value(v: Value, to: &DataType, safe: bool) -> Result<Value> {
     Ok(match &v {
         Value::Array(a) => Value::Array(cast_one(a)?),
         Value::Scalar(s) => Value::Scalar(cast_one(s)?),
+    })
+}
+
+/// Text to an integer as DuckDB reads it: surrounding spaces ignored,
+/// `0x` hexadecimal, and decimals or exponents rounded half away from zero
+/// (`'2.5'` is 3, `'-0.0'` is 0, `'1e3'` is 1000). What does not read, or
+/// does not fit, is NULL with `safe` (TRY_CAST), else an error naming it.
+fn text_to_integer(a: &ArrayRef, to: &DataType, safe: bool) -> Result<ArrayRef> {
+    let (lo, hi) = if to == &DataType::Int32 {
+        (i32::MIN as i64, i32::MAX as i64)
+    } else {
+        (i64::MIN, i64::MAX)
+    };
+    let read = |s: &str| -> Option<i64> {
+        let t = s.trim();
+        if let Ok(v) = t.parse::<i64>() {
+            return Some(v);
+        }
+        let (neg, digits) = match t.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, t.strip_prefix('+').unwrap_or(t)),
+        };
+        if let Some(hex) = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+            let v = i64::from_str_radix(hex, 16).ok()?;
+            return Some(if neg { -v } else { v });
+        }
+        // Only number syntax: Rust also reads "inf" and "NaN".
+        if !t.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-')) {
+            return None;
+        }
+        let f: f64 = t.parse().ok()?;
+        let r = f.round();
+        (r >= i64::MIN as f64 && r < i64::MAX as f64).then_some(r as i64)
+    };
+    let strings = a.as_any().downcast_ref::<StringArray>().expect("utf8");
+    let mut out: Vec<Option<i64>> = Vec::with_capacity(strings.len());
+    for v in strings.iter() {
+        out.push(match v {
+            None => None,
+            Some(s) => match read(s).filter(|v| (lo..=hi).contains(v)) {
+                Some(v) => Some(v),
+                None if safe => None,
+                None => {
+                    return Err(WorkerError::eval(format!(
+                        "cannot cast '{s}' to {}: not a number that fits",
+                        if to == &DataType::Int32 { "INTEGER" } else { "BIGINT" }
+                    )))
+                }
+            },
+        });
+    }
+    Ok(if to == &DataType::Int32 {
+        Arc::new(Int32Array::from_iter(out.into_iter().map(|v| v.map(|v| v as i32))))
+    } else {
+        Arc::new(Int64Array::from(out))
     })
 }
 
