@@ -110,7 +110,7 @@ fn factor_or(e: Expr) -> Result<Expr, Expr> {
     Ok(and_all(out).expect("a common conjunct"))
 }
 
-fn and_all(mut es: Vec<Expr>) -> Option<Expr> {
+pub(crate) fn and_all(mut es: Vec<Expr>) -> Option<Expr> {
     let first = if es.is_empty() {
         return None;
     } else {

@@ -579,23 +579,11 @@ pub fn correlated_equality(p: &Expr) -> Option<(Expr, Expr)> {
     }
 }
 
+/// The AND-ed parts of `e` (see [`crate::optimizer::conjuncts`]).
 pub fn conjuncts(e: Expr) -> Vec<Expr> {
-    match e {
-        Expr::Binary {
-            op: BinaryOp::And,
-            left,
-            right,
-        } => {
-            let mut out = conjuncts(*left);
-            out.extend(conjuncts(*right));
-            out
-        }
-        other => vec![other],
-    }
+    let mut out = vec![];
+    crate::optimizer::conjuncts(e, &mut out);
+    out
 }
 
-pub fn and_all(preds: Vec<Expr>) -> Option<Expr> {
-    preds
-        .into_iter()
-        .reduce(|a, b| Expr::binary(BinaryOp::And, a, b))
-}
+pub(crate) use crate::optimizer::and_all;

@@ -23,6 +23,14 @@ use crate::logical::LogicalPlan;
 /// width is known (below [`super::scope::OUTER`]'s correlated references).
 const ABOVE_AGGREGATE: usize = 1 << 39;
 
+/// The SELECT items written as expressions (not expanded from `*`).
+fn sql_items<'q, 'i>(items: &'i [Item<'q>]) -> impl Iterator<Item = &'q ast::Expr> + 'i {
+    items.iter().filter_map(|i| match i {
+        Item::Sql(e, _) => Some(*e),
+        Item::Column(..) => None,
+    })
+}
+
 /// One output column of a SELECT before binding.
 enum Item<'q> {
     Sql(&'q ast::Expr, String),
@@ -112,12 +120,7 @@ impl Binder<'_> {
         let mut hidden: Vec<(Expr, DataType)> = vec![];
         let mut sort_keys: Vec<SortKey> = vec![];
         let mut calls = vec![];
-        for e in items
-            .iter()
-            .filter_map(|i| match i {
-                Item::Sql(e, _) => Some(*e),
-                Item::Column(..) => None,
-            })
+        for e in sql_items(&items)
             .chain(s.qualify.as_ref())
             .chain(order.iter().map(|o| &o.expr))
         {
@@ -250,12 +253,7 @@ impl Binder<'_> {
             // ORDER BY) are uncorrelated: joined onto one row, which joins
             // the aggregate's output. Bound to placeholder columns until the
             // aggregate's width is known.
-            let above: Vec<&ast::Expr> = items
-                .iter()
-                .filter_map(|i| match i {
-                    Item::Sql(e, _) => Some(*e),
-                    Item::Column(..) => None,
-                })
+            let above: Vec<&ast::Expr> = sql_items(&items)
                 .chain(s.having.as_ref())
                 .chain(order.iter().map(|o| &o.expr))
                 .collect();
@@ -400,12 +398,7 @@ impl Binder<'_> {
             let (windowed, windows) = bind_windows(plan, &scope, &calls)?;
             // Subqueries of the SELECT list, QUALIFY and ORDER BY, joined
             // on after the windows (their columns follow the windows').
-            let exprs: Vec<&ast::Expr> = items
-                .iter()
-                .filter_map(|i| match i {
-                    Item::Sql(e, _) => Some(*e),
-                    Item::Column(..) => None,
-                })
+            let exprs: Vec<&ast::Expr> = sql_items(&items)
                 .chain(s.qualify.as_ref())
                 .chain(order.iter().map(|o| &o.expr))
                 .collect();

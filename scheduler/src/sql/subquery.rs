@@ -382,23 +382,20 @@ impl Binder<'_> {
                 compare_op,
                 right,
                 ..
-            } => {
-                let E::Subquery(q) = right.as_ref() else { unreachable!("is_subquery") };
-                let op = match compare_op {
-                    BinaryOperator::Eq => Quantified::In,
-                    other => Quantified::Any(comparison(other, &text)?),
-                };
-                self.attach_quantified(plan, scope, left, q, op, &text, earlier)
             }
-            E::AllOp {
+            | E::AllOp {
                 left,
                 compare_op,
                 right,
             } => {
                 let E::Subquery(q) = right.as_ref() else { unreachable!("is_subquery") };
-                let op = match compare_op {
-                    BinaryOperator::NotEq => Quantified::NotIn,
-                    other => Quantified::All(comparison(other, &text)?),
+                let all = matches!(sub, E::AllOp { .. });
+                // `= ANY` is IN and `<> ALL` NOT IN, NULLs and all.
+                let op = match (compare_op, all) {
+                    (BinaryOperator::Eq, false) => Quantified::In,
+                    (BinaryOperator::NotEq, true) => Quantified::NotIn,
+                    (other, false) => Quantified::Any(comparison(other, &text)?),
+                    (other, true) => Quantified::All(comparison(other, &text)?),
                 };
                 self.attach_quantified(plan, scope, left, q, op, &text, earlier)
             }
