@@ -64,6 +64,9 @@ QUERIES = [
     "SELECT count(*) FROM t WHERE id < 2000 AND n IN (SELECT n FROM t t2 WHERE t2.k = t.k AND t2.id > t.id)",
     "SELECT count(*) FROM u WHERE k NOT IN (SELECT n FROM t WHERE t.k = u.k)",
     "SELECT count(*) FROM u WHERE k NOT IN (SELECT n FROM t WHERE t.k = u.k AND n IS NOT NULL)",
+    # Row values.
+    "SELECT count(*) FROM t WHERE (k, n) IN (SELECT k, CAST(w AS INTEGER) FROM u)",
+    "SELECT count(*) FROM t WHERE id < 5000 AND (k, s) IN (SELECT k, s FROM t t2 WHERE id % 7 = 0)",
     # ANY / ALL with NULLs and empty sets.
     "SELECT id, n < ANY (SELECT k FROM u) AS a, n > ALL (SELECT k FROM u) AS b FROM t WHERE id < 200",
     "SELECT id, n >= ALL (SELECT k FROM u WHERE k IS NOT NULL AND k < 30) AS b, n = ANY (SELECT k FROM u WHERE k < 10) AS c FROM t WHERE id < 200",

@@ -518,6 +518,11 @@ impl Binder<'_> {
         text: &str,
         earlier: &[SubqueryColumn],
     ) -> Result<(LogicalPlan, DataType)> {
+        if matches!(left, ast::Expr::Tuple(_)) {
+            return Err(SchedulerError::unsupported(format!(
+                "a row value compared with a subquery as a value: {text}; as a WHERE condition, (a, b) IN (SELECT x, y …) runs"
+            )));
+        }
         let (x, xt) = ExprBinder::new(scope).with_subqueries(earlier).bind(left)?;
         let (bound, sub_scope) = self.bind_subquery(subquery, scope)?;
         if sub_scope.columns.len() != 1 {
@@ -669,23 +674,36 @@ impl Binder<'_> {
         let mut left_keys = vec![];
         let mut right_keys = vec![];
         if let Some(x) = left {
-            if sub_scope.columns.len() != 1 {
+            // `(a, b) IN (SELECT x, y …)`: a key per column.
+            let values: Vec<&ast::Expr> = match x.as_ref() {
+                E::Tuple(items) if negated => {
+                    return Err(SchedulerError::unsupported(format!(
+                        "a row value with NOT IN: {text}; write NOT EXISTS with the equalities"
+                    )))
+                }
+                E::Tuple(items) => items.iter().collect(),
+                other => vec![other],
+            };
+            if sub_scope.columns.len() != values.len() {
                 return Err(SchedulerError::bind(format!(
-                    "IN (subquery) needs a subquery with one column, got {}",
+                    "IN (subquery) compares {} value(s) with a subquery of {} column(s) in {text}",
+                    values.len(),
                     sub_scope.columns.len()
                 )));
             }
-            let (x, xt) = ExprBinder::new(scope).bind(x)?;
-            let st = sub_scope.columns[0].data_type.clone();
-            let t = common_type(&xt, &st, false, false).ok_or_else(|| {
-                SchedulerError::bind(format!(
-                    "Cannot compare {} with {} in {text}",
-                    sql_name(&xt),
-                    sql_name(&st)
-                ))
-            })?;
-            left_keys.push(cast_if_needed(x, &xt, &t));
-            right_keys.push(cast_if_needed(Expr::Column(0), &st, &t));
+            for (i, v) in values.into_iter().enumerate() {
+                let (x, xt) = ExprBinder::new(scope).bind(v)?;
+                let st = sub_scope.columns[i].data_type.clone();
+                let t = common_type(&xt, &st, false, false).ok_or_else(|| {
+                    SchedulerError::bind(format!(
+                        "Cannot compare {} with {} in {text}",
+                        sql_name(&xt),
+                        sql_name(&st)
+                    ))
+                })?;
+                left_keys.push(cast_if_needed(x, &xt, &t));
+                right_keys.push(cast_if_needed(Expr::Column(i), &st, &t));
+            }
         }
         let d = pull_up(bound, Some(&plan))?;
         let c = correlation(&d, width);
