@@ -64,6 +64,13 @@ QUERIES = [
     "SELECT count(*) FROM t WHERE id < 2000 AND n IN (SELECT n FROM t t2 WHERE t2.k = t.k AND t2.id > t.id)",
     "SELECT count(*) FROM u WHERE k NOT IN (SELECT n FROM t WHERE t.k = u.k)",
     "SELECT count(*) FROM u WHERE k NOT IN (SELECT n FROM t WHERE t.k = u.k AND n IS NOT NULL)",
+    # LATERAL: a FROM item that reads the items before it.
+    "SELECT u.k, l.c, l.m FROM u, LATERAL (SELECT count(*) AS c, max(n) AS m FROM t WHERE t.k = u.k) l",
+    "SELECT u.k, l.id FROM u, LATERAL (SELECT id FROM t WHERE t.k = u.k ORDER BY id DESC LIMIT 2) l ORDER BY u.k, l.id",
+    "SELECT u.k, l.c FROM u LEFT JOIN LATERAL (SELECT count(*) AS c FROM t WHERE t.n = u.k) l ON l.c > 100",
+    "SELECT u.k, l.id FROM u CROSS JOIN LATERAL (SELECT id FROM t WHERE t.n = u.k AND t.id < 100) l",
+    "SELECT u.k, l.id FROM u LEFT JOIN LATERAL (SELECT id FROM t WHERE t.n = u.k AND t.id < 100) l ON TRUE",
+    "SELECT u.k, l.c FROM u JOIN LATERAL (SELECT count(*) AS c FROM t WHERE t.x < u.w) l ON l.c > 10",
     # Row values.
     "SELECT count(*) FROM t WHERE (k, n) IN (SELECT k, CAST(w AS INTEGER) FROM u)",
     "SELECT count(*) FROM t WHERE id < 5000 AND (k, s) IN (SELECT k, s FROM t t2 WHERE id % 7 = 0)",

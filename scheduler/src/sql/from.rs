@@ -25,6 +25,12 @@ impl Binder<'_> {
         let mut acc = self.bind_joined(first)?;
         // `FROM a, b` is a cross join; the optimizer moves WHERE conditions into it.
         for item in rest {
+            if let (TableFactor::Derived { lateral: true, subquery, alias, .. }, []) =
+                (&item.relation, item.joins.as_slice())
+            {
+                acc = self.lateral_join(acc, subquery, alias.as_ref(), false, None)?;
+                continue;
+            }
             let (rplan, rscope) = self.bind_joined(item)?;
             let (lplan, lscope) = acc;
             acc = (
@@ -174,6 +180,19 @@ impl Binder<'_> {
         left: (LogicalPlan, Scope),
         join: &ast::Join,
     ) -> Result<(LogicalPlan, Scope)> {
+        if let TableFactor::Derived { lateral: true, subquery, alias, .. } = &join.relation {
+            let (keep_left, on) = match &join.join_operator {
+                JoinOperator::CrossJoin(JoinConstraint::None) => (false, None),
+                JoinOperator::Join(JoinConstraint::On(on)) | JoinOperator::Inner(JoinConstraint::On(on)) => (false, Some(on)),
+                JoinOperator::Left(JoinConstraint::On(on)) | JoinOperator::LeftOuter(JoinConstraint::On(on)) => (true, Some(on)),
+                other => {
+                    return Err(SchedulerError::unsupported(format!(
+                        "LATERAL with this join: {other:?}; Keel runs FROM a, LATERAL (…), CROSS JOIN LATERAL and [LEFT] JOIN LATERAL … ON"
+                    )))
+                }
+            };
+            return self.lateral_join(left, subquery, alias.as_ref(), keep_left, on);
+        }
         let (lplan, lscope) = left;
         let (rplan, mut rscope) = self.bind_factor(&join.relation)?;
         // A RIGHT join runs as the LEFT join with the sides swapped, its
@@ -395,7 +414,7 @@ fn key_mismatch(
     ))
 }
 
-fn apply_column_aliases(mut scope: Scope, alias: Option<&ast::TableAlias>) -> Result<Scope> {
+pub(super) fn apply_column_aliases(mut scope: Scope, alias: Option<&ast::TableAlias>) -> Result<Scope> {
     let Some(a) = alias else { return Ok(scope) };
     if a.columns.is_empty() {
         return Ok(scope);
