@@ -7,7 +7,8 @@
 //! - [`walk`]: walking SQL syntax (calls, arguments, output names).
 //! - [`literals`]: SQL constants as typed literals.
 //! - [`functions`]: scalar function signatures: argument checks, casts, result types.
-//! - [`query`]: WITH, set operations, ORDER BY and LIMIT over a query.
+//! - [`query`]: WITH, ORDER BY and LIMIT over a query.
+//! - [`set_ops`]: UNION, INTERSECT and EXCEPT (ALL, BY NAME).
 //! - [`select`]: SELECT items, WHERE, GROUP BY and grouping sets, HAVING, DISTINCT.
 //! - [`from`]: FROM items and joins.
 //! - [`asof`]: ASOF joins (rewritten before parsing) and their time condition.
@@ -24,6 +25,7 @@ mod literals;
 mod query;
 pub mod scope;
 mod select;
+mod set_ops;
 mod subquery;
 pub mod types;
 mod walk;

@@ -6,11 +6,10 @@ use std::collections::HashMap;
 use arrow::datatypes::{DataType, Field, Schema};
 use keel_proto::expr::{Expr, ScalarValue};
 use keel_proto::plan::SortKey;
-use sqlparser::ast::{self, LimitClause, OrderByKind, SetExpr, SetOperator, SetQuantifier};
+use sqlparser::ast::{self, LimitClause, OrderByKind, SetExpr};
 
 use super::expr::ExprBinder;
 use super::scope::{Scope, ScopeColumn};
-use super::types::{cast_if_needed, common_type, sql_name};
 use super::Binder;
 use crate::error::{Result, SchedulerError};
 use crate::logical::LogicalPlan;
@@ -118,76 +117,16 @@ impl Binder<'_> {
         }
     }
 
-    fn bind_set_expr(&mut self, body: &SetExpr) -> Result<(LogicalPlan, Scope)> {
+    pub(super) fn bind_set_expr(&mut self, body: &SetExpr) -> Result<(LogicalPlan, Scope)> {
         match body {
             SetExpr::Select(s) => self.bind_select(s, &[], 0, None),
             SetExpr::Query(q) => self.bind_query(q),
             SetExpr::SetOperation {
-                op: SetOperator::Union,
+                op,
                 set_quantifier,
                 left,
                 right,
-            } => {
-                let (lp, ls) = self.bind_set_expr(left)?;
-                let (rp, rs) = self.bind_set_expr(right)?;
-                if ls.columns.len() != rs.columns.len() {
-                    return Err(SchedulerError::bind(format!(
-                        "UNION inputs have {} and {} columns; they must have the same number",
-                        ls.columns.len(),
-                        rs.columns.len()
-                    )));
-                }
-                let mut types = vec![];
-                for (l, r) in ls.columns.iter().zip(&rs.columns) {
-                    types.push(
-                        common_type(&l.data_type, &r.data_type, false, false).ok_or_else(|| {
-                            SchedulerError::bind(format!(
-                                "UNION column {} is {} on one side and {} on the other",
-                                l.name,
-                                sql_name(&l.data_type),
-                                sql_name(&r.data_type)
-                            ))
-                        })?,
-                    );
-                }
-                let names: Vec<String> = ls.columns.iter().map(|c| c.name.clone()).collect();
-                let conform = |plan: LogicalPlan, scope: &Scope| {
-                    if scope
-                        .columns
-                        .iter()
-                        .zip(&types)
-                        .all(|(c, t)| &c.data_type == t)
-                    {
-                        return plan;
-                    }
-                    let exprs = scope
-                        .columns
-                        .iter()
-                        .enumerate()
-                        .zip(&types)
-                        .map(|((i, c), t)| cast_if_needed(Expr::Column(i), &c.data_type, t))
-                        .collect();
-                    LogicalPlan::Project {
-                        input: Box::new(plan),
-                        exprs,
-                        schema: project_schema(&names, &types),
-                    }
-                };
-                let union = LogicalPlan::Union {
-                    inputs: vec![conform(lp, &ls), conform(rp, &rs)],
-                };
-                let plan = match set_quantifier {
-                    SetQuantifier::All => union,
-                    SetQuantifier::None | SetQuantifier::Distinct => {
-                        distinct(union, &names, &types)
-                    }
-                    other => return Err(SchedulerError::unsupported(format!("UNION {other}"))),
-                };
-                Ok((plan, output_scope(&names, &types)))
-            }
-            SetExpr::SetOperation { op, .. } => Err(SchedulerError::unsupported(format!(
-                "{op}; Keel runs UNION [ALL]"
-            ))),
+            } => self.bind_set_operation(op, set_quantifier, left, right),
             SetExpr::Values(_) => Err(SchedulerError::unsupported("VALUES lists")),
             other => Err(SchedulerError::unsupported(format!("{other}"))),
         }
