@@ -11,8 +11,8 @@ use std::fmt;
 pub use crate::func::Func;
 use crate::ProtoError;
 
-/// A constant. Integers are 64-bit and decimals are doubles, as in DuckDB's
-/// arithmetic on the types Keel supports.
+/// A constant. Integers are 64-bit; a number written with a point is a
+/// DECIMAL of its digits and one with an exponent a double, as in DuckDB.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ScalarValue {
     Null,
@@ -20,6 +20,12 @@ pub enum ScalarValue {
     Int32(i32),
     Int64(i64),
     Float64(f64),
+    /// `value / 10^scale`, of `precision` digits.
+    Decimal128 {
+        value: i128,
+        precision: u8,
+        scale: i8,
+    },
     Utf8(String),
     /// Days since the epoch.
     Date32(i32),
@@ -42,12 +48,28 @@ impl ScalarValue {
             ScalarValue::Int32(_) => DataType::Int32,
             ScalarValue::Int64(_) => DataType::Int64,
             ScalarValue::Float64(_) => DataType::Float64,
+            ScalarValue::Decimal128 {
+                precision, scale, ..
+            } => DataType::Decimal128(*precision, *scale),
             ScalarValue::Utf8(_) => DataType::Utf8,
             ScalarValue::Date32(_) => DataType::Date32,
             ScalarValue::Timestamp(_) => timestamp_type(),
             ScalarValue::Interval { .. } => DataType::Interval(IntervalUnit::MonthDayNano),
         }
     }
+}
+
+/// A DECIMAL's digits with the point in place (`-0.06` for -6 at scale 2).
+pub fn decimal_text(value: i128, scale: i8) -> String {
+    let digits = value.unsigned_abs().to_string();
+    let sign = if value < 0 { "-" } else { "" };
+    let scale = scale.max(0) as usize;
+    if scale == 0 {
+        return format!("{sign}{digits}");
+    }
+    let digits = format!("{digits:0>width$}", width = scale + 1);
+    let (whole, fraction) = digits.split_at(digits.len() - scale);
+    format!("{sign}{whole}.{fraction}")
 }
 
 /// The most digits a DECIMAL holds (Arrow's Decimal128).
@@ -359,6 +381,9 @@ impl fmt::Display for ScalarValue {
             ScalarValue::Int32(v) => write!(f, "{v}"),
             ScalarValue::Int64(v) => write!(f, "{v}"),
             ScalarValue::Float64(v) => write!(f, "{v}"),
+            ScalarValue::Decimal128 { value, scale, .. } => {
+                write!(f, "{}", decimal_text(*value, *scale))
+            }
             ScalarValue::Utf8(s) => write!(f, "'{}'", s.replace('\'', "''")),
             ScalarValue::Date32(d) => write!(f, "DATE#{d}"),
             ScalarValue::Timestamp(t) => write!(f, "TIMESTAMP#{t}"),

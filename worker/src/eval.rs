@@ -58,6 +58,15 @@ pub fn scalar_array(v: &ScalarValue) -> ArrayRef {
         ScalarValue::Int32(x) => Arc::new(Int32Array::from(vec![*x])),
         ScalarValue::Int64(x) => Arc::new(Int64Array::from(vec![*x])),
         ScalarValue::Float64(x) => Arc::new(Float64Array::from(vec![*x])),
+        ScalarValue::Decimal128 {
+            value,
+            precision,
+            scale,
+        } => Arc::new(
+            arrow::array::Decimal128Array::from(vec![*value])
+                .with_precision_and_scale(*precision, *scale)
+                .expect("the binder checks a DECIMAL literal's precision and scale"),
+        ),
         ScalarValue::Utf8(s) => Arc::new(StringArray::from(vec![s.as_str()])),
         ScalarValue::Date32(d) => Arc::new(Date32Array::from(vec![*d])),
         ScalarValue::Timestamp(t) => Arc::new(TimestampMicrosecondArray::from(vec![*t])),

@@ -178,6 +178,8 @@ impl<'a> ExprBinder<'a> {
                 let op = binary_op(op, e)?;
                 let (l, lt) = self.bind(left)?;
                 let (r, rt) = self.bind(right)?;
+                let (l, lt) = types::narrow_literal(l, lt, &rt);
+                let (r, rt) = types::narrow_literal(r, rt, &lt);
                 let out = binary(op, l, &lt, r, &rt, &e.to_string())?;
                 let t = if op.is_comparison() || matches!(op, BinaryOp::And | BinaryOp::Or) {
                     DataType::Boolean

@@ -6,7 +6,8 @@ use arrow::array::{ArrayRef, Date32Array, StringArray, TimestampMicrosecondArray
 use arrow::compute::{cast_with_options, CastOptions};
 use arrow::datatypes::DataType;
 use keel_proto::expr::{
-    decimal_result, timestamp_type, BinaryOp, Expr, ScalarValue, DECIMAL_MAX_PRECISION,
+    decimal_result, decimal_text, timestamp_type, BinaryOp, Expr, ScalarValue,
+    DECIMAL_MAX_PRECISION,
 };
 
 use crate::error::{Result, SchedulerError};
@@ -168,6 +169,20 @@ fn is_literal(e: &Expr) -> bool {
         || matches!(e, Expr::Cast { expr, .. } if matches!(**expr, Expr::Literal(_)))
 }
 
+/// An integer literal beside a DECIMAL, typed as DuckDB types it: an
+/// INTEGER when it fits (so `price * 2` is DECIMAL(p + 10, s), not p + 19).
+pub fn narrow_literal(e: Expr, t: DataType, other: &DataType) -> (Expr, DataType) {
+    match (&e, other) {
+        (Expr::Literal(ScalarValue::Int64(v)), DataType::Decimal128(..)) => {
+            match i32::try_from(*v) {
+                Ok(v) => (Expr::Literal(ScalarValue::Int32(v)), DataType::Int32),
+                Err(_) => (e, t),
+            }
+        }
+        _ => (e, t),
+    }
+}
+
 /// Builds `l op r` with both sides cast to the type the operator needs.
 pub fn binary(
     op: BinaryOp,
@@ -187,6 +202,32 @@ pub fn binary(
     };
     if is_interval(lt) || is_interval(rt) {
         return shift_in_time(op, l, lt, r, rt, shown);
+    }
+    if let Some(days) = count_days(op, lt, rt, shown) {
+        return days.map(|(cast_l, cast_r, out)| {
+            let e = Expr::binary(op, cast_l(l), cast_r(r));
+            match out {
+                DataType::Date32 => e.cast(DataType::Date32),
+                _ => e,
+            }
+        });
+    }
+    if op == BinaryOp::Sub && is_temporal(lt) && is_temporal(rt) {
+        return Err(SchedulerError::bind(format!(
+            "Cannot apply - to {} and {} in {shown}: the difference of two timestamps is an INTERVAL, which Keel cannot return; \
+             use date_diff('second', b, a) or epoch_us(a) - epoch_us(b)",
+            sql_name(lt),
+            sql_name(rt)
+        )));
+    }
+    if op.is_arithmetic() && (is_temporal(lt) || is_temporal(rt)) {
+        return Err(SchedulerError::bind(format!(
+            "Cannot apply {} to {} and {} in {shown}: dates and times take DATE ± INTEGER days, \
+             DATE - DATE, or DATE or TIMESTAMP ± INTERVAL",
+            op.symbol(),
+            sql_name(lt),
+            sql_name(rt)
+        )));
     }
     if matches!(op, BinaryOp::And | BinaryOp::Or) {
         for t in [lt, rt] {
@@ -242,8 +283,49 @@ pub fn binary(
     ))
 }
 
+/// How an expression is cast: a step of [`count_days`]' plan.
+type Recast = fn(Expr) -> Expr;
+
+/// Date arithmetic in days, as DuckDB's: `date ± integer` and `integer +
+/// date` are DATEs (computed in INTEGER days since the epoch, so a result
+/// out of range is an overflow error), `date - date` is a BIGINT count of
+/// days. Some((cast of each side, result type)) when `lt op rt` is one of
+/// them (an integer minus a date is refused).
+fn count_days(
+    op: BinaryOp,
+    lt: &DataType,
+    rt: &DataType,
+    shown: &str,
+) -> Option<Result<(Recast, Recast, DataType)>> {
+    // A NULL takes the type that makes the operation defined, as in DuckDB.
+    let is_int = |t: &DataType| matches!(t, DataType::Int32 | DataType::Int64 | DataType::Null);
+    let as_int: Recast = |e| e.cast(DataType::Int32);
+    let as_bigint: Recast = |e| e.cast(DataType::Int32).cast(DataType::Int64);
+    let date = DataType::Date32;
+    Some(Ok(match (op, lt, rt) {
+        (BinaryOp::Add | BinaryOp::Sub, DataType::Date32, t) if is_int(t) => {
+            (as_int, as_int, date)
+        }
+        (BinaryOp::Add, t, DataType::Date32) if is_int(t) => (as_int, as_int, date),
+        (BinaryOp::Sub, DataType::Date32 | DataType::Null, DataType::Date32) => {
+            (as_bigint, as_bigint, DataType::Int64)
+        }
+        (BinaryOp::Sub, t, DataType::Date32) if is_int(t) => {
+            return Some(Err(SchedulerError::bind(format!(
+                "Cannot apply - to {} and DATE in {shown}: a date minus a number of days is; \
+                 write the date first",
+                sql_name(t)
+            ))))
+        }
+        _ => return None,
+    }))
+}
+
 /// The type of arithmetic `lt op rt` (operands as [`binary`] casts them).
 pub fn arithmetic_type(op: BinaryOp, lt: &DataType, rt: &DataType) -> DataType {
+    if let Some(Ok((.., out))) = count_days(op, lt, rt, "") {
+        return out;
+    }
     if op == BinaryOp::Div {
         return DataType::Float64;
     }
@@ -431,6 +513,9 @@ pub fn fold_literal(e: &Expr) -> Option<ScalarValue> {
             (ScalarValue::Int64(v), DataType::Float64) => Some(ScalarValue::Float64(v as f64)),
             (ScalarValue::Int32(v), DataType::Float64) => Some(ScalarValue::Float64(v as f64)),
             (ScalarValue::Int32(v), DataType::Int64) => Some(ScalarValue::Int64(v as i64)),
+            (ScalarValue::Decimal128 { value, scale, .. }, DataType::Float64) => Some(
+                ScalarValue::Float64(decimal_text(value, scale).parse().ok()?),
+            ),
             (ScalarValue::Int64(v), DataType::Int32) => {
                 i32::try_from(v).ok().map(ScalarValue::Int32)
             }
