@@ -261,6 +261,16 @@ pub enum WindowKind {
     },
     FirstValue,
     LastValue,
+    /// `args[0]` from the `args[1]`-th row of the frame (1-based); NULL
+    /// where the frame is shorter or `args[1]` is NULL or below 1.
+    NthValue,
+    /// The row's bucket (1 to `args[0]`) when the partition is dealt into
+    /// `args[0]` buckets as equal as can be, the first ones one row larger.
+    Ntile,
+    /// `(rank - 1) / (rows - 1)`, 0 for a partition of one row.
+    PercentRank,
+    /// The share of the partition's rows up to the row's last peer.
+    CumeDist,
     /// An aggregate over the row's frame (`args[0]`; none for `count(*)`).
     Aggregate(AggFunc),
 }
@@ -275,25 +285,51 @@ impl WindowKind {
             WindowKind::Shift { offset } => format!("lead[{}]", -offset),
             WindowKind::FirstValue => "first_value".into(),
             WindowKind::LastValue => "last_value".into(),
+            WindowKind::NthValue => "nth_value".into(),
+            WindowKind::Ntile => "ntile".into(),
+            WindowKind::PercentRank => "percent_rank".into(),
+            WindowKind::CumeDist => "cume_dist".into(),
             WindowKind::Aggregate(f) => f.name().into(),
         }
     }
 }
 
 /// One end of a window frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum FrameBound {
     UnboundedPreceding,
+    /// ROWS: this many rows before the row.
     Preceding(u64),
     CurrentRow,
+    /// ROWS: this many rows after the row.
     Following(u64),
     UnboundedFollowing,
+    /// RANGE over the one ORDER BY key: the rows whose key lies within
+    /// the offset before the row's (above it, for DESC). A NULL key's
+    /// frame ends at its peers.
+    RangePreceding(RangeOffset),
+    /// RANGE: the rows whose key lies within the offset after the row's.
+    RangeFollowing(RangeOffset),
 }
 
-/// The rows an aggregate, `first_value` or `last_value` sees: counted in
-/// rows, or (`rows: false`) with CURRENT ROW meaning the row's peers (rows
-/// equal on the ORDER BY keys).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// How far a RANGE frame reaches from the row's ORDER BY key: a number for
+/// a number key, an interval for a DATE or TIMESTAMP key; never negative.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum RangeOffset {
+    Int(i64),
+    Float(f64),
+    /// Months, days and microseconds, as an INTERVAL literal.
+    Interval {
+        months: i32,
+        days: i32,
+        micros: i64,
+    },
+}
+
+/// The rows an aggregate, `first_value`, `last_value` or `nth_value` sees:
+/// counted in rows, or (`rows: false`) with CURRENT ROW meaning the row's
+/// peers (rows equal on the ORDER BY keys) and offsets measured on the key.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct WindowFrame {
     pub rows: bool,
     pub start: FrameBound,

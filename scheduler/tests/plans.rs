@@ -140,6 +140,13 @@ fn plan_shapes_are_stable() {
             config(),
         ),
         (
+            "window_over_aggregate",
+            "SELECT key, sum(amount) AS s, count(*) OVER (PARTITION BY key) AS c, \
+             rank() OVER (ORDER BY sum(amount) DESC) AS r FROM facts GROUP BY key \
+             QUALIFY r <= 5 ORDER BY r",
+            config(),
+        ),
+        (
             "shuffle_join",
             "SELECT f.id, d.label FROM facts f JOIN dims d ON f.key = d.key AND f.amount > 10",
             PlannerConfig {

@@ -83,11 +83,18 @@ fn is_unknown_function(name: &str) -> bool {
 }
 
 /// Whether an aggregate call appears anywhere in `e`.
+/// A window call's PARTITION BY and ORDER BY count: `rank() OVER (ORDER BY
+/// sum(x))` makes its SELECT an aggregating one, as in DuckDB.
 pub fn contains_aggregate(e: &ast::Expr) -> bool {
     let mut found = false;
     visit_calls(e, &mut |f| {
-        if f.over.is_none() && AGGREGATES.contains(&function_name(f).as_str()) {
-            found = true;
+        match &f.over {
+            None => found |= AGGREGATES.contains(&function_name(f).as_str()),
+            Some(ast::WindowType::WindowSpec(spec)) => {
+                found |= spec.partition_by.iter().any(contains_aggregate)
+                    || spec.order_by.iter().any(|o| contains_aggregate(&o.expr));
+            }
+            Some(ast::WindowType::NamedWindow(_)) => {}
         }
         !found
     });

@@ -14,7 +14,7 @@ use super::scope::Scope;
 use super::types::sql_name;
 use super::walk::{output_name, window_calls};
 use super::subquery::find_subqueries;
-use super::window::bind_windows;
+use super::window::{bind_windows, AggregateWindows};
 use super::Binder;
 use crate::error::{Result, SchedulerError};
 use crate::logical::LogicalPlan;
@@ -125,11 +125,6 @@ impl Binder<'_> {
             .chain(order.iter().map(|o| &o.expr))
         {
             window_calls(e, &mut calls);
-        }
-        if aggregated && (!calls.is_empty() || s.qualify.is_some()) {
-            return Err(SchedulerError::unsupported(
-                "window functions and QUALIFY in a query with GROUP BY or aggregates; aggregate in a subquery and apply the window over it",
-            ));
         }
         // QUALIFY over the SELECT list's names, when it cannot be bound below it.
         let mut qualify_above = None;
@@ -270,8 +265,11 @@ impl Binder<'_> {
             for c in &mut above_columns {
                 c.column += ABOVE_AGGREGATE;
             }
+            // Window calls over the aggregate's output: bound first, their results at placeholders.
+            let windows = AggregateWindows::bind(&scope, &mut ctx, &calls, s.having.as_ref())?;
             let mut agg_binder =
                 ExprBinder::with_aggregates(&scope, &mut ctx).with_subqueries(&above_columns);
+            agg_binder.windows = &windows.placeholders;
             for item in &items {
                 select_exprs.push(match item {
                     Item::Sql(e, _) => agg_binder.bind(e)?,
@@ -301,6 +299,17 @@ impl Binder<'_> {
                 )?;
                 sort_keys.push(key);
             }
+            let qualify = match &s.qualify {
+                None => None,
+                Some(q) => match agg_binder.bind(q) {
+                    Ok(x) => Some(x),
+                    // It may name SELECT aliases (`QUALIFY r <= 3`): bound after the projection.
+                    Err(e) => {
+                        qualify_above = Some((q, e));
+                        None
+                    }
+                },
+            };
             drop(agg_binder);
             if ctx.group_exprs.is_empty() && ctx.aggs.is_empty() {
                 // `SELECT 1 FROM t HAVING …`: one group with no columns; a
@@ -389,6 +398,8 @@ impl Binder<'_> {
                     predicate: h,
                 };
             }
+            let exprs = select_exprs.iter_mut().chain(hidden.iter_mut());
+            plan = windows.apply(plan, qualify, exprs.map(|(e, _)| e))?;
         } else {
             if s.having.is_some() {
                 return Err(SchedulerError::bind(
@@ -558,7 +569,9 @@ impl Binder<'_> {
         plan = with_subqueries;
         let mut filters = vec![];
         for c in rest {
-            let (f, t) = ExprBinder::new(scope).with_subqueries(&subqueries).bind(c)?;
+            let (f, t) = ExprBinder::new(scope)
+                .with_subqueries(&subqueries)
+                .bind(c)?;
             if !matches!(t, DataType::Boolean | DataType::Null) {
                 return Err(SchedulerError::bind(format!(
                     "WHERE needs a BOOLEAN condition, got {} in {c}",
@@ -647,7 +660,9 @@ fn with_empty_set_rows(
             .iter()
             .map(|f| Expr::Literal(keel_proto::expr::ScalarValue::Null).cast(f.data_type().clone()))
             .collect();
-        exprs.push(Expr::Literal(keel_proto::expr::ScalarValue::Int64(set_id as i64)));
+        exprs.push(Expr::Literal(keel_proto::expr::ScalarValue::Int64(
+            set_id as i64,
+        )));
         exprs.extend((0..n_aggs).map(|i| Expr::Column(1 + i)));
         LogicalPlan::Project {
             input: Box::new(paired.clone()),

@@ -6,24 +6,45 @@
 //! (one exchange and one sort). Each node appends its results to its
 //! input's columns, and the expressions above refer to them by the call's
 //! text (see [`WindowColumn`]).
+//!
+//! Over an aggregated SELECT ([`AggregateWindows`]) the calls are bound in
+//! aggregate mode before the aggregate is planned, so `sum(x)` inside OVER
+//! (or in a window's argument) becomes one of the aggregate's columns and
+//! a GROUP BY key its group column; the Window nodes then sit on the
+//! aggregate's output, below the projection, as DuckDB orders them.
 
 use arrow::datatypes::{DataType, Field, Schema};
 use keel_proto::expr::{Expr, ScalarValue};
-use keel_proto::plan::{AggFunc, FrameBound, SortKey, WindowFrame, WindowFunc, WindowKind};
+use keel_proto::plan::{AggFunc, SortKey, WindowFrame, WindowFunc, WindowKind};
 use sqlparser::ast::{self, FunctionArg, FunctionArgExpr, FunctionArguments};
 
-use super::aggregates::contains_aggregate;
-use super::expr::{ExprBinder, WindowColumn};
-use super::literals::literal;
+use super::aggregates::AggContext;
+use super::expr::{ExprBinder, Typed, WindowColumn};
 use super::scope::Scope;
 use super::types::{self, cast_if_needed, sql_name};
-use super::walk::function_args;
+use super::walk::{function_args, window_calls};
 use crate::error::{Result, SchedulerError};
 use crate::logical::LogicalPlan;
 
+mod frame;
+
 /// The window functions Keel computes, for error messages.
-const SUPPORTED: &str =
-    "row_number, rank, dense_rank, lag, lead, first_value, last_value, count, sum, avg, min, max";
+const SUPPORTED: &str = "row_number, rank, dense_rank, percent_rank, cume_dist, ntile, lag, lead, \
+     first_value, last_value, nth_value, count, sum, avg, min, max";
+
+/// Where the expressions of an aggregated SELECT find a window's result
+/// until the aggregate's width is known: this plus the call's number.
+/// Below the select binder's other placeholders (`ABOVE_AGGREGATE`, 2^39).
+const PLACEHOLDER: usize = 1 << 38;
+
+/// The calls sharing one PARTITION BY and ORDER BY: one Window node.
+struct Node {
+    partition_by: Vec<Expr>,
+    order_by: Vec<SortKey>,
+    funcs: Vec<WindowFunc>,
+    /// Each function's call text and result type.
+    names: Vec<(String, DataType)>,
+}
 
 /// Binds `calls` over `plan` (whose columns `scope` names): returns the plan
 /// with Window nodes on top and where each call's result is.
@@ -32,13 +53,90 @@ pub fn bind_windows(
     scope: &Scope,
     calls: &[&ast::Function],
 ) -> Result<(LogicalPlan, Vec<WindowColumn>)> {
-    // Window nodes by (PARTITION BY, ORDER BY): their functions and names.
-    let mut nodes: Vec<(
-        Vec<Expr>,
-        Vec<SortKey>,
-        Vec<WindowFunc>,
-        Vec<(String, DataType)>,
-    )> = vec![];
+    let nodes = bind_calls(&mut ExprBinder::new(scope), calls)?;
+    Ok(build(plan, nodes))
+}
+
+/// The window calls of an aggregated SELECT, bound before its aggregate.
+pub struct AggregateWindows {
+    nodes: Vec<Node>,
+    /// The calls' results, at placeholder columns, for binding the SELECT
+    /// list, QUALIFY and ORDER BY before the aggregate is planned.
+    pub placeholders: Vec<WindowColumn>,
+}
+
+impl AggregateWindows {
+    /// Binds the calls' arguments, PARTITION BY and ORDER BY over the
+    /// aggregate's output, adding the aggregates they use to `ctx`.
+    pub fn bind(
+        scope: &Scope,
+        ctx: &mut AggContext,
+        calls: &[&ast::Function],
+        having: Option<&ast::Expr>,
+    ) -> Result<AggregateWindows> {
+        let mut in_having = vec![];
+        if let Some(h) = having {
+            window_calls(h, &mut in_having);
+        }
+        if let Some(f) = in_having.first() {
+            return Err(SchedulerError::bind(format!(
+                "window function {f} is not allowed in HAVING (it is computed after HAVING filters the groups); use QUALIFY"
+            )));
+        }
+        let nodes = bind_calls(&mut ExprBinder::with_aggregates(scope, ctx), calls)?;
+        let placeholders = nodes
+            .iter()
+            .flat_map(|n| &n.names)
+            .enumerate()
+            .map(|(k, (call, t))| WindowColumn {
+                call: call.clone(),
+                column: PLACEHOLDER + k,
+                data_type: t.clone(),
+            })
+            .collect();
+        Ok(AggregateWindows {
+            nodes,
+            placeholders,
+        })
+    }
+
+    /// Puts the Window nodes on `plan` (the aggregate's output, filtered by
+    /// HAVING), points `exprs` at their results, and filters by `qualify`.
+    pub fn apply<'e>(
+        self,
+        plan: LogicalPlan,
+        qualify: Option<Typed>,
+        exprs: impl Iterator<Item = &'e mut Expr>,
+    ) -> Result<LogicalPlan> {
+        let (mut plan, columns) = build(plan, self.nodes);
+        let place = |e: &Expr| {
+            e.remap_columns(&|c| match c.checked_sub(PLACEHOLDER) {
+                Some(k) if k < columns.len() => columns[k].column,
+                _ => c,
+            })
+        };
+        for e in exprs {
+            *e = place(e);
+        }
+        if let Some((q, t)) = qualify {
+            if !matches!(t, DataType::Boolean | DataType::Null) {
+                return Err(SchedulerError::bind(format!(
+                    "QUALIFY needs a BOOLEAN condition, got {}",
+                    sql_name(&t)
+                )));
+            }
+            plan = LogicalPlan::Filter {
+                input: Box::new(plan),
+                predicate: place(&q),
+            };
+        }
+        Ok(plan)
+    }
+}
+
+/// Binds each distinct call with `binder`, grouping them into nodes.
+fn bind_calls(binder: &mut ExprBinder, calls: &[&ast::Function]) -> Result<Vec<Node>> {
+    let mut nodes: Vec<Node> = vec![];
     let mut seen: Vec<String> = vec![];
     for f in calls {
         let text = f.to_string();
@@ -60,38 +158,53 @@ pub fn bind_windows(
                 "named windows in {f}; write the window in the call"
             )));
         }
-        let mut plain = ExprBinder::new(scope);
         let partition_by = spec
             .partition_by
             .iter()
-            .map(|e| plain.bind(e).map(|(x, _)| x))
+            .map(|e| binder.bind(e).map(|(x, _)| x))
             .collect::<Result<Vec<_>>>()?;
-        let order_by = spec
+        let (order_by, order_types): (Vec<SortKey>, Vec<DataType>) = spec
             .order_by
             .iter()
-            .map(|o| Ok(super::query::sort_key(plain.bind(&o.expr)?.0, o)))
-            .collect::<Result<Vec<_>>>()?;
-        let frame = frame(spec.window_frame.as_ref(), f)?;
-        let (func, data_type) = window_func(f, scope, frame)?;
+            .map(|o| {
+                let (x, t) = binder.bind(&o.expr)?;
+                Ok((super::query::sort_key(x, o), t))
+            })
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .unzip();
+        let frame = frame::frame(spec.window_frame.as_ref(), f, &order_types)?;
+        let (func, data_type) = window_func(f, binder, frame)?;
         let at = match nodes
             .iter()
-            .position(|n| n.0 == partition_by && n.1 == order_by)
+            .position(|n| n.partition_by == partition_by && n.order_by == order_by)
         {
             Some(i) => i,
             None => {
-                nodes.push((partition_by, order_by, vec![], vec![]));
+                nodes.push(Node {
+                    partition_by,
+                    order_by,
+                    funcs: vec![],
+                    names: vec![],
+                });
                 nodes.len() - 1
             }
         };
-        nodes[at].2.push(func);
-        nodes[at].3.push((text, data_type));
+        nodes[at].funcs.push(func);
+        nodes[at].names.push((text, data_type));
     }
+    Ok(nodes)
+}
+
+/// One Window node per entry of `nodes` on top of `plan`, and where each
+/// call's result is, in the order of `nodes` and their functions.
+fn build(plan: LogicalPlan, nodes: Vec<Node>) -> (LogicalPlan, Vec<WindowColumn>) {
     let mut plan = plan;
     let mut columns = vec![];
-    for (partition_by, order_by, funcs, names) in nodes {
+    for node in nodes {
         let input = plan.schema();
         let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
-        for (text, t) in names {
+        for (text, t) in node.names {
             columns.push(WindowColumn {
                 call: text.clone(),
                 column: fields.len(),
@@ -101,85 +214,19 @@ pub fn bind_windows(
         }
         plan = LogicalPlan::Window {
             input: Box::new(plan),
-            partition_by,
-            order_by,
-            funcs,
+            partition_by: node.partition_by,
+            order_by: node.order_by,
+            funcs: node.funcs,
             schema: Schema::new(fields),
         };
     }
-    Ok((plan, columns))
-}
-
-/// The call's frame; the default when it names none.
-fn frame(frame: Option<&ast::WindowFrame>, f: &ast::Function) -> Result<WindowFrame> {
-    let Some(frame) = frame else {
-        return Ok(WindowFrame::DEFAULT);
-    };
-    let rows = match frame.units {
-        ast::WindowFrameUnits::Rows => true,
-        ast::WindowFrameUnits::Range => false,
-        ast::WindowFrameUnits::Groups => {
-            return Err(SchedulerError::unsupported(format!("GROUPS frames in {f}")))
-        }
-    };
-    let bound = |b: &ast::WindowFrameBound, start: bool| -> Result<FrameBound> {
-        let offset = |e: &Option<Box<ast::Expr>>| -> Result<Option<u64>> {
-            let Some(e) = e else {
-                return Ok(None);
-            };
-            if !rows {
-                return Err(SchedulerError::unsupported(format!(
-                    "RANGE frames with an offset ({e}) in {f}; use ROWS, or UNBOUNDED / CURRENT ROW"
-                )));
-            }
-            match e.as_ref() {
-                ast::Expr::Value(v) => match literal(&v.value)?.0 {
-                    Expr::Literal(ScalarValue::Int64(n)) if n >= 0 => Ok(Some(n as u64)),
-                    _ => Err(SchedulerError::bind(format!(
-                        "a frame offset must be a non-negative integer, got {e} in {f}"
-                    ))),
-                },
-                other => Err(SchedulerError::bind(format!(
-                    "a frame offset must be a constant, got {other} in {f}"
-                ))),
-            }
-        };
-        Ok(match b {
-            ast::WindowFrameBound::CurrentRow => FrameBound::CurrentRow,
-            ast::WindowFrameBound::Preceding(e) => match offset(e)? {
-                None => FrameBound::UnboundedPreceding,
-                Some(n) => FrameBound::Preceding(n),
-            },
-            ast::WindowFrameBound::Following(e) => match offset(e)? {
-                None => FrameBound::UnboundedFollowing,
-                Some(n) => FrameBound::Following(n),
-            },
-        })
-        .and_then(|bound| match (start, bound) {
-            (true, FrameBound::UnboundedFollowing) | (false, FrameBound::UnboundedPreceding) => {
-                Err(SchedulerError::bind(format!(
-                    "a frame cannot {} UNBOUNDED {} in {f}",
-                    if start { "start at" } else { "end at" },
-                    if start { "FOLLOWING" } else { "PRECEDING" }
-                )))
-            }
-            _ => Ok(bound),
-        })
-    };
-    Ok(WindowFrame {
-        rows,
-        start: bound(&frame.start_bound, true)?,
-        end: match &frame.end_bound {
-            Some(b) => bound(b, false)?,
-            None => FrameBound::CurrentRow,
-        },
-    })
+    (plan, columns)
 }
 
 /// The call as a window function, and its result type.
 fn window_func(
     f: &ast::Function,
-    scope: &Scope,
+    binder: &mut ExprBinder,
     frame: WindowFrame,
 ) -> Result<(WindowFunc, DataType)> {
     let name = f.name.to_string().to_lowercase();
@@ -196,15 +243,9 @@ fn window_func(
     let star = matches!(&f.args, FunctionArguments::List(l)
         if l.args.len() == 1 && matches!(l.args[0], FunctionArg::Unnamed(FunctionArgExpr::Wildcard)));
     let args = if star { vec![] } else { function_args(f)? };
-    if args.iter().any(|a| contains_aggregate(a)) {
-        return Err(SchedulerError::unsupported(format!(
-            "aggregates inside window function {f}; compute the aggregate in a subquery first"
-        )));
-    }
-    let mut plain = ExprBinder::new(scope);
     let bound = args
         .iter()
-        .map(|a| plain.bind(a))
+        .map(|a| binder.bind(a))
         .collect::<Result<Vec<_>>>()?;
     let arity = |n: std::ops::RangeInclusive<usize>| -> Result<()> {
         if n.contains(&bound.len()) {
@@ -223,6 +264,35 @@ fn window_func(
     };
     let func = |kind, args| WindowFunc { kind, args, frame };
     Ok(match name.as_str() {
+        "percent_rank" | "cume_dist" => {
+            arity(0..=0)?;
+            let kind = if name == "percent_rank" {
+                WindowKind::PercentRank
+            } else {
+                WindowKind::CumeDist
+            };
+            (func(kind, vec![]), DataType::Float64)
+        }
+        "ntile" => {
+            arity(1..=1)?;
+            let (n, t) = bound[0].clone();
+            if let Expr::Literal(ScalarValue::Int64(k)) = n {
+                if k < 1 {
+                    return Err(SchedulerError::bind(format!(
+                        "ntile() needs a positive number of buckets, got {k} in {f}"
+                    )));
+                }
+            }
+            let n = integer_arg(n, &t, "the number of buckets of ntile()", f)?;
+            (func(WindowKind::Ntile, vec![n]), DataType::Int64)
+        }
+        "nth_value" => {
+            arity(2..=2)?;
+            let (x, t) = bound[0].clone();
+            let (n, nt) = bound[1].clone();
+            let n = integer_arg(n, &nt, "the position of nth_value()", f)?;
+            (func(WindowKind::NthValue, vec![x, n]), t)
+        }
         "row_number" | "rank" | "dense_rank" => {
             arity(0..=0)?;
             let kind = match name.as_str() {
@@ -314,4 +384,17 @@ fn window_func(
             )))
         }
     })
+}
+
+/// An integer argument as BIGINT (NULL stays NULL), or an error naming `what`.
+fn integer_arg(e: Expr, t: &DataType, what: &str, f: &ast::Function) -> Result<Expr> {
+    match t {
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::Null => {
+            Ok(cast_if_needed(e, t, &DataType::Int64))
+        }
+        other => Err(SchedulerError::bind(format!(
+            "{what} must be an integer, got {} in {f}",
+            sql_name(other)
+        ))),
+    }
 }

@@ -6,12 +6,14 @@
 //! is emitted with one column per function appended:
 //!
 //! - peers (rows equal on the ORDER BY keys) come from comparing adjacent
-//!   arrow-row encoded keys; ranks follow from them;
-//! - a frame is a `lo..hi` range of rows per row; both ends only move
-//!   forward as the row does, so sums and counts come from prefix sums and
-//!   min/max from one monotonic deque over encoded values, O(rows) either
-//!   way whatever the frame;
-//! - `lag`/`lead` and `first_value`/`last_value` are one `take` each.
+//!   arrow-row encoded keys; ranks, `percent_rank` and `cume_dist` follow
+//!   from them, `ntile` from the row's position;
+//! - a frame is a `lo..hi` range of rows per row ([`frames`]); both ends
+//!   only move forward as the row does, so sums and counts come from prefix
+//!   sums and min/max from one monotonic deque over encoded values, O(rows)
+//!   either way whatever the frame (a RANGE offset adds a binary search);
+//! - `lag`/`lead` and `first_value`/`last_value`/`nth_value` are one
+//!   `take` each.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -24,9 +26,12 @@ use arrow::compute::{concat_batches, take};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef};
 use arrow_row::{OwnedRow, RowConverter, Rows, SortField};
 use keel_proto::expr::Expr;
-use keel_proto::plan::{AggFunc, FrameBound, SortKey, WindowFrame, WindowFunc, WindowKind};
+use keel_proto::plan::{AggFunc, SortKey, WindowFunc, WindowKind};
 
+use self::frames::{encode, frame_ranges, Peers};
 use super::{BatchIter, BATCH_ROWS};
+
+mod frames;
 use crate::error::{ArrowContext, Result, WorkerError};
 use crate::eval::evaluate;
 use crate::memory::{batch_memory, Reservation};
@@ -174,7 +179,13 @@ impl Windower {
             .iter()
             .zip(&self.schema.fields()[part.num_columns()..])
         {
-            columns.push(compute(f, &part, &peers, field.data_type())?);
+            columns.push(compute(
+                f,
+                &part,
+                &self.order_by,
+                &peers,
+                field.data_type(),
+            )?);
         }
         let out = RecordBatch::try_new(self.schema.clone(), columns).context("window output")?;
         self.reservation.resize(0)?;
@@ -188,94 +199,13 @@ impl Windower {
     }
 }
 
-/// Each row's peer group in a partition: where it starts and ends, and its ordinal.
-struct Peers {
-    start: Vec<u32>,
-    end: Vec<u32>,
-    group: Vec<u32>,
-}
-
-impl Peers {
-    fn of(part: &RecordBatch, order_by: &[SortKey]) -> Result<Peers> {
-        let n = part.num_rows();
-        if order_by.is_empty() {
-            // Without ORDER BY every row is a peer of every other.
-            return Ok(Peers {
-                start: vec![0; n],
-                end: vec![n as u32; n],
-                group: vec![0; n],
-            });
-        }
-        let columns = order_by
-            .iter()
-            .map(|k| evaluate(&k.expr, part))
-            .collect::<Result<Vec<_>>>()?;
-        let rows = encode(&columns, order_by.iter().map(|k| k.options()))?;
-        let mut start = vec![0u32; n];
-        let mut group = vec![0u32; n];
-        for i in 1..n {
-            if rows.row(i) == rows.row(i - 1) {
-                start[i] = start[i - 1];
-                group[i] = group[i - 1];
-            } else {
-                start[i] = i as u32;
-                group[i] = group[i - 1] + 1;
-            }
-        }
-        let mut end = vec![n as u32; n];
-        for i in (0..n.saturating_sub(1)).rev() {
-            end[i] = if group[i] == group[i + 1] {
-                end[i + 1]
-            } else {
-                i as u32 + 1
-            };
-        }
-        Ok(Peers { start, end, group })
-    }
-}
-
-fn encode(
-    columns: &[ArrayRef],
-    options: impl Iterator<Item = arrow::compute::SortOptions>,
-) -> Result<Rows> {
-    let fields = columns
-        .iter()
-        .zip(options)
-        .map(|(c, o)| SortField::new_with_options(c.data_type().clone(), o))
-        .collect();
-    RowConverter::new(fields)
-        .and_then(|c| c.convert_columns(columns))
-        .context("window keys")
-}
-
-/// Each row's frame as `lo..hi` (empty when `hi <= lo`). Both ends are
-/// non-decreasing in the row, whatever the bounds.
-fn frame_ranges(frame: &WindowFrame, peers: &Peers) -> (Vec<u32>, Vec<u32>) {
-    let n = peers.start.len() as u64;
-    let at = |bound: FrameBound, i: u64, end: bool| -> u64 {
-        // `end` bounds are exclusive: a frame ending at row i holds i.
-        let past = end as u64;
-        match bound {
-            FrameBound::UnboundedPreceding => 0,
-            FrameBound::UnboundedFollowing => n,
-            FrameBound::Preceding(k) => (i + past).saturating_sub(k),
-            FrameBound::Following(k) => (i + k + past).min(n),
-            FrameBound::CurrentRow if frame.rows => i + past,
-            FrameBound::CurrentRow if end => peers.end[i as usize] as u64,
-            FrameBound::CurrentRow => peers.start[i as usize] as u64,
-        }
-    };
-    let mut lo = Vec::with_capacity(n as usize);
-    let mut hi = Vec::with_capacity(n as usize);
-    for i in 0..n {
-        let l = at(frame.start, i, false);
-        lo.push(l as u32);
-        hi.push(at(frame.end, i, true).max(l) as u32);
-    }
-    (lo, hi)
-}
-
-fn compute(f: &WindowFunc, part: &RecordBatch, peers: &Peers, out: &DataType) -> Result<ArrayRef> {
+fn compute(
+    f: &WindowFunc,
+    part: &RecordBatch,
+    order_by: &[SortKey],
+    peers: &Peers,
+    out: &DataType,
+) -> Result<ArrayRef> {
     let n = part.num_rows();
     let arg = |i: usize| -> Result<ArrayRef> {
         let e = f
@@ -308,9 +238,44 @@ fn compute(f: &WindowFunc, part: &RecordBatch, peers: &Peers, out: &DataType) ->
                 shifted
             }
         }
+        WindowKind::PercentRank => {
+            let last = n.saturating_sub(1).max(1) as f64;
+            Arc::new(Float64Array::from_iter_values(
+                peers.start.iter().map(|&s| s as f64 / last),
+            ))
+        }
+        WindowKind::CumeDist => Arc::new(Float64Array::from_iter_values(
+            peers.end.iter().map(|&e| e as f64 / n as f64),
+        )),
+        WindowKind::Ntile => {
+            let buckets = arg(0)?;
+            let buckets = buckets.as_primitive::<Int64Type>();
+            let tiles = (0..n)
+                .map(|i| match buckets.is_valid(i).then(|| buckets.value(i)) {
+                    None => Ok(None),
+                    Some(b) if b < 1 => Err(WorkerError::eval(format!(
+                        "ntile() needs a positive number of buckets, got {b}"
+                    ))),
+                    Some(b) => Ok(Some(ntile(i as i64, n as i64, b))),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Arc::new(Int64Array::from(tiles))
+        }
+        WindowKind::NthValue => {
+            let values = arg(0)?;
+            let nth = arg(1)?;
+            let nth = nth.as_primitive::<Int64Type>();
+            let (lo, hi) = frame_ranges(&f.frame, peers, part, order_by)?;
+            let indices = UInt32Array::from_iter((0..n).map(|i| {
+                let k = nth.is_valid(i).then(|| nth.value(i)).filter(|&k| k >= 1)?;
+                let at = lo[i] as u64 + (k as u64 - 1);
+                (at < hi[i] as u64).then_some(at as u32)
+            }));
+            take(&values, &indices, None).context("nth_value")?
+        }
         WindowKind::FirstValue | WindowKind::LastValue => {
             let values = arg(0)?;
-            let (lo, hi) = frame_ranges(&f.frame, peers);
+            let (lo, hi) = frame_ranges(&f.frame, peers, part, order_by)?;
             let first = f.kind == WindowKind::FirstValue;
             let indices = UInt32Array::from_iter(
                 lo.iter()
@@ -320,7 +285,7 @@ fn compute(f: &WindowFunc, part: &RecordBatch, peers: &Peers, out: &DataType) ->
             take(&values, &indices, None).context("first_value/last_value")?
         }
         WindowKind::Aggregate(func) => {
-            let (lo, hi) = frame_ranges(&f.frame, peers);
+            let (lo, hi) = frame_ranges(&f.frame, peers, part, order_by)?;
             let values = match func {
                 AggFunc::CountStar => None,
                 _ => Some(arg(0)?),
@@ -328,6 +293,21 @@ fn compute(f: &WindowFunc, part: &RecordBatch, peers: &Peers, out: &DataType) ->
             frame_aggregate(func, values.as_ref(), &lo, &hi, out)?
         }
     })
+}
+
+/// The bucket of row `i` (0-based) of `n` dealt into `buckets`, as
+/// DuckDB (after Postgres) deals them: the first `n % buckets` buckets
+/// hold one row more, and with more buckets than rows each row has its own.
+fn ntile(i: i64, n: i64, buckets: i64) -> i64 {
+    let buckets = buckets.min(n);
+    let size = n / buckets;
+    let large = n - buckets * size;
+    let in_large = large * (size + 1);
+    if i < in_large {
+        1 + i / (size + 1)
+    } else {
+        1 + large + (i - in_large) / size
+    }
 }
 
 /// `func` over each row's frame `lo[i]..hi[i]` of `values`.
@@ -507,7 +487,7 @@ mod tests {
     use super::*;
     use arrow::array::StringArray;
     use arrow::datatypes::{Field, Schema};
-    use keel_proto::plan::AggFunc;
+    use keel_proto::plan::{AggFunc, FrameBound, WindowFrame};
 
     fn frame(rows: bool, start: FrameBound, end: FrameBound) -> WindowFrame {
         WindowFrame { rows, start, end }
@@ -552,7 +532,7 @@ mod tests {
             args,
             frame: fr,
         };
-        compute(&f, &p, &peers, &out).unwrap()
+        compute(&f, &p, &order, &peers, &out).unwrap()
     }
 
     fn ints(a: &ArrayRef) -> Vec<Option<i64>> {
@@ -571,6 +551,54 @@ mod tests {
         assert_eq!(ints(&rank), [1, 1, 3, 4, 4, 4].map(Some));
         let dense = run(WindowKind::DenseRank, vec![], d, i64t);
         assert_eq!(ints(&dense), [1, 1, 2, 3, 3, 3].map(Some));
+    }
+
+    #[test]
+    fn distributions_and_tiles() {
+        let d = WindowFrame::DEFAULT;
+        let floats =
+            |a: ArrayRef| -> Vec<f64> { a.as_primitive::<Float64Type>().values().to_vec() };
+        // o = 1, 1, 2, 3, 3, 3: ranks 1, 1, 3, 4, 4, 4 of 6 rows.
+        let pr = run(WindowKind::PercentRank, vec![], d, DataType::Float64);
+        assert_eq!(floats(pr), [0.0, 0.0, 0.4, 0.6, 0.6, 0.6]);
+        let cd = run(WindowKind::CumeDist, vec![], d, DataType::Float64);
+        assert_eq!(floats(cd), [2.0, 2.0, 3.0, 6.0, 6.0, 6.0].map(|e| e / 6.0));
+        let lit = |n: i64| vec![Expr::Literal(keel_proto::expr::ScalarValue::Int64(n))];
+        // 6 rows in 4 buckets: the first two hold 2 rows.
+        let nt = run(WindowKind::Ntile, lit(4), d, DataType::Int64);
+        assert_eq!(ints(&nt), [1, 1, 2, 2, 3, 4].map(Some));
+        // More buckets than rows: one row each.
+        let nt = run(WindowKind::Ntile, lit(10), d, DataType::Int64);
+        assert_eq!(ints(&nt), [1, 2, 3, 4, 5, 6].map(Some));
+        assert_eq!(
+            (0..7).map(|i| ntile(i, 7, 3)).collect::<Vec<_>>(),
+            [1, 1, 1, 2, 2, 3, 3]
+        );
+        assert_eq!(ntile(0, 1, 5), 1);
+    }
+
+    #[test]
+    fn nth_value_counts_from_the_frame_start() {
+        // x = 5, NULL, 2, 7, 1, 4; default frame: up to the last peer.
+        let nth = |n: i64, fr| {
+            let args = vec![
+                Expr::Column(1),
+                Expr::Literal(keel_proto::expr::ScalarValue::Int64(n)),
+            ];
+            ints(&run(WindowKind::NthValue, args, fr, DataType::Int64))
+        };
+        assert_eq!(
+            nth(3, WindowFrame::DEFAULT),
+            [None, None, Some(2), Some(2), Some(2), Some(2)]
+        );
+        // The NULL is a value like any other: the 2nd of rows 0..2 is NULL.
+        assert_eq!(nth(2, WindowFrame::DEFAULT)[0], None);
+        let sliding = frame(true, FrameBound::Preceding(1), FrameBound::Following(1));
+        assert_eq!(
+            nth(2, sliding),
+            [None, None, Some(2), Some(7), Some(1), Some(4)]
+        );
+        assert_eq!(nth(0, sliding), [None; 6]);
     }
 
     #[test]
