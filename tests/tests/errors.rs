@@ -59,8 +59,9 @@ fn query_errors_name_the_problem() {
         &["RIGHT JOIN … USING", "ON (a.k = b.k)"],
     );
     run(
+        // A window over an aggregated SELECT reads group keys and aggregates only.
         "SELECT key, count(*) OVER (PARTITION BY bucket) FROM df1 GROUP BY key",
-        &["window functions and QUALIFY in a query with GROUP BY"],
+        &["column \"bucket\" must appear in the GROUP BY clause"],
     );
     run(
         "SELECT CAST(key AS VARCHAR) + 1 FROM df1",
