@@ -71,6 +71,9 @@ QUERIES = [
     "SELECT u.k, l.id FROM u CROSS JOIN LATERAL (SELECT id FROM t WHERE t.n = u.k AND t.id < 100) l",
     "SELECT u.k, l.id FROM u LEFT JOIN LATERAL (SELECT id FROM t WHERE t.n = u.k AND t.id < 100) l ON TRUE",
     "SELECT u.k, l.c FROM u JOIN LATERAL (SELECT count(*) AS c FROM t WHERE t.x < u.w) l ON l.c > 10",
+    # A subquery in an inner join's ON clause.
+    "SELECT count(*) FROM t JOIN u ON t.k = u.k AND t.n IN (SELECT k FROM u u2 WHERE u2.w > 10)",
+    "SELECT count(*) FROM t JOIN u ON t.n = u.k AND EXISTS (SELECT * FROM u u2 WHERE u2.k = t.k AND u2.name LIKE 'dup%')",
     # Row values.
     "SELECT count(*) FROM t WHERE (k, n) IN (SELECT k, CAST(w AS INTEGER) FROM u)",
     "SELECT count(*) FROM t WHERE id < 5000 AND (k, s) IN (SELECT k, s FROM t t2 WHERE id % 7 = 0)",

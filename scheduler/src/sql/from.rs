@@ -97,8 +97,16 @@ impl Binder<'_> {
                 table_with_joins,
                 alias,
             } => {
+                let before = self.deferred_where.len();
                 let (plan, mut scope) =
                     self.bind_from(std::slice::from_ref(table_with_joins.as_ref()))?;
+                // Applied with WHERE, it would filter the rows of an outer
+                // join this parenthesized join may be the inside of.
+                if self.deferred_where.len() > before {
+                    return Err(SchedulerError::unsupported(
+                        "a subquery in the ON clause of a parenthesized join; move it to WHERE",
+                    ));
+                }
                 if let Some(a) = alias {
                     scope = scope.with_qualifier(&a.name.value);
                 }
@@ -254,6 +262,15 @@ impl Binder<'_> {
                     asof_rest = Some(vec![]);
                 }
                 for c in conjuncts {
+                    // A subquery in an inner join's ON clause filters the
+                    // joined rows as it would in WHERE: it is bound there.
+                    if join_type == JoinType::Inner
+                        && asof_rest.is_none()
+                        && !super::subquery::find_subqueries(&[c]).is_empty()
+                    {
+                        self.deferred_where.push(c.clone());
+                        continue;
+                    }
                     let equality = match c {
                         ast::Expr::BinaryOp {
                             left,

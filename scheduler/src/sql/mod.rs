@@ -56,6 +56,9 @@ pub struct Binder<'c> {
     /// The scopes of the queries the one being bound is a subquery of
     /// (innermost last), for correlated references.
     outer: Vec<Scope>,
+    /// Conditions of inner joins' ON clauses that hold subqueries: the
+    /// SELECT being bound applies them with its WHERE.
+    deferred_where: Vec<ast::Expr>,
 }
 
 pub fn parse(sql: &str) -> Result<ast::Statement> {
@@ -92,6 +95,7 @@ pub fn bind(sql: &str, catalog: &mut Catalog) -> Result<BoundStatement> {
         catalog,
         ctes: vec![HashMap::new()],
         outer: vec![],
+        deferred_where: vec![],
     };
     let mut bound = None;
     for statement in &statements {

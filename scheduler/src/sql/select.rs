@@ -50,9 +50,22 @@ impl Binder<'_> {
                 "this SELECT form: {s}"
             )));
         }
-        let (mut plan, mut scope) = self.bind_from(&s.from)?;
+        let outer_deferred = std::mem::take(&mut self.deferred_where);
+        let from = self.bind_from(&s.from);
+        let deferred = std::mem::replace(&mut self.deferred_where, outer_deferred);
+        let (mut plan, mut scope) = from?;
         scope.outer = self.outer.clone();
-        if let Some(w) = &s.selection {
+        let condition = s
+            .selection
+            .iter()
+            .cloned()
+            .chain(deferred)
+            .reduce(|a, b| ast::Expr::BinaryOp {
+                left: Box::new(a),
+                op: ast::BinaryOperator::And,
+                right: Box::new(b),
+            });
+        if let Some(w) = &condition {
             plan = self.bind_where(plan, &scope, w)?;
         }
 
