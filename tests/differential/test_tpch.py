@@ -4,10 +4,10 @@ DuckDB over the same scale-0.01 tables from `keel datagen tpch`, on the
 default cluster and on one forced into many tasks and shuffle joins; the
 answers must match.
 
-On debug binaries a query takes under a second (up to 2.3 s on the
-many-tasks shape), except q19 at about 27 s on each: its join key sits
-inside each branch of an OR, so it runs as a nested-loop join over
-part × lineitem."""
+On debug binaries each query takes under a second or two on either shape
+(q19's join key sits inside each branch of an OR: the optimizer pulls it
+out, or it would be a nested loop over part × lineitem).
+"""
 
 import json
 import subprocess
