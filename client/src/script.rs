@@ -111,7 +111,10 @@ mod tests {
     fn splits_outside_quotes_and_comments() {
         let s = statements("SELECT 'a;b' AS \"x;y\"; -- one; two\nSELECT 2 /* ; */ ;; ");
         assert_eq!(s, vec!["SELECT 'a;b' AS \"x;y\"", "SELECT 2"]);
-        assert_eq!(statements("SELECT 'it''s; fine'"), vec!["SELECT 'it''s; fine'"]);
+        assert_eq!(
+            statements("SELECT 'it''s; fine'"),
+            vec!["SELECT 'it''s; fine'"]
+        );
     }
 
     #[test]

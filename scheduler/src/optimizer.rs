@@ -30,8 +30,7 @@ pub(crate) fn conjuncts(e: Expr, out: &mut Vec<Expr>) {
             conjuncts(*right, out);
         }
         Expr::Binary {
-            op: BinaryOp::Or,
-            ..
+            op: BinaryOp::Or, ..
         } => match factor_or(e) {
             Ok(factored) => conjuncts(factored, out),
             Err(unchanged) => out.push(unchanged),

@@ -84,18 +84,21 @@ pub async fn run(
             check.clone(),
         ))
         .add_service(InterceptedService::new(flight_sql, check))
-        .serve_with_incoming_shutdown(tokio_stream::StreamExt::map(TcpListenerStream::new(listener), |s| {
-            // Nagle off: Flight sends small messages (a schema, a batch, the
-            // end), and Nagle with delayed ACKs held each fetch ~40 ms.
-            s.inspect(|s| {
-                let _ = s.set_nodelay(true);
-            })
-        }), async move {
-            shutdown.await;
-            tracing::info!("scheduler shutting down");
-            // End workers' command streams and clients' watch streams so the server can stop.
-            let _ = stopping_tx.send(true);
-        })
+        .serve_with_incoming_shutdown(
+            tokio_stream::StreamExt::map(TcpListenerStream::new(listener), |s| {
+                // Nagle off: Flight sends small messages (a schema, a batch, the
+                // end), and Nagle with delayed ACKs held each fetch ~40 ms.
+                s.inspect(|s| {
+                    let _ = s.set_nodelay(true);
+                })
+            }),
+            async move {
+                shutdown.await;
+                tracing::info!("scheduler shutting down");
+                // End workers' command streams and clients' watch streams so the server can stop.
+                let _ = stopping_tx.send(true);
+            },
+        )
         .await;
     ticker.abort();
     event_loop.abort();

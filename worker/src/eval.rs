@@ -253,12 +253,18 @@ fn text_to_integer(a: &ArrayRef, to: &DataType, safe: bool) -> Result<ArrayRef> 
             Some(rest) => (true, rest),
             None => (false, t.strip_prefix('+').unwrap_or(t)),
         };
-        if let Some(hex) = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+        if let Some(hex) = digits
+            .strip_prefix("0x")
+            .or_else(|| digits.strip_prefix("0X"))
+        {
             let v = i64::from_str_radix(hex, 16).ok()?;
             return Some(if neg { -v } else { v });
         }
         // Only number syntax: Rust also reads "inf" and "NaN".
-        if !t.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-')) {
+        if !t
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
+        {
             return None;
         }
         let f: f64 = t.parse().ok()?;
@@ -276,14 +282,20 @@ fn text_to_integer(a: &ArrayRef, to: &DataType, safe: bool) -> Result<ArrayRef> 
                 None => {
                     return Err(WorkerError::eval(format!(
                         "cannot cast '{s}' to {}: not a number that fits",
-                        if to == &DataType::Int32 { "INTEGER" } else { "BIGINT" }
+                        if to == &DataType::Int32 {
+                            "INTEGER"
+                        } else {
+                            "BIGINT"
+                        }
                     )))
                 }
             },
         });
     }
     Ok(if to == &DataType::Int32 {
-        Arc::new(Int32Array::from_iter(out.into_iter().map(|v| v.map(|v| v as i32))))
+        Arc::new(Int32Array::from_iter(
+            out.into_iter().map(|v| v.map(|v| v as i32)),
+        ))
     } else {
         Arc::new(Int64Array::from(out))
     })
@@ -377,7 +389,10 @@ fn binary(op: BinaryOp, l: Value, r: Value, rows: usize) -> Result<Value> {
         });
     }
     if matches!(op, BinaryOp::And | BinaryOp::Or) {
-        let (l, r) = (typed_bool(l.into_array(rows)?), typed_bool(r.into_array(rows)?));
+        let (l, r) = (
+            typed_bool(l.into_array(rows)?),
+            typed_bool(r.into_array(rows)?),
+        );
         let (l, r) = (as_bool(&l)?, as_bool(&r)?);
         let out = if op == BinaryOp::And {
             boolean::and_kleene(l, r)

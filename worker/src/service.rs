@@ -179,15 +179,18 @@ pub async fn run(
     let server = builder
         .add_service(health_service)
         .add_service(flight)
-        .serve_with_incoming_shutdown(tokio_stream::StreamExt::map(TcpListenerStream::new(listener), |s| {
-            // Nagle off: Flight sends small messages (a schema, a batch, the
-            // end), and Nagle with delayed ACKs held each fetch ~40 ms.
-            s.inspect(|s| {
-                let _ = s.set_nodelay(true);
-            })
-        }), async {
-            let _ = stop_rx.await;
-        });
+        .serve_with_incoming_shutdown(
+            tokio_stream::StreamExt::map(TcpListenerStream::new(listener), |s| {
+                // Nagle off: Flight sends small messages (a schema, a batch, the
+                // end), and Nagle with delayed ACKs held each fetch ~40 ms.
+                s.inspect(|s| {
+                    let _ = s.set_nodelay(true);
+                })
+            }),
+            async {
+                let _ = stop_rx.await;
+            },
+        );
     let server = tokio::spawn(server);
     tracing::info!(%flight_url, cores = config.cores, memory_limit = config.memory_limit, "worker serving Flight");
 

@@ -77,7 +77,11 @@ fn flatten(plan: LogicalPlan, offset: usize, leaves: &mut Vec<LogicalPlan>, pred
         } => {
             let wl = width(&left);
             for (l, r) in left_keys.iter().zip(&right_keys) {
-                preds.push(Expr::binary(BinaryOp::Eq, shift(l, offset), shift(r, offset + wl)));
+                preds.push(Expr::binary(
+                    BinaryOp::Eq,
+                    shift(l, offset),
+                    shift(r, offset + wl),
+                ));
             }
             if let Some(f) = filter {
                 let mut parts = vec![];
@@ -143,7 +147,8 @@ fn connects(e: &Expr, bounds: &[(usize, usize)], joined: &[usize], next: usize) 
 /// cross product; None when it has none.
 fn connected_order(leaves: &[LogicalPlan], preds: &[Expr]) -> Option<Vec<usize>> {
     let bounds = bounds(leaves);
-    let linked = |joined: &[usize], next: usize| preds.iter().any(|p| connects(p, &bounds, joined, next));
+    let linked =
+        |joined: &[usize], next: usize| preds.iter().any(|p| connects(p, &bounds, joined, next));
     let mut order = vec![0];
     let mut written_has_gap = false;
     for i in 1..leaves.len() {
@@ -243,7 +248,9 @@ fn build(leaves: Vec<LogicalPlan>, preds: Vec<Expr>, order: &[usize]) -> Logical
             join_type: JoinType::Inner,
             left_keys,
             right_keys,
-            filter: filters.into_iter().reduce(|a, b| Expr::binary(BinaryOp::And, a, b)),
+            filter: filters
+                .into_iter()
+                .reduce(|a, b| Expr::binary(BinaryOp::And, a, b)),
         };
         for k in 0..w {
             position[s + k] = built_width + k;
@@ -258,7 +265,10 @@ fn build(leaves: Vec<LogicalPlan>, preds: Vec<Expr>, order: &[usize]) -> Logical
         .filter(|(_, u)| !**u)
         .map(|(p, _)| p.remap_columns(&|c| position[c]))
         .collect();
-    if let Some(predicate) = rest.into_iter().reduce(|a, b| Expr::binary(BinaryOp::And, a, b)) {
+    if let Some(predicate) = rest
+        .into_iter()
+        .reduce(|a, b| Expr::binary(BinaryOp::And, a, b))
+    {
         plan = LogicalPlan::Filter {
             input: Box::new(plan),
             predicate,
@@ -266,7 +276,9 @@ fn build(leaves: Vec<LogicalPlan>, preds: Vec<Expr>, order: &[usize]) -> Logical
     }
     let schema = plan.schema();
     let exprs: Vec<Expr> = (0..total).map(|c| Expr::Column(position[c])).collect();
-    let fields: Vec<_> = (0..total).map(|c| schema.field(position[c]).clone()).collect();
+    let fields: Vec<_> = (0..total)
+        .map(|c| schema.field(position[c]).clone())
+        .collect();
     LogicalPlan::Project {
         input: Box::new(plan),
         exprs,
@@ -327,7 +339,9 @@ mod tests {
                 joins(left, out);
                 joins(right, out);
             }
-            LogicalPlan::Filter { input, .. } | LogicalPlan::Project { input, .. } => joins(input, out),
+            LogicalPlan::Filter { input, .. } | LogicalPlan::Project { input, .. } => {
+                joins(input, out)
+            }
             _ => {}
         }
     }
@@ -348,10 +362,24 @@ mod tests {
         assert_eq!(plan.schema(), before, "columns keep their order");
         let mut js = vec![];
         joins(&plan, &mut js);
-        assert_eq!(js, vec![(1, false), (1, false)], "two hash joins, no cross product");
+        assert_eq!(
+            js,
+            vec![(1, false), (1, false)],
+            "two hash joins, no cross product"
+        );
         // part first, then partsupp (tied to part), then supplier.
-        let LogicalPlan::Project { exprs, .. } = &plan else { panic!("{plan:?}") };
-        assert_eq!(exprs, &vec![Expr::Column(0), Expr::Column(3), Expr::Column(1), Expr::Column(2)]);
+        let LogicalPlan::Project { exprs, .. } = &plan else {
+            panic!("{plan:?}")
+        };
+        assert_eq!(
+            exprs,
+            &vec![
+                Expr::Column(0),
+                Expr::Column(3),
+                Expr::Column(1),
+                Expr::Column(2)
+            ]
+        );
     }
 
     #[test]

@@ -185,7 +185,8 @@ pub fn pull_up(plan: LogicalPlan, outer: Option<&LogicalPlan>) -> Result<Decorre
             }
             let mut d = pull_up(*input, outer)?;
             let input_schema = d.plan.schema();
-            let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+            let mut fields: Vec<Field> =
+                schema.fields().iter().map(|f| f.as_ref().clone()).collect();
             // Each input column the pulled conjuncts read, passed through.
             let mut position = |c: usize, exprs: &mut Vec<Expr>| -> usize {
                 if let Some(j) = exprs.iter().position(|e| *e == Expr::Column(c)) {
@@ -193,7 +194,11 @@ pub fn pull_up(plan: LogicalPlan, outer: Option<&LogicalPlan>) -> Result<Decorre
                 }
                 exprs.push(Expr::Column(c));
                 let f = input_schema.field(c);
-                fields.push(Field::new(format!("__correlated_{}", fields.len()), f.data_type().clone(), true));
+                fields.push(Field::new(
+                    format!("__correlated_{}", fields.len()),
+                    f.data_type().clone(),
+                    true,
+                ));
                 exprs.len() - 1
             };
             let mut predicates = vec![];
@@ -220,18 +225,24 @@ pub fn pull_up(plan: LogicalPlan, outer: Option<&LogicalPlan>) -> Result<Decorre
             aggs,
             schema,
         } => {
-            if group_by.iter().any(has_outer)
-                || aggs.iter().flat_map(|a| a.inputs()).any(has_outer)
+            if group_by.iter().any(has_outer) || aggs.iter().flat_map(|a| a.inputs()).any(has_outer)
             {
-                return Err(refuse("a column of the enclosing query inside an aggregate"));
+                return Err(refuse(
+                    "a column of the enclosing query inside an aggregate",
+                ));
             }
             let global = group_by.is_empty();
             let mut d = pull_up(*input, outer)?;
-            if d.predicates.iter().any(|p| correlated_equality(p).is_none()) {
+            if d.predicates
+                .iter()
+                .any(|p| correlated_equality(p).is_none())
+            {
                 // The conditions hold per outer value: evaluate them against
                 // each distinct one, and group by it.
                 let Some(outer) = outer else {
-                    return Err(refuse("a condition other than an equality below an aggregate"));
+                    return Err(refuse(
+                        "a condition other than an equality below an aggregate",
+                    ));
                 };
                 d = with_domain(d, outer)?;
             }
@@ -253,7 +264,11 @@ pub fn pull_up(plan: LogicalPlan, outer: Option<&LogicalPlan>) -> Result<Decorre
                             SchedulerError::bind(format!("correlated key {inner}: {e}"))
                         })?;
                         group_by.push(inner);
-                        new_keys.push(Field::new(format!("__correlated_key_{}", new_keys.len()), t, true));
+                        new_keys.push(Field::new(
+                            format!("__correlated_key_{}", new_keys.len()),
+                            t,
+                            true,
+                        ));
                         group_by.len() - 1
                     }
                 };
@@ -266,9 +281,16 @@ pub fn pull_up(plan: LogicalPlan, outer: Option<&LogicalPlan>) -> Result<Decorre
             // The aggregate's columns: its groups, the new keys, its aggregates;
             // shown as before, the new keys last.
             let n_aggs = aggs.len();
-            let mut fields: Vec<Field> = schema.fields()[..old_groups].iter().map(|f| f.as_ref().clone()).collect();
+            let mut fields: Vec<Field> = schema.fields()[..old_groups]
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
             fields.extend(new_keys.iter().cloned());
-            fields.extend(schema.fields()[old_groups..].iter().map(|f| f.as_ref().clone()));
+            fields.extend(
+                schema.fields()[old_groups..]
+                    .iter()
+                    .map(|f| f.as_ref().clone()),
+            );
             let added = new_keys.len();
             let aggregate = P::Aggregate {
                 input: Box::new(d.plan),
@@ -287,7 +309,8 @@ pub fn pull_up(plan: LogicalPlan, outer: Option<&LogicalPlan>) -> Result<Decorre
             let mut exprs: Vec<Expr> = (0..old_groups).map(Expr::Column).collect();
             exprs.extend((0..n_aggs).map(|a| Expr::Column(old_groups + added + a)));
             exprs.extend((0..added).map(|k| Expr::Column(old_groups + k)));
-            let mut out_fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+            let mut out_fields: Vec<Field> =
+                schema.fields().iter().map(|f| f.as_ref().clone()).collect();
             out_fields.extend(new_keys);
             let plan = P::Project {
                 input: Box::new(aggregate),
@@ -314,7 +337,10 @@ pub fn pull_up(plan: LogicalPlan, outer: Option<&LogicalPlan>) -> Result<Decorre
             if left_keys.iter().chain(&right_keys).any(has_outer) {
                 return Err(refuse("a join key that is a column of the enclosing query"));
             }
-            let semi = matches!(join_type, JoinType::Semi | JoinType::Anti | JoinType::NotExists);
+            let semi = matches!(
+                join_type,
+                JoinType::Semi | JoinType::Anti | JoinType::NotExists
+            );
             let (lw, rw) = (left.schema().fields().len(), right.schema().fields().len());
             let mut pulled_on = vec![];
             let mut keep_on = vec![];
@@ -326,7 +352,9 @@ pub fn pull_up(plan: LogicalPlan, outer: Option<&LogicalPlan>) -> Result<Decorre
                 }
             }
             if !pulled_on.is_empty() && join_type != JoinType::Inner {
-                return Err(refuse(&format!("a {join_type:?} join's ON clause reading the enclosing query")));
+                return Err(refuse(&format!(
+                    "a {join_type:?} join's ON clause reading the enclosing query"
+                )));
             }
             if plan_has_outer(&right) && join_type != JoinType::Inner {
                 return Err(refuse(&format!("the right side of a {join_type:?} join")));
@@ -336,7 +364,10 @@ pub fn pull_up(plan: LogicalPlan, outer: Option<&LogicalPlan>) -> Result<Decorre
             }
             let l = pull_up(*left, outer)?;
             let r = pull_up(*right, outer)?;
-            let (lw2, rw2) = (l.plan.schema().fields().len(), r.plan.schema().fields().len());
+            let (lw2, rw2) = (
+                l.plan.schema().fields().len(),
+                r.plan.schema().fields().len(),
+            );
             let (le, re) = (lw2 - lw, rw2 - rw);
             // The join's output has (left, left extra, right, right extra);
             // shown as (left, right, left extra, right extra).
@@ -355,7 +386,12 @@ pub fn pull_up(plan: LogicalPlan, outer: Option<&LogicalPlan>) -> Result<Decorre
             let inner_only = |e: &Expr, f: &dyn Fn(usize) -> usize| {
                 e.remap_columns(&|c| if as_outer(c).is_some() { c } else { f(c) })
             };
-            let filter = and_all(keep_on.iter().map(|c| inner_only(c, &old_to_join)).collect());
+            let filter = and_all(
+                keep_on
+                    .iter()
+                    .map(|c| inner_only(c, &old_to_join))
+                    .collect(),
+            );
             let grouped_global = false;
             let join = P::Join {
                 left: Box::new(l.plan),
@@ -374,8 +410,16 @@ pub fn pull_up(plan: LogicalPlan, outer: Option<&LogicalPlan>) -> Result<Decorre
             }
             let mut predicates: Vec<Expr> = vec![];
             predicates.extend(l.predicates.iter().map(|p| inner_only(p, &place)));
-            predicates.extend(r.predicates.iter().map(|p| inner_only(p, &|c| place(lw2 + c))));
-            predicates.extend(pulled_on.iter().map(|p| inner_only(p, &|c| place(old_to_join(c)))));
+            predicates.extend(
+                r.predicates
+                    .iter()
+                    .map(|p| inner_only(p, &|c| place(lw2 + c))),
+            );
+            predicates.extend(
+                pulled_on
+                    .iter()
+                    .map(|p| inner_only(p, &|c| place(old_to_join(c)))),
+            );
             let plan = if le == 0 && re == 0 {
                 join
             } else {
@@ -386,7 +430,12 @@ pub fn pull_up(plan: LogicalPlan, outer: Option<&LogicalPlan>) -> Result<Decorre
                 order.extend(lw2 + rw..lw2 + rw2);
                 P::Project {
                     exprs: order.iter().map(|&i| Expr::Column(i)).collect(),
-                    schema: Schema::new(order.iter().map(|&i| schema.field(i).clone()).collect::<Vec<_>>()),
+                    schema: Schema::new(
+                        order
+                            .iter()
+                            .map(|&i| schema.field(i).clone())
+                            .collect::<Vec<_>>(),
+                    ),
                     input: Box::new(join),
                 }
             };
@@ -418,7 +467,10 @@ pub fn pull_up(plan: LogicalPlan, outer: Option<&LogicalPlan>) -> Result<Decorre
                 return Err(refuse("ORDER BY a column of the enclosing query"));
             }
             let mut d = pull_up(below, outer)?;
-            if d.predicates.iter().any(|p| correlated_equality(p).is_none()) {
+            if d.predicates
+                .iter()
+                .any(|p| correlated_equality(p).is_none())
+            {
                 let Some(outer) = outer else {
                     return Err(refuse("LIMIT under a condition other than an equality"));
                 };
@@ -437,7 +489,8 @@ pub fn pull_up(plan: LogicalPlan, outer: Option<&LogicalPlan>) -> Result<Decorre
             }
             let schema = d.plan.schema();
             let width = schema.fields().len();
-            let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+            let mut fields: Vec<Field> =
+                schema.fields().iter().map(|f| f.as_ref().clone()).collect();
             fields.push(Field::new("__row", arrow::datatypes::DataType::Int64, true));
             let numbered = P::Window {
                 input: Box::new(d.plan),
@@ -493,7 +546,11 @@ fn with_domain(d: Decorrelated, outer: &LogicalPlan) -> Result<Decorrelated> {
             match as_outer(c) {
                 Some((1, i)) if !refs.contains(&i) => refs.push(i),
                 Some((1, _)) | None => {}
-                Some(_) => return Err(refuse("a reference two levels out with a condition other than an equality")),
+                Some(_) => {
+                    return Err(refuse(
+                        "a reference two levels out with a condition other than an equality",
+                    ))
+                }
             }
         }
     }
@@ -503,7 +560,11 @@ fn with_domain(d: Decorrelated, outer: &LogicalPlan) -> Result<Decorrelated> {
         .iter()
         .map(|&i| {
             let f = outer_schema.field(i);
-            Field::new(format!("__domain_{}", f.name()), f.data_type().clone(), true)
+            Field::new(
+                format!("__domain_{}", f.name()),
+                f.data_type().clone(),
+                true,
+            )
         })
         .collect();
     let domain = LogicalPlan::Aggregate {

@@ -25,8 +25,15 @@ impl Binder<'_> {
         let mut acc = self.bind_joined(first)?;
         // `FROM a, b` is a cross join; the optimizer moves WHERE conditions into it.
         for item in rest {
-            if let (TableFactor::Derived { lateral: true, subquery, alias, .. }, []) =
-                (&item.relation, item.joins.as_slice())
+            if let (
+                TableFactor::Derived {
+                    lateral: true,
+                    subquery,
+                    alias,
+                    ..
+                },
+                [],
+            ) = (&item.relation, item.joins.as_slice())
             {
                 acc = self.lateral_join(acc, subquery, alias.as_ref(), false, None)?;
                 continue;
@@ -188,7 +195,13 @@ impl Binder<'_> {
         left: (LogicalPlan, Scope),
         join: &ast::Join,
     ) -> Result<(LogicalPlan, Scope)> {
-        if let TableFactor::Derived { lateral: true, subquery, alias, .. } = &join.relation {
+        if let TableFactor::Derived {
+            lateral: true,
+            subquery,
+            alias,
+            ..
+        } = &join.relation
+        {
             let (keep_left, on) = match &join.join_operator {
                 JoinOperator::CrossJoin(JoinConstraint::None) => (false, None),
                 JoinOperator::Join(JoinConstraint::On(on)) | JoinOperator::Inner(JoinConstraint::On(on)) => (false, Some(on)),
@@ -431,7 +444,10 @@ fn key_mismatch(
     ))
 }
 
-pub(super) fn apply_column_aliases(mut scope: Scope, alias: Option<&ast::TableAlias>) -> Result<Scope> {
+pub(super) fn apply_column_aliases(
+    mut scope: Scope,
+    alias: Option<&ast::TableAlias>,
+) -> Result<Scope> {
     let Some(a) = alias else { return Ok(scope) };
     if a.columns.is_empty() {
         return Ok(scope);

@@ -175,67 +175,67 @@ impl Binder<'_> {
     }
 
     fn bind_statement(&mut self, statement: &ast::Statement) -> Result<BoundStatement> {
-    let binder = self;
-    match statement {
-        ast::Statement::Query(q) => {
-            let (plan, _) = binder.bind_query(q)?;
-            Ok(BoundStatement {
-                plan,
-                copy_to: None,
-            })
-        }
-        ast::Statement::Copy {
-            source: CopySource::Query(q),
-            to: true,
-            target,
-            options,
-            legacy_options,
-            ..
-        } => {
-            let path = match target {
-                CopyTarget::File { filename } => filename.clone(),
-                other => {
-                    return Err(SchedulerError::unsupported(format!(
-                        "COPY TO {other}; write to a path"
-                    )))
-                }
-            };
-            for o in options {
-                match o {
-                    ast::CopyOption::Format(f) if f.value.eq_ignore_ascii_case("parquet") => {}
+        let binder = self;
+        match statement {
+            ast::Statement::Query(q) => {
+                let (plan, _) = binder.bind_query(q)?;
+                Ok(BoundStatement {
+                    plan,
+                    copy_to: None,
+                })
+            }
+            ast::Statement::Copy {
+                source: CopySource::Query(q),
+                to: true,
+                target,
+                options,
+                legacy_options,
+                ..
+            } => {
+                let path = match target {
+                    CopyTarget::File { filename } => filename.clone(),
                     other => {
                         return Err(SchedulerError::unsupported(format!(
-                            "COPY option {other}; Keel writes (FORMAT parquet)"
+                            "COPY TO {other}; write to a path"
                         )))
                     }
+                };
+                for o in options {
+                    match o {
+                        ast::CopyOption::Format(f) if f.value.eq_ignore_ascii_case("parquet") => {}
+                        other => {
+                            return Err(SchedulerError::unsupported(format!(
+                                "COPY option {other}; Keel writes (FORMAT parquet)"
+                            )))
+                        }
+                    }
                 }
+                if !legacy_options.is_empty() {
+                    return Err(SchedulerError::unsupported(
+                        "COPY legacy options; use (FORMAT parquet)",
+                    ));
+                }
+                let (plan, _) = binder.bind_query(q)?;
+                Ok(BoundStatement {
+                    plan,
+                    copy_to: Some(path),
+                })
             }
-            if !legacy_options.is_empty() {
-                return Err(SchedulerError::unsupported(
-                    "COPY legacy options; use (FORMAT parquet)",
-                ));
-            }
-            let (plan, _) = binder.bind_query(q)?;
-            Ok(BoundStatement {
-                plan,
-                copy_to: Some(path),
-            })
-        }
-        ast::Statement::Copy { .. } => Err(SchedulerError::unsupported(
-            "this form of COPY; Keel runs COPY (query) TO 'dir' (FORMAT parquet)",
-        )),
-        other => {
-            let text = other.to_string();
-            let verb = text
-                .split_whitespace()
-                .next()
-                .unwrap_or("this statement")
-                .to_uppercase();
-            Err(SchedulerError::unsupported(format!(
+            ast::Statement::Copy { .. } => Err(SchedulerError::unsupported(
+                "this form of COPY; Keel runs COPY (query) TO 'dir' (FORMAT parquet)",
+            )),
+            other => {
+                let text = other.to_string();
+                let verb = text
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("this statement")
+                    .to_uppercase();
+                Err(SchedulerError::unsupported(format!(
                 "{verb} statements; Keel runs SELECT queries, COPY … TO, CREATE VIEW and DROP VIEW"
             )))
+            }
         }
-    }
     }
 }
 

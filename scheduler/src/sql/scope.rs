@@ -122,7 +122,10 @@ impl Scope {
         };
         for (depth, scope) in self.outer.iter().rev().enumerate() {
             if let Ok(i) = scope.resolve(qualifier, name) {
-                return Ok((outer_column(depth + 1, i), scope.columns[i].data_type.clone()));
+                return Ok((
+                    outer_column(depth + 1, i),
+                    scope.columns[i].data_type.clone(),
+                ));
             }
         }
         Err(local)

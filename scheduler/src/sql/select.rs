@@ -11,9 +11,9 @@ use super::expr::ExprBinder;
 use super::from::{conjunction, split_conjuncts};
 use super::query::{distinct, ordinal, output_scope, project_schema, sort_key};
 use super::scope::Scope;
+use super::subquery::find_subqueries;
 use super::types::sql_name;
 use super::walk::{output_name, window_calls};
-use super::subquery::find_subqueries;
 use super::window::{bind_windows, AggregateWindows};
 use super::Binder;
 use crate::error::{Result, SchedulerError};
@@ -55,16 +55,16 @@ impl Binder<'_> {
         let deferred = std::mem::replace(&mut self.deferred_where, outer_deferred);
         let (mut plan, mut scope) = from?;
         scope.outer = self.outer.clone();
-        let condition = s
-            .selection
-            .iter()
-            .cloned()
-            .chain(deferred)
-            .reduce(|a, b| ast::Expr::BinaryOp {
-                left: Box::new(a),
-                op: ast::BinaryOperator::And,
-                right: Box::new(b),
-            });
+        let condition =
+            s.selection
+                .iter()
+                .cloned()
+                .chain(deferred)
+                .reduce(|a, b| ast::Expr::BinaryOp {
+                    left: Box::new(a),
+                    op: ast::BinaryOperator::And,
+                    right: Box::new(b),
+                });
         if let Some(w) = &condition {
             plan = self.bind_where(plan, &scope, w)?;
         }

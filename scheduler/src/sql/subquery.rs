@@ -111,7 +111,13 @@ fn correlation(d: &Decorrelated, outer_width: usize) -> Correlation {
         match correlated_equality(p) {
             Some((inner, outer)) if !reads_far_outer(&outer) => {
                 let outer = to_outer_plan(&outer, 0);
-                let null_safe = matches!(p, Expr::Binary { op: BinaryOp::IsNotDistinctFrom, .. });
+                let null_safe = matches!(
+                    p,
+                    Expr::Binary {
+                        op: BinaryOp::IsNotDistinctFrom,
+                        ..
+                    }
+                );
                 match inner.data_type(&schema) {
                     // Hash keys never match NULLs: a NULL-safe pair is (is NULL, value or a filler).
                     Ok(t) if null_safe => {
@@ -136,7 +142,8 @@ fn correlation(d: &Decorrelated, outer_width: usize) -> Correlation {
 fn reads_far_outer(e: &Expr) -> bool {
     let mut cols = vec![];
     e.columns(&mut cols);
-    cols.iter().any(|&c| matches!(as_outer(c), Some((d, _)) if d > 1))
+    cols.iter()
+        .any(|&c| matches!(as_outer(c), Some((d, _)) if d > 1))
 }
 
 impl Binder<'_> {
@@ -192,7 +199,11 @@ impl Binder<'_> {
                 subquery,
                 negated,
             } => {
-                let op = if *negated { Quantified::NotIn } else { Quantified::In };
+                let op = if *negated {
+                    Quantified::NotIn
+                } else {
+                    Quantified::In
+                };
                 self.attach_quantified(plan, scope, expr, subquery, op, &text, earlier)
             }
             E::AnyOp {
@@ -206,7 +217,9 @@ impl Binder<'_> {
                 compare_op,
                 right,
             } => {
-                let E::Subquery(q) = right.as_ref() else { unreachable!("is_subquery") };
+                let E::Subquery(q) = right.as_ref() else {
+                    unreachable!("is_subquery")
+                };
                 let all = matches!(sub, E::AllOp { .. });
                 // `= ANY` is IN and `<> ALL` NOT IN, NULLs and all.
                 let op = match (compare_op, all) {
@@ -264,7 +277,10 @@ impl Binder<'_> {
                 .map(|(i, e)| (e.clone(), field(&format!("key{i}"), &key_type(&d.plan, e))))
                 .collect();
             exprs.push((Expr::Column(0), field("value", &t)));
-            exprs.push((lit(ScalarValue::Boolean(true)), field("matched", &DataType::Boolean)));
+            exprs.push((
+                lit(ScalarValue::Boolean(true)),
+                field("matched", &DataType::Boolean),
+            ));
             let right = project(d.plan, exprs);
             let joined = left_join(plan, right, &c.outer_keys);
             let value = Expr::Column(width + k);
@@ -272,7 +288,10 @@ impl Binder<'_> {
                 None => value,
                 Some(e) if is_null_literal(&e) => value,
                 Some(e) => case(
-                    vec![(is_null(Expr::Column(width + k + 1)), cast_if_needed(e.clone(), &e_type(&e, &t), &t))],
+                    vec![(
+                        is_null(Expr::Column(width + k + 1)),
+                        cast_if_needed(e.clone(), &e_type(&e, &t), &t),
+                    )],
                     Some(value),
                 ),
             };
@@ -308,8 +327,19 @@ impl Binder<'_> {
         let k = c.outer_keys.len();
         let (joined, found) = if k == 0 {
             // Uncorrelated: one row counting the subquery's.
-            let rows = group(d.plan, &[], vec![(agg(AggFunc::CountStar, None), field("rows", &DataType::Int64))])?;
-            let found = Expr::binary(BinaryOp::Gt, Expr::Column(width), lit(ScalarValue::Int64(0)));
+            let rows = group(
+                d.plan,
+                &[],
+                vec![(
+                    agg(AggFunc::CountStar, None),
+                    field("rows", &DataType::Int64),
+                )],
+            )?;
+            let found = Expr::binary(
+                BinaryOp::Gt,
+                Expr::Column(width),
+                lit(ScalarValue::Int64(0)),
+            );
             (left_join(plan, rows, &[]), found)
         } else {
             let keys = group(d.plan, &c.inner_keys, vec![])?;
@@ -317,12 +347,22 @@ impl Binder<'_> {
             let mut exprs: Vec<(Expr, Field)> = (0..k)
                 .map(|i| (Expr::Column(i), schema.field(i).clone()))
                 .collect();
-            exprs.push((lit(ScalarValue::Boolean(true)), field("matched", &DataType::Boolean)));
+            exprs.push((
+                lit(ScalarValue::Boolean(true)),
+                field("matched", &DataType::Boolean),
+            ));
             let found = Expr::IsNotNull(Box::new(Expr::Column(width + k)));
             (left_join(plan, project(keys, exprs), &c.outer_keys), found)
         };
-        let value = if negated { Expr::Not(Box::new(found)) } else { found };
-        Ok((keep_with(joined, width, value, &DataType::Boolean), DataType::Boolean))
+        let value = if negated {
+            Expr::Not(Box::new(found))
+        } else {
+            found
+        };
+        Ok((
+            keep_with(joined, width, value, &DataType::Boolean),
+            DataType::Boolean,
+        ))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -371,8 +411,14 @@ impl Binder<'_> {
         let sub = d.plan;
         // Per key: rows, non-NULL values, and for ANY/ALL the extremes.
         let mut stats = vec![
-            (agg(AggFunc::CountStar, None), field("rows", &DataType::Int64)),
-            (agg(AggFunc::Count, Some(q.clone())), field("values", &DataType::Int64)),
+            (
+                agg(AggFunc::CountStar, None),
+                field("rows", &DataType::Int64),
+            ),
+            (
+                agg(AggFunc::Count, Some(q.clone())),
+                field("values", &DataType::Int64),
+            ),
         ];
         if matches!(op, Quantified::Any(_) | Quantified::All(_)) {
             stats.push((agg(AggFunc::Min, Some(q.clone())), field("min", &t)));
@@ -384,7 +430,10 @@ impl Binder<'_> {
         let rows = Expr::Column(width + k);
         let values = Expr::Column(width + k + 1);
         let after_stats = width + k + n_stats;
-        let none = or(is_null(rows.clone()), Expr::binary(BinaryOp::Eq, rows.clone(), lit(ScalarValue::Int64(0))));
+        let none = or(
+            is_null(rows.clone()),
+            Expr::binary(BinaryOp::Eq, rows.clone(), lit(ScalarValue::Int64(0))),
+        );
         let some_null = Expr::binary(BinaryOp::Lt, values, rows);
         let t_bool = DataType::Boolean;
         let (yes, no, null) = (
@@ -424,12 +473,10 @@ impl Binder<'_> {
                 let (min, max) = (Expr::Column(width + k + 2), Expr::Column(width + k + 3));
                 let all = matches!(op, Quantified::All(_));
                 let test = match (cmp, all) {
-                    (BinaryOp::Lt | BinaryOp::LtEq, false) | (BinaryOp::Gt | BinaryOp::GtEq, true) => {
-                        Expr::binary(cmp, x.clone(), max)
-                    }
-                    (BinaryOp::Lt | BinaryOp::LtEq, true) | (BinaryOp::Gt | BinaryOp::GtEq, false) => {
-                        Expr::binary(cmp, x.clone(), min)
-                    }
+                    (BinaryOp::Lt | BinaryOp::LtEq, false)
+                    | (BinaryOp::Gt | BinaryOp::GtEq, true) => Expr::binary(cmp, x.clone(), max),
+                    (BinaryOp::Lt | BinaryOp::LtEq, true)
+                    | (BinaryOp::Gt | BinaryOp::GtEq, false) => Expr::binary(cmp, x.clone(), min),
                     // x <> ANY: some value differs; x = ALL: none does.
                     (BinaryOp::NotEq, false) => or(
                         Expr::binary(BinaryOp::NotEq, x.clone(), min),
@@ -574,4 +621,3 @@ fn comparison(op: &BinaryOperator, text: &str) -> Result<BinaryOp> {
         }
     })
 }
-

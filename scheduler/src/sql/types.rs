@@ -303,9 +303,7 @@ fn count_days(
     let as_bigint: Recast = |e| e.cast(DataType::Int32).cast(DataType::Int64);
     let date = DataType::Date32;
     Some(Ok(match (op, lt, rt) {
-        (BinaryOp::Add | BinaryOp::Sub, DataType::Date32, t) if is_int(t) => {
-            (as_int, as_int, date)
-        }
+        (BinaryOp::Add | BinaryOp::Sub, DataType::Date32, t) if is_int(t) => (as_int, as_int, date),
         (BinaryOp::Add, t, DataType::Date32) if is_int(t) => (as_int, as_int, date),
         (BinaryOp::Sub, DataType::Date32 | DataType::Null, DataType::Date32) => {
             (as_bigint, as_bigint, DataType::Int64)

@@ -77,7 +77,12 @@ pub(super) fn visit_exprs<'e>(e: &'e ast::Expr, visit: &mut dyn FnMut(&'e ast::E
             ..
         } => {
             let mut xs: Vec<&ast::Expr> = vec![expr];
-            xs.extend(substring_from.iter().chain(substring_for).map(|b| b.as_ref()));
+            xs.extend(
+                substring_from
+                    .iter()
+                    .chain(substring_for)
+                    .map(|b| b.as_ref()),
+            );
             each(&xs)
         }
         E::Trim {

@@ -130,7 +130,11 @@ pub fn round_double(v: f64, digits: i32) -> f64 {
     } else {
         exact_round_scaled(v, digits)
     };
-    let out = if digits >= 0 { rounded / scale } else { rounded * scale };
+    let out = if digits >= 0 {
+        rounded / scale
+    } else {
+        rounded * scale
+    };
     if out.is_finite() {
         out
     } else {
@@ -151,7 +155,11 @@ fn exact_round_scaled(v: f64, digits: i32) -> f64 {
     } else {
         (&all[..cut as usize], all.as_bytes()[cut as usize])
     };
-    let k: f64 = if kept.is_empty() { 0.0 } else { kept.parse().unwrap_or(0.0) };
+    let k: f64 = if kept.is_empty() {
+        0.0
+    } else {
+        kept.parse().unwrap_or(0.0)
+    };
     let k = if next >= b'5' { k + 1.0 } else { k };
     k.copysign(v)
 }
@@ -191,7 +199,11 @@ mod tests {
     #[test]
     fn rounds_the_exact_double_half_away_from_zero() {
         assert_eq!(round_double(9.85, 1), 9.8, "9.85 is stored below the half");
-        assert_eq!(round_double(9.75, 1), 9.8, "an exact half goes away from zero");
+        assert_eq!(
+            round_double(9.75, 1),
+            9.8,
+            "an exact half goes away from zero"
+        );
         assert_eq!(round_double(0.25, 1), 0.3);
         assert_eq!(round_double(-0.25, 1), -0.3);
         assert_eq!(round_double(13.85, 1), 13.8);

@@ -76,7 +76,11 @@ fn conditional(func: Func, values: &[ArrayRef]) -> Result<ArrayRef> {
             let counts = values[0].as_primitive::<arrow::datatypes::Int64Type>();
             if counts.iter().flatten().any(|c| c > 1) {
                 let subquery = values[2].as_string::<i32>();
-                let text = if subquery.is_empty() { "" } else { subquery.value(0) };
+                let text = if subquery.is_empty() {
+                    ""
+                } else {
+                    subquery.value(0)
+                };
                 return Err(WorkerError::eval(format!(
                     "More than one row returned by a subquery used as an expression - scalar subqueries can only return a single row: {text}"
                 )));

@@ -275,7 +275,10 @@ mod tests {
         assert_eq!(h[0], h[1], "-0.0 and 0.0");
         assert_eq!(h[2], h[3], "two NaNs");
         let plain: ArrayRef = Arc::new(Float64Array::from(vec![1.5, 2.0]));
-        assert!(Arc::ptr_eq(&plain, &normalize_key(plain.clone())), "no copy");
+        assert!(
+            Arc::ptr_eq(&plain, &normalize_key(plain.clone())),
+            "no copy"
+        );
     }
 
     #[test]

@@ -35,7 +35,11 @@ pub(super) fn project(input: LogicalPlan, exprs: Vec<(Expr, Field)>) -> LogicalP
 }
 
 /// `input` grouped by `keys` (shown as `key0…`), with `aggs` after them.
-pub(super) fn group(input: LogicalPlan, keys: &[Expr], aggs: Vec<(AggExpr, Field)>) -> Result<LogicalPlan> {
+pub(super) fn group(
+    input: LogicalPlan,
+    keys: &[Expr],
+    aggs: Vec<(AggExpr, Field)>,
+) -> Result<LogicalPlan> {
     let schema = input.schema();
     let mut fields = vec![];
     for (i, k) in keys.iter().enumerate() {
@@ -56,7 +60,11 @@ pub(super) fn group(input: LogicalPlan, keys: &[Expr], aggs: Vec<(AggExpr, Field
 
 /// `outer` LEFT JOIN `right` on `outer_keys = right's first columns`
 /// (with no keys, every outer row meets `right`'s one row).
-pub(super) fn left_join(outer: LogicalPlan, right: LogicalPlan, outer_keys: &[Expr]) -> LogicalPlan {
+pub(super) fn left_join(
+    outer: LogicalPlan,
+    right: LogicalPlan,
+    outer_keys: &[Expr],
+) -> LogicalPlan {
     LogicalPlan::Join {
         left: Box::new(outer),
         right: Box::new(right),
@@ -201,14 +209,25 @@ pub(super) fn substitute(e: &Expr, values: &std::collections::HashMap<usize, Exp
 
 /// The subquery's single value per key (columns: keys, then the value);
 /// a key with several rows fails the job naming the subquery.
-pub(super) fn checked_single(plan: LogicalPlan, keys: &[Expr], t: &DataType, text: &str) -> Result<LogicalPlan> {
+pub(super) fn checked_single(
+    plan: LogicalPlan,
+    keys: &[Expr],
+    t: &DataType,
+    text: &str,
+) -> Result<LogicalPlan> {
     let k = keys.len();
     let grouped = group(
         plan,
         keys,
         vec![
-            (agg(AggFunc::First, Some(Expr::Column(0))), field("value", t)),
-            (agg(AggFunc::CountStar, None), field("rows", &DataType::Int64)),
+            (
+                agg(AggFunc::First, Some(Expr::Column(0))),
+                field("value", t),
+            ),
+            (
+                agg(AggFunc::CountStar, None),
+                field("rows", &DataType::Int64),
+            ),
         ],
     )?;
     let schema = grouped.schema();
@@ -234,7 +253,8 @@ pub(super) fn key_type(plan: &LogicalPlan, e: &Expr) -> DataType {
 }
 
 pub(super) fn e_type(e: &Expr, fallback: &DataType) -> DataType {
-    e.data_type(&Schema::empty()).unwrap_or_else(|_| fallback.clone())
+    e.data_type(&Schema::empty())
+        .unwrap_or_else(|_| fallback.clone())
 }
 
 pub(super) fn is_null_literal(e: &Expr) -> bool {
@@ -244,4 +264,3 @@ pub(super) fn is_null_literal(e: &Expr) -> bool {
         _ => false,
     }
 }
-

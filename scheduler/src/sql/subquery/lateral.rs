@@ -35,7 +35,10 @@ impl Binder<'_> {
         let width = plan.schema().fields().len();
         let (bound, sub_scope) = self.bind_subquery(subquery, &scope)?;
         let sub_scope = match alias {
-            Some(a) => crate::sql::from::apply_column_aliases(sub_scope.with_qualifier(&a.name.value), Some(a))?,
+            Some(a) => crate::sql::from::apply_column_aliases(
+                sub_scope.with_qualifier(&a.name.value),
+                Some(a),
+            )?,
             None => sub_scope,
         };
         let n = sub_scope.columns.len();
@@ -70,7 +73,10 @@ impl Binder<'_> {
             let mut exprs: Vec<(Expr, Field)> = (0..sub_width)
                 .map(|i| (Expr::Column(i), schema.field(i).clone()))
                 .collect();
-            exprs.push((lit(ScalarValue::Boolean(true)), field("matched", &DataType::Boolean)));
+            exprs.push((
+                lit(ScalarValue::Boolean(true)),
+                field("matched", &DataType::Boolean),
+            ));
             project(d.plan, exprs)
         } else {
             d.plan
@@ -78,7 +84,11 @@ impl Binder<'_> {
         let joined = LogicalPlan::Join {
             left: Box::new(plan),
             right: Box::new(right),
-            join_type: if keep_left || fill { JoinType::Left } else { JoinType::Inner },
+            join_type: if keep_left || fill {
+                JoinType::Left
+            } else {
+                JoinType::Inner
+            },
             left_keys: c.outer_keys,
             right_keys: c.inner_keys,
             filter: and_all(filters),
