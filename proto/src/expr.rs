@@ -317,9 +317,14 @@ impl Expr {
 
     /// Rewrites column indices through `map` (old index -> new index).
     pub fn remap_columns(&self, map: &dyn Fn(usize) -> usize) -> Expr {
-        let r = |e: &Expr| Box::new(e.remap_columns(map));
+        self.replace_columns(&|i| Expr::Column(map(i)))
+    }
+
+    /// This expression with each column reference replaced by `with(index)`.
+    pub fn replace_columns(&self, map: &dyn Fn(usize) -> Expr) -> Expr {
+        let r = |e: &Expr| Box::new(e.replace_columns(map));
         match self {
-            Expr::Column(i) => Expr::Column(map(*i)),
+            Expr::Column(i) => map(*i),
             Expr::Literal(v) => Expr::Literal(v.clone()),
             Expr::Binary { op, left, right } => Expr::Binary {
                 op: *op,
@@ -347,13 +352,13 @@ impl Expr {
                 negated,
             } => Expr::InList {
                 expr: r(expr),
-                list: list.iter().map(|e| e.remap_columns(map)).collect(),
+                list: list.iter().map(|e| e.replace_columns(map)).collect(),
                 negated: *negated,
             },
             Expr::Case { whens, otherwise } => Expr::Case {
                 whens: whens
                     .iter()
-                    .map(|(w, t)| (w.remap_columns(map), t.remap_columns(map)))
+                    .map(|(w, t)| (w.replace_columns(map), t.replace_columns(map)))
                     .collect(),
                 otherwise: otherwise.as_ref().map(|o| r(o)),
             },
@@ -367,7 +372,7 @@ impl Expr {
             },
             Expr::Func { func, args } => Expr::Func {
                 func: *func,
-                args: args.iter().map(|a| a.remap_columns(map)).collect(),
+                args: args.iter().map(|a| a.replace_columns(map)).collect(),
             },
         }
     }

@@ -152,7 +152,7 @@ fn connected_order(leaves: &[LogicalPlan], preds: &[Expr]) -> Option<Vec<usize>>
     let mut order = vec![0];
     let mut written_has_gap = false;
     for i in 1..leaves.len() {
-        if !linked(&order_prefix(i), i) {
+        if !linked(&(0..i).collect::<Vec<_>>(), i) {
             written_has_gap = true;
         }
     }
@@ -169,10 +169,6 @@ fn connected_order(leaves: &[LogicalPlan], preds: &[Expr]) -> Option<Vec<usize>>
         order.push(next);
     }
     (order != (0..leaves.len()).collect::<Vec<_>>()).then_some(order)
-}
-
-fn order_prefix(i: usize) -> Vec<usize> {
-    (0..i).collect()
 }
 
 /// Left-deep joins in `order`, each condition at the first join holding

@@ -70,18 +70,7 @@ impl Scope {
 
     /// Resolves `name` or `qualifier.name`, case-insensitively as DuckDB does.
     pub fn resolve(&self, qualifier: Option<&str>, name: &str) -> Result<usize> {
-        let q = qualifier.map(str::to_lowercase);
-        let matches: Vec<usize> = self
-            .columns
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.name.eq_ignore_ascii_case(name))
-            .filter(|(_, c)| match &q {
-                Some(q) => c.qualifier.as_deref() == Some(q.as_str()),
-                None => !c.hidden,
-            })
-            .map(|(i, _)| i)
-            .collect();
+        let matches = self.matching(qualifier, name);
         let shown = match qualifier {
             Some(q) => format!("{q}.{name}"),
             None => name.to_string(),
@@ -110,14 +99,29 @@ impl Scope {
         }
     }
 
+    /// The columns `qualifier.name` (or `name`) may refer to.
+    fn matching(&self, qualifier: Option<&str>, name: &str) -> Vec<usize> {
+        let q = qualifier.map(str::to_lowercase);
+        self.columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.name.eq_ignore_ascii_case(name))
+            .filter(|(_, c)| match &q {
+                Some(q) => c.qualifier.as_deref() == Some(q.as_str()),
+                None => !c.hidden,
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
     /// Resolves a name here or, failing that, in the enclosing queries'
     /// scopes (innermost first) as a correlated reference; the error is
     /// this scope's when no scope has it.
     pub fn resolve_any(&self, qualifier: Option<&str>, name: &str) -> Result<(usize, DataType)> {
+        // A name found here, once or ambiguously, is this scope's.
         let local = match self.resolve(qualifier, name) {
             Ok(i) => return Ok((i, self.columns[i].data_type.clone())),
-            // An ambiguous name is an error here, not a reference outside.
-            Err(e) if e.to_string().contains("Ambiguous") => return Err(e),
+            Err(e) if !self.matching(qualifier, name).is_empty() => return Err(e),
             Err(e) => e,
         };
         for (depth, scope) in self.outer.iter().rev().enumerate() {

@@ -390,13 +390,7 @@ impl Binder<'_> {
             )));
         }
         let st = sub_scope.columns[0].data_type.clone();
-        let t = common_type(&xt, &st, false, false).ok_or_else(|| {
-            SchedulerError::bind(format!(
-                "Cannot compare {} with {} in {text}",
-                sql_name(&xt),
-                sql_name(&st)
-            ))
-        })?;
+        let t = compared_type(&xt, &st, text)?;
         let x = cast_if_needed(x, &xt, &t);
         let q = cast_if_needed(Expr::Column(0), &st, &t);
         let width = plan.schema().fields().len();
@@ -559,13 +553,7 @@ impl Binder<'_> {
             for (i, v) in values.into_iter().enumerate() {
                 let (x, xt) = ExprBinder::new(scope).bind(v)?;
                 let st = sub_scope.columns[i].data_type.clone();
-                let t = common_type(&xt, &st, false, false).ok_or_else(|| {
-                    SchedulerError::bind(format!(
-                        "Cannot compare {} with {} in {text}",
-                        sql_name(&xt),
-                        sql_name(&st)
-                    ))
-                })?;
+                let t = compared_type(&xt, &st, &text)?;
                 left_keys.push(cast_if_needed(x, &xt, &t));
                 right_keys.push(cast_if_needed(Expr::Column(i), &st, &t));
             }
@@ -604,6 +592,17 @@ enum Quantified {
     NotIn,
     Any(BinaryOp),
     All(BinaryOp),
+}
+
+/// The type a value and a subquery's column are compared in.
+fn compared_type(xt: &DataType, st: &DataType, text: &str) -> Result<DataType> {
+    common_type(xt, st, false, false).ok_or_else(|| {
+        SchedulerError::bind(format!(
+            "Cannot compare {} with {} in {text}",
+            sql_name(xt),
+            sql_name(st)
+        ))
+    })
 }
 
 fn comparison(op: &BinaryOperator, text: &str) -> Result<BinaryOp> {

@@ -158,53 +158,7 @@ pub(super) fn over_no_rows(plan: &LogicalPlan, col: usize) -> Option<Expr> {
 }
 
 pub(super) fn substitute(e: &Expr, values: &std::collections::HashMap<usize, Expr>) -> Expr {
-    match e {
-        Expr::Column(c) => values.get(c).cloned().unwrap_or(Expr::Column(*c)),
-        Expr::Binary { op, left, right } => {
-            Expr::binary(*op, substitute(left, values), substitute(right, values))
-        }
-        Expr::Not(x) => Expr::Not(Box::new(substitute(x, values))),
-        Expr::Negative(x) => Expr::Negative(Box::new(substitute(x, values))),
-        Expr::IsNull(x) => Expr::IsNull(Box::new(substitute(x, values))),
-        Expr::IsNotNull(x) => Expr::IsNotNull(Box::new(substitute(x, values))),
-        Expr::Cast { expr, to } => substitute(expr, values).cast(to.clone()),
-        Expr::TryCast { expr, to } => Expr::TryCast {
-            expr: Box::new(substitute(expr, values)),
-            to: to.clone(),
-        },
-        Expr::Case { whens, otherwise } => Expr::Case {
-            whens: whens
-                .iter()
-                .map(|(w, t)| (substitute(w, values), substitute(t, values)))
-                .collect(),
-            otherwise: otherwise.as_ref().map(|o| Box::new(substitute(o, values))),
-        },
-        Expr::Func { func, args } => Expr::Func {
-            func: *func,
-            args: args.iter().map(|a| substitute(a, values)).collect(),
-        },
-        Expr::InList {
-            expr,
-            list,
-            negated,
-        } => Expr::InList {
-            expr: Box::new(substitute(expr, values)),
-            list: list.iter().map(|a| substitute(a, values)).collect(),
-            negated: *negated,
-        },
-        Expr::Like {
-            expr,
-            pattern,
-            negated,
-            case_insensitive,
-        } => Expr::Like {
-            expr: Box::new(substitute(expr, values)),
-            pattern: pattern.clone(),
-            negated: *negated,
-            case_insensitive: *case_insensitive,
-        },
-        Expr::Literal(_) => e.clone(),
-    }
+    e.replace_columns(&|c| values.get(&c).cloned().unwrap_or(Expr::Column(c)))
 }
 
 /// The subquery's single value per key (columns: keys, then the value);
